@@ -1,0 +1,156 @@
+"""The `stockledger` command: one entry point for operators (stack, produce, consume, worker, sink, replay)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from stockledger.config import Settings
+
+EXIT_USAGE = 2
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings().with_overrides(
+        home=Path(args.home) if getattr(args, "home", None) else None,
+        kafka_port=getattr(args, "kafka_port", None),
+        registry_port=getattr(args, "registry_port", None),
+        pg_port=getattr(args, "pg_port", None),
+        bootstrap_servers_env=getattr(args, "bootstrap_servers", None),
+        schema_registry_url_env=getattr(args, "schema_registry_url", None),
+        database_url_env=getattr(args, "database_url", None),
+    )
+
+
+# -- stack ----------------------------------------------------------------------------------------
+def cmd_stack(args: argparse.Namespace) -> int:
+    from stockledger.stack import Stack, StackError
+    from stockledger.topics import ensure_topics
+
+    settings = _settings(args)
+    stack = Stack(settings)
+    if args.action == "up":
+        try:
+            timings = stack.up(_progress)
+            ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
+        except StackError as exc:
+            print(f"stack up failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"stack ready in {timings['total']:.1f}s: kafka {settings.bootstrap_servers}, "
+              f"registry {settings.schema_registry_url}, postgres {settings.database_url}")
+        return 0
+    if args.action == "down":
+        stack.down(_progress)
+        return 0
+    rows = stack.status()
+    for s in rows:
+        state = f"running pid {s.pid} rss {s.rss_mib:.0f} MiB" if s.running else "stopped"
+        print(f"{s.name:9} {state:34} {s.address}  log {s.log}")
+    return 0 if all(s.running for s in rows) else 3
+
+
+# -- produce / consume ----------------------------------------------------------------------------
+def cmd_produce(args: argparse.Namespace) -> int:
+    from stockledger.produce import InputError, produce_file
+
+    try:
+        n = produce_file(_settings(args), args.topic, args.file, tenant=args.tenant, currency=args.currency,
+                         progress=_progress)
+    except (InputError, ValueError) as exc:
+        print(f"nothing published: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"nothing published: {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"published {n} records to {args.topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    from stockledger.consume import dump
+
+    if args.offset is not None and args.from_time is not None:
+        print("give --offset or --from-time, not both", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        dump(_settings(args), args.topic, sys.stdout, meta=args.meta, offset=args.offset,
+             from_time=args.from_time, partition=args.partition, follow=args.follow)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from stockledger.topics import ensure_topics
+    from streams.codec import Codec
+
+    settings = _settings(args)
+    ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
+    codec = Codec(settings.schema_registry_url)
+    from stockledger.topics import BY_NAME
+    for name in sorted(BY_NAME):
+        print(json.dumps({"topic": name, "subject": f"{name}-value", "schema_id": codec.register(name)}))
+    return 0
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (STOCKLEDGER_BOOTSTRAP_SERVERS)")
+    p.add_argument("--schema-registry-url", help="Confluent-compatible registry URL (STOCKLEDGER_SCHEMA_REGISTRY_URL)")
+    p.add_argument("--database-url", help="SQLAlchemy URL of the books (STOCKLEDGER_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stockledger", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="the local stack without Docker: Kafka (KRaft), Apicurio Registry, PostgreSQL")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--home", help="folder of the stack's data and logs (STOCKLEDGER_HOME)")
+    p.add_argument("--kafka-port", type=int, help="broker port; the controller uses the next one")
+    p.add_argument("--registry-port", type=int)
+    p.add_argument("--pg-port", type=int)
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("produce", help="validate a JSON / JSON-lines file against the topic's schema and publish it")
+    p.add_argument("topic")
+    p.add_argument("file", help="a JSON document, a JSON array or JSON lines; - for stdin")
+    p.add_argument("--tenant", help="tenant_id for records that have none (the seed examples)")
+    p.add_argument("--currency", default="USD", help="currency of mapped ERP order imports")
+    _connection_flags(p)
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("consume", help="print a topic's decoded records as JSON lines")
+    p.add_argument("topic")
+    p.add_argument("--offset", type=int, help="start at this offset in every partition (default: the beginning)")
+    p.add_argument("--from-time", help="start at the first record at or after this ISO-8601 time")
+    p.add_argument("--partition", type=int)
+    p.add_argument("--follow", action="store_true", help="keep reading new records")
+    p.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, key")
+    _connection_flags(p)
+    p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("topics", help="create the contract topics and register their schemas")
+    _connection_flags(p)
+    p.set_defaults(func=cmd_topics)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The one configuration object: environment variables with defaults that point at the local stack."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"STOCKLEDGER_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob in one place; flags override it with `replace`."""
+
+    home: Path = field(default_factory=lambda: Path(_env("HOME", str(PROJECT_ROOT / ".stack"))))
+    cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE_DIR", str(PROJECT_ROOT / ".cache"))))
+    kafka_port: int = field(default_factory=lambda: int(_env("KAFKA_PORT", "19092")))
+    registry_port: int = field(default_factory=lambda: int(_env("REGISTRY_PORT", "18081")))
+    pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", "15432")))
+    web_port: int = field(default_factory=lambda: int(_env("WEB_PORT", "6066")))
+    partitions: int = field(default_factory=lambda: int(_env("PARTITIONS", "4")))
+    tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
+    app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
+    bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
+    schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
+    database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap_servers_env or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def schema_registry_url(self) -> str:
+        return self.schema_registry_url_env or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def database_url(self) -> str:
+        return self.database_url_env or f"postgresql+psycopg2://postgres@127.0.0.1:{self.pg_port}/stockledger"
+
+    @property
+    def registry_database_url(self) -> str:
+        """JDBC URL of the database the schema registry keeps its data in."""
+        return f"jdbc:postgresql://127.0.0.1:{self.pg_port}/registry"
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load() -> Settings:
+    return Settings()

@@ -1,0 +1,87 @@
+"""The topic catalogue of the contract (SPEC sections 1 and 3): names, keys, schemas, compaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str  # file stem in schemas/
+    key_field: str | None = None  # the natural id inside `data`, for input topics
+    event_types: tuple[str, ...] = ()
+    compacted: bool = False
+    has_dlq: bool = True
+
+
+INPUTS = (
+    TopicSpec("catalog.updates", "catalog_update", "product_group_id", ("catalog.update",)),
+    TopicSpec("inventory.changes", "inventory_change", "sku", ("inventory.change",)),
+    TopicSpec("sales", "sale", "sale_id", ("sale.completed", "order.placed")),
+    TopicSpec("refunds", "refund", "sale_id", ("refund.issued",)),
+    TopicSpec("payments", "payment", "customer_ref", ("payment.received",)),
+    TopicSpec("customers", "customer_credit", "customer_ref", ("customer.credit",)),
+)
+OUTPUTS = (
+    TopicSpec("stock.levels", "stock_level", compacted=True, has_dlq=False),
+    TopicSpec("inventory.alerts", "inventory_alert", has_dlq=False),
+    TopicSpec("sales.outcomes", "sale_outcome", has_dlq=False),
+    TopicSpec("ledger.invoices", "invoice"),
+    TopicSpec("ledger.credit_notes", "credit_note"),
+    TopicSpec("ledger.payments", "ledger_payment"),
+    TopicSpec("ledger.journal", "journal_entry"),
+    TopicSpec("ledger.external_refs", "external_ref"),
+)
+DLQ_SCHEMA = "dead_letter"
+DLQ_SUFFIX = ".dlq"
+
+BY_NAME: dict[str, TopicSpec] = {t.name: t for t in INPUTS + OUTPUTS}
+for _t in INPUTS + OUTPUTS:
+    if _t.has_dlq:
+        BY_NAME[_t.name + DLQ_SUFFIX] = TopicSpec(_t.name + DLQ_SUFFIX, DLQ_SCHEMA, has_dlq=False)
+
+
+def spec(topic: str) -> TopicSpec:
+    """The contract of a topic; unknown names are a usage error, not a KeyError."""
+    try:
+        return BY_NAME[topic]
+    except KeyError:
+        raise ValueError(f"unknown topic {topic!r}; known: {', '.join(sorted(BY_NAME))}") from None
+
+
+def record_key(topic: str, record: dict) -> str:
+    """The SPEC key `<tenant_id>:<natural id>` of an input event."""
+    t = spec(topic)
+    if t.key_field is None:
+        raise ValueError(f"{topic} is not an input topic")
+    return f"{record['tenant_id']}:{record['data'][t.key_field]}"
+
+
+def ensure_topics(bootstrap: str, partitions: int, names: list[str] | None = None,
+                  log: Callable[[str], None] = lambda _m: None) -> list[str]:
+    """Create the contract topics that do not exist yet; returns the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=15).topics)
+    wanted = names if names is not None else sorted(BY_NAME)
+    new = []
+    for name in wanted:
+        if name in existing:
+            continue
+        config = {"cleanup.policy": "compact"} if BY_NAME.get(name, TopicSpec(name, "")).compacted else {}
+        new.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
+    if not new:
+        return []
+    created = []
+    for name, fut in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            fut.result()
+            created.append(name)
+            log(f"created topic {name}")
+        except Exception as exc:  # a concurrent creator is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

