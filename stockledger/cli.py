@@ -101,6 +101,22 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stockledger import demo
+    from stockledger.stack import StackError
+
+    settings = _settings(args)
+    try:
+        counts = demo.run(settings, _progress)
+    except StackError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"demo data published and read back ({sum(counts.values())} events, tenant '{demo.TENANT}').")
+    print(f"  look:   stockledger consume inventory.changes | head")
+    print(f"  stop:   stockledger stack down")
+    return 0
+
+
 def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (STOCKLEDGER_BOOTSTRAP_SERVERS)")
     p.add_argument("--schema-registry-url", help="Confluent-compatible registry URL (STOCKLEDGER_SCHEMA_REGISTRY_URL)")
@@ -136,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, key")
     _connection_flags(p)
     p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("demo", help="start the local stack and run the pipeline on demo data")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)

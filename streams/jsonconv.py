@@ -29,13 +29,15 @@ def _kind(value: Any) -> str:
 
 
 def parse_timestamp(value: Any, path: str = "") -> int:
-    """ISO-8601 text (Z or offset; naive means UTC) or epoch millis -> epoch millis."""
+    """ISO-8601 text (Z or offset; naive means UTC) or epoch millis (number or digits) -> epoch millis."""
     if isinstance(value, bool):
         raise FieldError(path, f"expected an ISO-8601 timestamp, got {value!r}")
     if isinstance(value, int):
         return value
     if isinstance(value, datetime):
         dt = value
+    elif isinstance(value, str) and value.isdigit():
+        return int(value)
     elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

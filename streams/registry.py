@@ -50,8 +50,13 @@ class RegistryClient:
         body = {"schema": schema, "schemaType": "AVRO"}
         return bool(self._call("POST", f"/compatibility/subjects/{subject}/versions/{version}", body)["is_compatible"])
 
-    def set_compatibility(self, subject: str, level: str) -> None:
-        self._call("PUT", f"/config/{subject}", {"compatibility": level})
+    def set_compatibility(self, level: str, subject: str | None = None) -> None:
+        """Set the rule for one subject, or the global default when no subject is given."""
+        self._call("PUT", f"/config/{subject}" if subject else "/config", {"compatibility": level})
+
+    def compatibility(self, subject: str | None = None) -> str:
+        body = self._call("GET", f"/config/{subject}" if subject else "/config")
+        return body.get("compatibilityLevel") or body.get("compatibility")
 
     def delete_subject(self, subject: str) -> None:
         self._call("DELETE", f"/subjects/{subject}")

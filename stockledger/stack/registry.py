@@ -10,6 +10,7 @@ import requests
 from stockledger.config import Settings
 from stockledger.stack import downloads
 from stockledger.stack._proc import Process, StackError, wait_until
+from streams.registry import RegistryClient
 
 
 class Registry:
@@ -52,6 +53,8 @@ class Registry:
 
     def wait(self, progress: Callable[[str], None]) -> None:
         wait_until(self._ready, 180, "answering the Confluent-compatible API", self.proc, progress)
+        # SPEC: every schema change must be BACKWARD compatible; Apicurio's default is NONE.
+        RegistryClient(self.settings.schema_registry_url).set_compatibility("BACKWARD")
 
     def stop(self) -> bool:
         return self.proc.stop(timeout=30)
