@@ -1,0 +1,118 @@
+"""Plain-dict conversion for the core's frozen dataclasses.
+
+The shell keeps states in Faust tables (RocksDB) as JSON, so every state and
+document converts to JSON-able dicts and back: Decimals as strings (exact, no
+float on the way), timestamps already epoch-millis ints, tuples as lists.
+One generic walker driven by the type hints keeps the classes free of
+hand-written, drift-prone converters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any, Self
+
+__all__ = ["Plain", "to_plain", "from_plain"]
+
+
+def to_plain(value: Any) -> Any:
+    """A dataclass (or anything inside one) -> JSON-able dicts, lists, str, int, bool, None."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (tuple, list)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    raise TypeError(f"cannot convert {type(value).__name__} to a plain value")
+
+
+@lru_cache(maxsize=None)
+def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, resolved type, has default) per field; memoised because resolving hints is slow."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+        if f.init
+    )
+
+
+def from_plain(tp: Any, value: Any) -> Any:
+    """Plain value -> instance of `tp` (dataclass, Decimal, tuple, optional, scalar)."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"unsupported union {tp}")
+        return from_plain(rest[0], value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list for {tp}, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_plain(args[0], v) for v in value)
+        return tuple(from_plain(a, v) for a, v in zip(args, value, strict=True))
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        args = typing.get_args(tp) or (str, Any)
+        return {from_plain(args[0], k): from_plain(args[1], v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping for {tp.__name__}, got {type(value).__name__}")
+        kwargs = {}
+        for name, ftp, has_default in _fields(tp):
+            if name in value:
+                kwargs[name] = from_plain(ftp, value[name])
+            elif not has_default:
+                raise KeyError(f"{tp.__name__}.{name} is missing")
+        return tp(**kwargs)
+    if tp is Decimal:
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"not a decimal: {value!r}") from None
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an int, got {type(value).__name__}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise TypeError(f"expected {tp.__name__}, got {type(value).__name__}")
+        return value
+    raise TypeError(f"unsupported type {tp}")
+
+
+class Plain:
+    """Mixin giving a frozen dataclass `to_dict()` / `from_dict()`."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (Decimals as strings, millis as ints)."""
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of `to_dict`; missing fields with defaults take their default."""
+        return from_plain(cls, data)
