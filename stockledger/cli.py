@@ -101,6 +101,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run
+
+    settings = _settings(args)
+    run(settings, args.id, web_port=args.web_port, datadir=Path(args.data_dir) if args.data_dir else None,
+        loglevel=args.loglevel)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stockledger import demo
     from stockledger.stack import StackError
@@ -152,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, key")
     _connection_flags(p)
     p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("worker", help="run a stream worker (Faust); start several to share the partitions")
+    p.add_argument("--id", default="1", help="worker name: its state folder is $STOCKLEDGER_HOME/workers/<id>")
+    p.add_argument("--web-port", type=int, help="HTTP port (STOCKLEDGER_WEB_PORT, default 6066)")
+    p.add_argument("--data-dir", help="RocksDB state folder (default: $STOCKLEDGER_HOME/workers/<id>)")
+    p.add_argument("--loglevel", default="warning")
+    _connection_flags(p)
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="start the local stack and run the pipeline on demo data")
     p.set_defaults(func=cmd_demo)

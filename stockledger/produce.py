@@ -102,6 +102,9 @@ def producer_config(settings: Settings) -> dict:
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         "enable.idempotence": True,
+        # Java's partitioner (murmur2), as Faust and aiokafka use: a key lands on the same partition
+        # whoever produces it, so co-partitioned topics and HTTP routing agree.
+        "partitioner": "murmur2_random",
         "acks": "all",
         "linger.ms": 10,
         "batch.size": 1_000_000,

@@ -57,3 +57,36 @@ def codec(stack, settings):
 def tenant() -> str:
     """A tenant of its own per test, so tests sharing the contract topics never see each other."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def publish(stack, settings, codec):
+    """publish(topic, events): validate and publish contract events like `stockledger produce`."""
+    from stockledger.produce import prepare, publish as _publish
+
+    def _go(topic: str, events: list[dict]) -> int:
+        return _publish(settings, topic, prepare(topic, "<test>", events), codec=codec)
+
+    return _go
+
+
+@pytest.fixture(scope="session")
+def raw_producer(stack, settings):
+    """A plain producer for bytes that are not ours (poison pills), with the project's partitioner."""
+    from confluent_kafka import Producer
+
+    from stockledger.produce import producer_config
+
+    producer = Producer(producer_config(settings))
+    yield producer
+    producer.flush(30)
+
+
+@pytest.fixture(scope="session")
+def worker(stack, settings):
+    """One stream worker for the whole run (tests isolate themselves by tenant)."""
+    from stockledger.testing import WorkerProcess
+
+    w = WorkerProcess(settings, "w1", int(os.environ["STOCKLEDGER_WEB_PORT"])).start().wait_ready(180)
+    yield w
+    w.stop()

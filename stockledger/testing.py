@@ -1,0 +1,108 @@
+"""Helpers for tests and benchmarks that drive real worker processes against a real stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import requests
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from stockledger.config import Settings
+
+
+@dataclass
+class WorkerProcess:
+    """A `stockledger worker` subprocess with its own state folder and web port."""
+
+    settings: Settings
+    worker_id: str
+    web_port: int
+    command: str = "worker"
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def logfile(self) -> Path:
+        return self.settings.home / "workers" / f"{self.worker_id}.log"
+
+    def start(self) -> "WorkerProcess":
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.logfile, "ab")
+        argv = [sys.executable, "-m", "stockledger.cli", self.command, "--id", self.worker_id,
+                "--web-port", str(self.web_port), "--loglevel", "warning", *self.extra_args]
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=dict(os.environ), start_new_session=True)
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 90) -> "WorkerProcess":
+        """Until /health says the tables are recovered (it answers 503 while recovering)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.worker_id} exited {self.proc.returncode}; log {self.logfile}")
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"worker {self.worker_id} not ready after {timeout}s; log {self.logfile}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def get(self, path: str, **params: str) -> requests.Response:
+        return requests.get(self.url + path, params=params, timeout=30)
+
+
+def committed_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
+    """Records of `topics` not yet committed by `group` (what a restart would still process)."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        tps = []
+        for topic in topics:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            tps += [TopicPartition(topic, p) for p in parts]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=15)}
+        lag = 0
+        for tp in tps:
+            high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            done = committed[(tp.topic, tp.partition)]
+            lag += high - (done if done >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
+        del admin
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")

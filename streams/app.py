@@ -1,0 +1,124 @@
+"""The Faust application: topics, tables and the shared pieces every agent and view uses.
+
+Values cross Kafka as raw bytes and are decoded by the one codec inside the agents, so a record
+that does not decode reaches the dead-letter queue instead of crashing the agent. Keys are plain
+UTF-8 `<tenant>:<id>` strings; Faust's murmur2 partitioner matches the producers' (`murmur2_random`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from stockledger.config import Settings
+from stockledger.topics import BY_NAME, DLQ_SUFFIX
+from streams.codec import Codec, DecodeError
+from streams.jsonconv import format_timestamp
+from streams.metrics import Metrics
+
+log = logging.getLogger("stockledger.worker")
+
+CATALOG_ITEMS = "stockledger-catalog-items"  # internal: one message per variant, keyed by SKU
+
+
+@dataclass
+class Pipeline:
+    """Everything the agents and views share; built once per worker by `create_app`."""
+
+    settings: Settings
+    app: faust.App
+    codec: Codec
+    metrics: Metrics = field(default_factory=Metrics)
+    topics: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, name: str, internal: bool = False, json_values: bool = False) -> Any:
+        """One Faust topic object per name; raw bytes unless the topic is internal JSON."""
+        t = self.topics.get(name)
+        if t is None:
+            t = self.app.topic(name, key_type=str, key_serializer="raw",
+                               value_type=None if json_values else bytes,
+                               value_serializer="json" if json_values else "raw",
+                               internal=internal, partitions=self.settings.partitions)
+            self.topics[name] = t
+        return t
+
+    def table(self, name: str) -> Any:
+        t = self.tables.get(name)
+        if t is None:
+            schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+            t = self.app.Table(name, schema=schema, partitions=self.settings.partitions, default=None)
+            self.tables[name] = t
+        return t
+
+    async def emit(self, topic: str, key: str, record: dict) -> None:
+        """Encode with the one codec and send; Faust flushes before it commits the input offset."""
+        await self.topic(topic).send(key=key, value=self.codec.encode(topic, record))
+
+    async def dead_letter(self, event: EventT, error: str, stage: str, source: str | None = None) -> None:
+        """Keep the original key and bytes with the reason; the agent carries on with the next record.
+
+        `source` names the contract topic whose DLQ gets it when the event came from an internal topic.
+        """
+        msg = event.message
+        source = source or msg.topic
+        key = msg.key if isinstance(msg.key, (bytes, type(None))) else str(msg.key).encode()
+        value = msg.value if isinstance(msg.value, (bytes, type(None))) else json.dumps(event.value).encode()
+        record = {"key": key, "value": value, "topic": msg.topic, "partition": msg.partition,
+                  "offset": msg.offset, "error": error, "stage": stage, "failed_at": int(time.time() * 1000)}
+        self.metrics.dead_lettered[source] += 1
+        log.warning("dead letter %s[%s]@%s: %s", source, msg.partition, msg.offset, error)
+        await self.topic(source + DLQ_SUFFIX).send(
+            key=key.decode("utf-8", "replace") if key is not None else None,
+            value=self.codec.encode(source + DLQ_SUFFIX, record))
+
+    def decode(self, event: EventT) -> dict:
+        return self.codec.decode(event.message.value)
+
+    def observe(self, event: EventT) -> None:
+        msg = event.message
+        self.metrics.observe(msg.topic, time.time() - msg.timestamp)
+
+    def register_schemas(self) -> None:
+        """Every schema this worker writes, registered before the first event (no HTTP on the hot path)."""
+        for name in BY_NAME:
+            self.codec.register(name)
+
+
+def create_app(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_port=web_port,
+        web_bind="127.0.0.1",
+        canonical_url=f"http://127.0.0.1:{web_port}",
+        processing_guarantee="at_least_once",
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_partitioner=None,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        web_transport="tcp://",
+    )
+    pipeline = Pipeline(settings, app, Codec(settings.schema_registry_url))
+    return pipeline
+
+
+def to_iso(millis: int | None) -> str | None:
+    return None if not millis else format_timestamp(millis)
+
+
+__all__ = ["Pipeline", "create_app", "DecodeError", "CATALOG_ITEMS", "to_iso"]
