@@ -106,3 +106,30 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+STREAM_INPUTS = ("inventory.changes", "catalog.updates", "stockledger-catalog-items")
+
+
+def settle(settings: Settings, timeout: float = 180) -> None:
+    """Every input record consumed and committed by the worker group, so every effect is visible."""
+    wait_for(lambda: committed_lag(settings, settings.app_id, STREAM_INPUTS) == 0, timeout, "the workers to catch up")
+
+
+def inventory_event(tenant: str, event_id: str, sku: str, minute: int, **data: object) -> dict:
+    return {"event_id": event_id, "event_type": "inventory.change", "tenant_id": tenant,
+            "timestamp": f"2026-03-01T10:{minute:02d}:00Z", "data": {"sku": sku, **data}}
+
+
+def stock_of(worker: WorkerProcess, tenant: str, sku: str) -> dict:
+    r = worker.get(f"/stock/{sku}", tenant=tenant)
+    if r.status_code != 200:
+        raise AssertionError(f"GET /stock/{sku}: {r.status_code} {r.text}")
+    return r.json()
+
+
+def tenant_records(settings: Settings, topic: str, tenant: str) -> list[dict]:
+    """A topic's records whose key belongs to `tenant`, in partition order."""
+    from stockledger.consume import records
+
+    return [r for r in records(settings, topic) if r["key"] and r["key"].startswith(f"{tenant}:")]

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 from aiohttp import web as aioweb
-from faust.exceptions import SameNode
+from aiokafka.partitioner import murmur2
 
 from streams.app import Pipeline, to_iso
 from streams.stock import StockShell
@@ -30,14 +30,35 @@ def tenant_of(request: Any) -> str | None:
     return tenant or None
 
 
+def owner_url(p: Pipeline, table: str, key: str) -> str | None:
+    """The URL of the worker whose active partitions hold `key` of `table`.
+
+    faust-streaming 0.15.3's own router looks its map up by partition number while the map is keyed
+    by (topic, partition), so it never finds an owner; this reads the same assignment directly.
+    """
+    topic = p.tables[table].changelog_topic.get_topic_name()
+    partition = (murmur2(key.encode()) & 0x7FFFFFFF) % p.settings.partitions
+    for url, tps in p.app.assignor.changelog_distribution.items():
+        if partition in tps.get(topic, ()):
+            return str(url).rstrip("/")
+    return None
+
+
 async def routed(p: Pipeline, table: str, key: str, request: Any, local: Any) -> Any:
-    """Answer from this worker if it owns `key`, else forward to the owner."""
-    try:
-        return await p.app.router.route_req(table, key, p.app.web, request)
-    except SameNode:
+    """Answer from this worker if it owns `key`, else forward the request to the owner."""
+    owner = owner_url(p, table, key)
+    if owner is None:
+        return error(503, f"no worker owns {key!r} right now (rebalancing); retry shortly")
+    if owner == str(p.app.conf.canonical_url).rstrip("/") or request.query.get("routed") == "1":
         return await local()
-    except Exception as exc:  # no assignment yet (rebalancing) or the owner is unreachable
-        return error(503, f"the owner of {key!r} cannot answer right now: {exc.__class__.__name__}")
+    params = {**request.query, "routed": "1"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.get(owner + request.path, params=params) as resp:
+                return aioweb.Response(body=await resp.read(), status=resp.status,
+                                       content_type=resp.content_type, charset=resp.charset)
+    except aiohttp.ClientError as exc:
+        return error(503, f"the owner of {key!r} ({owner}) cannot answer right now: {exc.__class__.__name__}")
 
 
 def stock_view(state: Any, catalog: dict | None) -> dict:

@@ -9,36 +9,15 @@ from pathlib import Path
 import pytest
 
 from stockledger import cli
-from stockledger.consume import records
-from stockledger.testing import committed_lag, wait_for
-from streams.app import CATALOG_ITEMS
+from stockledger.testing import inventory_event as inv
+from stockledger.testing import settle, tenant_records
+from stockledger.testing import stock_of as stock
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed003"
-INPUTS = ["inventory.changes", "catalog.updates", CATALOG_ITEMS]
 
 
 def ts(minute: int) -> str:
     return f"2026-03-01T10:{minute:02d}:00Z"
-
-
-def inv(tenant: str, event_id: str, sku: str, minute: int, **data) -> dict:
-    return {"event_id": event_id, "event_type": "inventory.change", "tenant_id": tenant, "timestamp": ts(minute),
-            "data": {"sku": sku, **data}}
-
-
-def settle(settings) -> None:
-    """Every input record consumed and committed by the worker group (so every effect is visible)."""
-    wait_for(lambda: committed_lag(settings, settings.app_id, INPUTS) == 0, 120, "the worker to catch up")
-
-
-def stock(worker, tenant: str, sku: str) -> dict:
-    r = worker.get(f"/stock/{sku}", tenant=tenant)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def tenant_records(settings, topic: str, tenant: str) -> list[dict]:
-    return [r for r in records(settings, topic) if r["key"] and r["key"].startswith(f"{tenant}:")]
 
 
 def test_absolute_then_deltas_in_any_arrival_order(worker, publish, settings, tenant):

@@ -1,0 +1,135 @@
+"""Faults: poison pills, SIGKILL mid-stream, two workers sharing the partitions."""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+import time
+
+from stockledger.consume import records
+from stockledger.testing import STREAM_INPUTS as INPUTS
+from stockledger.testing import WorkerProcess, committed_lag, settle, tenant_records, wait_for
+from stockledger.testing import inventory_event as inv
+from stockledger.testing import stock_of as stock
+from streams.core.stock import StockState, apply_absolute, apply_delta
+
+
+def test_poison_pills_land_in_the_dlq_and_good_events_are_applied(worker, publish, raw_producer, settings, tenant,
+                                                                   codec):
+    good = [inv(tenant, f"g{n}", "PP", n, quantity_change=1) for n in range(1, 11)]
+    key = f"{tenant}:PP".encode()
+    pills = {
+        b"not avro at all": "not Confluent wire format: magic byte 110, expected 0",
+        struct.pack(">bI", 0, 987654321) + b"\x02\x04": "unknown schema id 987654321",
+        b"\x00\x00": "not Confluent wire format: value is empty or shorter than 5 bytes",
+    }
+    valid_header = codec.encode("inventory.changes", {**good[0], "timestamp": 0, "source": None,
+                                                      "data": {"sku": "PP", "location_id": None, "new_quantity": None,
+                                                               "quantity_change": 1, "reason": None,
+                                                               "reference_id": None}})[:5]
+    pills[valid_header + b"\xff\xff\xff"] = "corrupt Avro body"
+    for n, event in enumerate(good):
+        publish("inventory.changes", [event])
+        pill = list(pills)[n % len(pills)] if n < len(pills) else None
+        if pill is not None:
+            raw_producer.produce("inventory.changes", pill, key)
+            raw_producer.flush(10)
+    settle(settings)
+    assert stock(worker, tenant, "PP")["on_hand"] == 10
+    dlq = tenant_records(settings, "inventory.changes.dlq", tenant)
+    assert len(dlq) == len(pills)
+    sources = {r["offset"]: r for r in records(settings, "inventory.changes") if r["key"] == key.decode()}
+    for r in dlq:
+        v = r["value"]
+        assert v["stage"] == "decode" and v["topic"] == "inventory.changes"
+        original = base64.b64decode(v["value"])
+        assert any(v["error"].startswith(why) for pill, why in pills.items() if pill == original)
+        assert base64.b64decode(v["key"]) == key
+        assert sources[v["offset"]]["partition"] == v["partition"]
+
+
+def _crash_events(tenant: str, n: int, skus: int, seed: int = 7) -> list[dict]:
+    """Absolutes and deltas with distinct timestamps, so the fold has one right answer."""
+    rng = random.Random(seed)
+    base = 1_767_000_000_000
+    out = []
+    for i in range(n):
+        sku = f"K{rng.randrange(skus):04d}"
+        stamp = base + i * 1000  # distinct: a fold with one right answer
+        data: dict = {"sku": sku}
+        if rng.random() < 0.1:
+            data["new_quantity"] = rng.randrange(0, 100)
+        else:
+            data["quantity_change"] = rng.choice([-3, -2, -1, 1, 2, 4])
+        out.append({"event_id": f"c{i}", "event_type": "inventory.change", "tenant_id": tenant,
+                    "timestamp": stamp, "data": data})
+    rng.shuffle(out)  # arrival order differs from timestamp order
+    return out
+
+
+def _fold(events: list[dict]) -> dict[str, int]:
+    states: dict[str, StockState] = {}
+    for e in events:
+        sku = e["data"]["sku"]
+        s = states.get(sku) or StockState(e["tenant_id"], sku)
+        if e["data"].get("new_quantity") is not None:
+            s = apply_absolute(s, e["data"]["new_quantity"], e["timestamp"], e["event_id"]).state
+        else:
+            s = apply_delta(s, e["data"]["quantity_change"], e["timestamp"], e["event_id"]).state
+        states[sku] = s
+    return {sku: s.on_hand for sku, s in states.items()}
+
+
+def test_sigkill_twice_mid_stream_changes_nothing(worker, publish, settings, tenant):
+    unique = _crash_events(tenant, 47_500, skus=500)
+    rng = random.Random(11)
+    dupes = rng.sample(unique, 2_500)  # 5% of the 50k published are redeliveries of an event_id
+    stream = unique + dupes
+    rng.shuffle(stream)
+    expected = _fold(unique)
+    before = committed_lag(settings, settings.app_id, INPUTS)
+    assert before == 0
+    publish("inventory.changes", stream)
+    for kill in range(2):
+        # kill while the worker is mid-stream: some but not all of the events are committed
+        wait_for(lambda: committed_lag(settings, settings.app_id, INPUTS) < len(stream) * (0.8 - 0.35 * kill),
+                 180, f"progress before kill {kill + 1}", interval=0.2)
+        assert committed_lag(settings, settings.app_id, INPUTS) > 0
+        worker.kill()
+        worker.start().wait_ready(180)
+    settle(settings)
+    got = {}
+    for sku in expected:
+        got[sku] = stock(worker, tenant, sku)["on_hand"]
+    assert got == expected
+    last = {}
+    for r in tenant_records(settings, "stock.levels", tenant):
+        last[r["value"]["sku"]] = r["value"]["on_hand"]
+    assert last == expected
+
+
+def test_two_workers_answer_for_every_sku(worker, publish, settings, tenant):
+    events = [inv(tenant, f"w{n}", f"W{n:03d}", 1, new_quantity=n) for n in range(60)]
+    second = WorkerProcess(settings, "w2", worker.web_port + 1).start()
+    try:
+        second.wait_ready(180)
+        wait_for(lambda: len(second.get("/health").json()["assigned"]) > 0
+                 and len(worker.get("/health").json()["assigned"]) > 0, 120, "partitions shared by both workers")
+        publish("inventory.changes", events)
+        settle(settings)
+        for w in (worker, second):
+            for n in range(60):
+                assert stock(w, tenant, f"W{n:03d}")["on_hand"] == n
+            rows = w.get("/inventory/snapshot", tenant=tenant).json()
+            assert sorted((r["sku"], r["qty"]) for r in rows) == [(f"W{n:03d}", n) for n in range(60)]
+        mine = {tp.split(":")[0] + ":" + tp.split(":")[1] for tp in second.get("/health").json()["assigned"]
+                if tp.startswith("inventory.changes:")}
+        theirs = {tp for tp in worker.get("/health").json()["assigned"] if tp.startswith("inventory.changes:")}
+        assert mine and theirs and not (mine & theirs)
+    finally:
+        second.stop()
+    time.sleep(1)
+    wait_for(lambda: worker.get("/health").status_code == 200 and
+             len([tp for tp in worker.get("/health").json()["assigned"] if tp.startswith("inventory.changes:")])
+             == settings.partitions, 120, "the first worker to take every partition back")
