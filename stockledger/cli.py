@@ -120,9 +120,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
-    print(f"demo data published and read back ({sum(counts.values())} events, tenant '{demo.TENANT}').")
-    print(f"  look:   stockledger consume inventory.changes | head")
-    print(f"  stop:   stockledger stack down")
+    url = f"http://127.0.0.1:{settings.web_port}"
+    print(f"stockledger is running on demo data ({sum(counts.values())} events, tenant '{demo.TENANT}'):")
+    print(f"  stock of a SKU:   curl '{url}/stock/SKU-001-RED?tenant={demo.TENANT}'")
+    print(f"  every SKU (CSV):  curl '{url}/inventory/snapshot?tenant={demo.TENANT}&format=csv'")
+    print(f"  health, metrics:  curl {url}/health ; curl {url}/metrics")
+    print(f"  levels topic:     .venv/bin/stockledger consume stock.levels | head")
+    print(f"  stop everything:  .venv/bin/stockledger stack down")
     return 0
 
 

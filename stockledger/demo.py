@@ -85,25 +85,48 @@ def demo_set(tenant: str = TENANT) -> dict[str, list[dict]]:
     }
 
 
+def start_background(settings: Settings, name: str, argv: list[str], progress: Callable[[str], None]) -> None:
+    """A worker or sink that outlives this command; `stockledger stack down` stops it."""
+    import sys
+
+    from stockledger.stack._proc import Process
+
+    proc = Process(name, settings.home / "run")
+    if proc.pid() is None:
+        proc.spawn([sys.executable, "-m", "stockledger.cli", *argv])
+        progress(f"{name}: started (log {proc.logfile})")
+
+
 def run(settings: Settings, progress: Callable[[str], None]) -> dict[str, int]:
-    """Start the stack, publish the demo set, read it back; returns records per topic read back."""
-    from stockledger.consume import records
+    """Start the stack and a worker, publish the demo set, wait until the worker has applied it."""
+    import requests
+
     from stockledger.produce import prepare, publish
     from stockledger.stack import Stack
+    from stockledger.testing import committed_lag, wait_for
     from stockledger.topics import ensure_topics
     from streams.codec import Codec
 
     Stack(settings).up(progress)
     ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
+    start_background(settings, "worker-demo", ["worker", "--id", "demo", "--web-port", str(settings.web_port)],
+                     progress)
+    url = f"http://127.0.0.1:{settings.web_port}"
+    wait_for(lambda: _healthy(requests, url), 180, "the worker to be ready")
     codec = Codec(settings.schema_registry_url)
     counts: dict[str, int] = {}
     for topic, events in demo_set().items():
-        n = publish(settings, topic, prepare(topic, "<demo>", events), codec=codec)
-        progress(f"published {n} demo events to {topic}")
-    for topic, events in demo_set().items():
-        ids = {e["event_id"] for e in events}
-        seen = {r["value"]["event_id"] for r in records(settings, topic, codec=codec)
-                if r["value"].get("tenant_id") == TENANT} & ids
-        counts[topic] = len(seen)
-        progress(f"read back {len(seen)}/{len(ids)} from {topic}")
+        counts[topic] = publish(settings, topic, prepare(topic, "<demo>", events), codec=codec)
+        progress(f"published {counts[topic]} demo events to {topic}")
+    stream_inputs = ["catalog.updates", "inventory.changes", "stockledger-catalog-items"]
+    wait_for(lambda: committed_lag(settings, settings.app_id, stream_inputs) == 0, 300,
+             "the worker to apply the demo events")
+    progress("the worker has applied every demo event")
     return counts
+
+
+def _healthy(requests, url: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return requests.get(url + "/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

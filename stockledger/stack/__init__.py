@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from stockledger.config import Settings
-from stockledger.stack._proc import StackError, rss_mib
+from stockledger.stack._proc import Process, StackError, rss_mib
 from stockledger.stack.kafka import Kafka
 from stockledger.stack.postgres import Postgres
 from stockledger.stack.registry import Registry
@@ -67,7 +67,15 @@ class Stack:
         timings["total"] = time.monotonic() - t0
         return timings
 
+    def background_processes(self) -> list[Process]:
+        """Workers and sinks started in the background by `demo` (their pid files live in home/run)."""
+        run = self.settings.home / "run"
+        return [Process(p.stem, run) for p in sorted(run.glob("*.pid"))] if run.exists() else []
+
     def down(self, progress: Callable[[str], None] = print) -> None:
+        for proc in self.background_processes():
+            if proc.stop(timeout=30):
+                progress(f"{proc.name}: stopped")
         for part in (self.registry, self.kafka, self.postgres):
             stopped = part.stop()
             progress(f"{part.name}: {'stopped' if stopped else 'was not running'}")
