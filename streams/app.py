@@ -108,6 +108,14 @@ def create_app(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
         canonical_url=f"http://127.0.0.1:{web_port}",
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,
+        # A killed worker's partitions move after this long; Faust's default (60 s) makes every
+        # crash-restart wait a minute for the dead member to expire.
+        broker_session_timeout=10.0,
+        # Batches instead of one produce request per table write or output: the changelogs and
+        # outputs of a busy partition go out together.
+        producer_linger_ms=10,
+        producer_max_batch_size=1_000_000,
+        broker_heartbeat_interval=2.0,
         consumer_auto_offset_reset="earliest",
         producer_partitioner=None,
         stream_wait_empty=False,
