@@ -108,12 +108,21 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-STREAM_INPUTS = ("inventory.changes", "catalog.updates", "stockledger-catalog-items")
+STREAM_INPUTS = ("inventory.changes", "catalog.updates", "sales", "refunds", "payments", "customers",
+                 "stockledger-catalog-items", "stockledger-sku-commands", "stockledger-sale-replies",
+                 "stockledger-credit-commands")
 
 
 def settle(settings: Settings, timeout: float = 180) -> None:
-    """Every input record consumed and committed by the worker group, so every effect is visible."""
-    wait_for(lambda: committed_lag(settings, settings.app_id, STREAM_INPUTS) == 0, timeout, "the workers to catch up")
+    """Every input and saga message consumed and committed by the worker group, twice in a row
+    a commit interval apart (a saga step produces its next message before its offset commits)."""
+    def idle() -> bool:
+        if committed_lag(settings, settings.app_id, STREAM_INPUTS) != 0:
+            return False
+        time.sleep(1.2)
+        return committed_lag(settings, settings.app_id, STREAM_INPUTS) == 0
+
+    wait_for(idle, timeout, "the workers to catch up")
 
 
 def inventory_event(tenant: str, event_id: str, sku: str, minute: int, **data: object) -> dict:

@@ -231,7 +231,7 @@ def to_json(value: Any) -> Any:
     """An Avro datum as JSON-able data: decimals as exact text, timestamps as ISO-8601 UTC, bytes as base64."""
     if isinstance(value, dict):
         return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     if isinstance(value, Decimal):
         return format_decimal(value)

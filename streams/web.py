@@ -16,6 +16,8 @@ from aiohttp import web as aioweb
 from aiokafka.partitioner import murmur2
 
 from streams.app import Pipeline, to_iso
+from streams.jsonconv import format_decimal
+from streams.sales import SalesShell
 from streams.stock import StockShell
 
 CHUNK = 1000
@@ -73,8 +75,37 @@ def stock_view(state: Any, catalog: dict | None) -> dict:
     return body
 
 
-def install(p: Pipeline, shell: StockShell) -> None:
+def install(p: Pipeline, shell: StockShell, sales: SalesShell) -> None:
     app = p.app
+
+    @app.page("/credit/{customer_ref}")
+    async def get_credit(web: Any, request: Any, customer_ref: str) -> Any:
+        tenant = tenant_of(request)
+        if tenant is None:
+            return error(400, "query parameter 'tenant' is required")
+        key = f"{tenant}:{customer_ref}"
+
+        async def local() -> Any:
+            if sales.credit.get(key) is None:
+                return error(404, f"unknown customer {customer_ref!r} for tenant {tenant!r}")
+            return aioweb.json_response(credit_view(sales.credit_state(tenant, customer_ref)))
+
+        return await routed(p, "credit", key, request, local)
+
+    @app.page("/sales/{sale_id}")
+    async def get_sale(web: Any, request: Any, sale_id: str) -> Any:
+        tenant = tenant_of(request)
+        if tenant is None:
+            return error(400, "query parameter 'tenant' is required")
+        key = f"{tenant}:{sale_id}"
+
+        async def local() -> Any:
+            rec = sales.sales.get(key)
+            if rec is None:
+                return error(404, f"unknown sale {sale_id!r} for tenant {tenant!r}")
+            return aioweb.json_response(sale_view(rec))
+
+        return await routed(p, "sales", key, request, local)
 
     @app.page("/stock/{sku}")
     async def get_stock(web: Any, request: Any, sku: str) -> Any:
@@ -151,6 +182,33 @@ def install(p: Pipeline, shell: StockShell) -> None:
             if read is not None:
                 lag.append((tp.topic, tp.partition, max(end - read - 1, 0)))
         return aioweb.Response(text=p.metrics.render(lag), content_type="text/plain", charset="utf-8")
+
+
+def credit_view(state: Any) -> dict:
+    available = state.available
+    return {
+        "tenant_id": state.tenant_id, "customer_ref": state.customer_ref,
+        "credit_limit": format_decimal(state.credit_limit), "outstanding": format_decimal(state.outstanding),
+        "available": None if available is None else format_decimal(available), "on_hold": state.on_hold,
+        "held_for_orders": format_decimal(state.held),
+        "open_invoices": [{"invoice_id": i.invoice_id, "total": format_decimal(i.total),
+                           "paid": format_decimal(i.paid), "credited": format_decimal(i.credited),
+                           "remaining": format_decimal(i.remaining), "status": i.status} for i in state.open_invoices],
+    }
+
+
+def sale_view(rec: dict) -> dict:
+    outcome = rec.get("outcome")
+    return {
+        "tenant_id": rec["tenant_id"], "sale_id": rec["sale_id"], "event_id": rec["event_id"],
+        "status": rec["status"], "outcome": outcome["outcome"] if outcome else None,
+        "reasons": outcome["reasons"] if outcome else [], "credit": outcome["credit"] if outcome else None,
+        "document_ids": outcome["document_ids"] if outcome else [],
+        "total": outcome["total"] if outcome else None, "currency": rec["sale"]["currency"],
+        "refunds": [{"refund_id": rid, "outcome": r["outputs"][-1][2]["outcome"],
+                     "document_ids": r["outputs"][-1][2]["document_ids"]}
+                    for rid, r in rec["refund_results"].items()],
+    }
 
 
 def _csv_line(row: dict) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stockledger.config import Settings
 from stockledger.topics import ensure_topics
-from streams import stock, web
+from streams import sales, stock, web
 from streams.app import Pipeline, create_app
 
 
@@ -15,7 +15,8 @@ def build(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
     """The app with every agent and view installed (tests and the CLI build it the same way)."""
     p = create_app(settings, datadir, web_port)
     shell = stock.install(p)
-    web.install(p, shell)
+    sales_shell = sales.install(p, shell)
+    web.install(p, shell, sales_shell)
     return p
 
 
