@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start the local stack and run the pipeline on demo data")
     p.set_defaults(func=cmd_demo)
 
+    from connectors.commands import register as register_connectors
+
+    register_connectors(sub)
+
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)
     p.set_defaults(func=cmd_topics)

@@ -7,6 +7,7 @@ UTF-8 `<tenant>:<id>` strings; Faust's murmur2 partitioner matches the producers
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ from faust.types import EventT
 
 from stockledger.config import Settings
 from stockledger.topics import BY_NAME, DLQ_SUFFIX
-from streams.codec import Codec, DecodeError
+from streams.codec import Codec, DecodeError, RegistryUnavailable
 from streams.jsonconv import format_timestamp
 from streams.metrics import Metrics
 
@@ -80,8 +81,16 @@ class Pipeline:
             key=key.decode("utf-8", "replace") if key is not None else None,
             value=self.codec.encode(source + DLQ_SUFFIX, record))
 
-    def decode(self, event: EventT) -> dict:
-        return self.codec.decode(event.message.value)
+    async def decode(self, event: EventT) -> dict:
+        """The event's record; while the registry is down, wait (a record is never dead-lettered for that)."""
+        delay = 0.5
+        while True:
+            try:
+                return self.codec.decode(event.message.value)
+            except RegistryUnavailable as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def observe(self, event: EventT) -> None:
         msg = event.message

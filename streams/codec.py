@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import requests
 
 from stockledger.topics import spec
-from streams.registry import RegistryClient
+from streams.registry import RegistryClient, RegistryError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 _HEADER = struct.Struct(">bI")
@@ -26,6 +27,10 @@ MAGIC = 0
 
 class DecodeError(ValueError):
     """Bytes that are not a record of ours: wrong magic byte, unknown schema id, corrupt body."""
+
+
+class RegistryUnavailable(OSError):
+    """The registry could not be asked for a schema: an outage to wait out, never a bad record."""
 
 
 @lru_cache(maxsize=None)
@@ -70,8 +75,12 @@ class Codec:
         if parsed is None:
             try:
                 text = self.client.schema_by_id(schema_id)
-            except Exception as exc:
-                raise DecodeError(f"unknown schema id {schema_id}: {exc}") from None
+            except RegistryError as exc:
+                if exc.status == 404:
+                    raise DecodeError(f"unknown schema id {schema_id}: {exc}") from None
+                raise RegistryUnavailable(f"schema registry failed for id {schema_id}: {exc}") from None
+            except requests.RequestException as exc:
+                raise RegistryUnavailable(f"schema registry unreachable for id {schema_id}: {exc}") from None
             parsed = fastavro.parse_schema(json.loads(text))
             self._writers[schema_id] = parsed
         return parsed

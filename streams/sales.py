@@ -31,7 +31,7 @@ from typing import Any
 from faust.types import EventT
 
 from streams.app import Pipeline
-from streams.codec import local_schema
+from streams.codec import DecodeError, local_schema
 from streams.core import credit as cr
 from streams.core import stock as sk
 from streams.core.idempotency import fingerprint
@@ -178,8 +178,8 @@ async def handle_sale(shell: SalesShell, event: EventT) -> None:
     p = shell.p
     p.observe(event)
     try:
-        record = p.decode(event)
-    except Exception as exc:  # DecodeError and anything the bytes make the decoder raise
+        record = await p.decode(event)
+    except DecodeError as exc:
         await p.dead_letter(event, str(exc), "decode")
         return
     if record.get("event_type") not in ("sale.completed", "order.placed"):

@@ -101,7 +101,7 @@ def install(p: Pipeline) -> StockShell:
 async def _decoded(p: Pipeline, event: EventT, event_type: str) -> dict | None:
     """The event's record, or None after dead-lettering what cannot be read as `event_type`."""
     try:
-        record = p.decode(event)
+        record = await p.decode(event)
     except DecodeError as exc:
         await p.dead_letter(event, str(exc), "decode")
         return None

@@ -1,0 +1,180 @@
+"""The books in PostgreSQL (SPEC section 4), as SQLAlchemy Core tables.
+
+Primary keys are the deterministic document ids (tenant_id + id, plus a line number for lines),
+so a record written twice is the same row and `INSERT ... ON CONFLICT DO NOTHING` is the second
+guard behind the offsets stored with every batch. Money is NUMERIC(18,4) (the Avro decimal(18,4)),
+read and written as Python Decimal. The migrations in `connectors/migrations` create exactly this
+(a test compares them); the journal balance check is a constraint trigger that only a migration
+can express, named here so the code that writes can refer to it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Index,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+Money = Numeric(18, 4, asdecimal=True)
+INVOICE_STATUSES = ("UNPAID", "PARTIALLY_PAID", "PAID")
+JOURNAL_BALANCE_TRIGGER = "journal_lines_balance"  # DEFERRABLE INITIALLY DEFERRED constraint trigger
+JOURNAL_BALANCE_FUNCTION = "journal_entry_balanced"
+
+
+def _status_check(column: str, name: str) -> CheckConstraint:
+    values = ", ".join(f"'{s}'" for s in INVOICE_STATUSES)
+    return CheckConstraint(f"{column} IN ({values})", name=name)
+
+
+def _document_lines(name: str, parent: str, parent_id: str) -> Table:
+    """Invoice and credit note lines share one shape (schemas InvoiceLine / CreditNoteLine)."""
+    return Table(
+        name, metadata,
+        Column("tenant_id", Text, primary_key=True),
+        Column(parent_id, Text, primary_key=True),
+        Column("line_no", Integer, primary_key=True),
+        Column("sku", Text, nullable=False),
+        Column("quantity", BigInteger, nullable=False),
+        Column("unit_price", Money, nullable=False),
+        Column("discount_percent", Money, nullable=False),
+        Column("tax_percent", Money, nullable=False),
+        Column("net", Money, nullable=False),
+        Column("tax", Money, nullable=False),
+        Column("total", Money, nullable=False),
+        ForeignKeyConstraint(["tenant_id", parent_id], [f"{parent}.tenant_id", f"{parent}.{parent_id}"],
+                             ondelete="CASCADE", name=f"{name}_{parent}_fkey"),
+        CheckConstraint("quantity > 0", name=f"{name}_quantity_positive"),
+        CheckConstraint("total = net + tax", name=f"{name}_total_is_net_plus_tax"),
+    )
+
+
+invoices = Table(
+    "invoices", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("invoice_id", Text, primary_key=True),
+    Column("sale_id", Text, nullable=False),
+    Column("customer_ref", Text),
+    Column("channel", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("payment_terms", Text, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("net_total", Money, nullable=False),
+    Column("tax_total", Money, nullable=False),
+    Column("total", Money, nullable=False),
+    # From payment allocations: the highest paid_after seen wins, so arrival order does not matter.
+    Column("paid_amount", Money, nullable=False, server_default=text("0")),
+    Column("status", Text, nullable=False, server_default=text("'UNPAID'")),
+    CheckConstraint("total = net_total + tax_total", name="invoices_total_is_net_plus_tax"),
+    _status_check("status", "invoices_status_known"),
+)
+
+invoice_lines = _document_lines("invoice_lines", "invoices", "invoice_id")
+
+credit_notes = Table(
+    "credit_notes", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("credit_note_id", Text, primary_key=True),
+    Column("refund_id", Text, nullable=False),
+    Column("sale_id", Text, nullable=False),
+    Column("invoice_id", Text, nullable=False),  # no foreign key: the invoice may arrive later
+    Column("currency", Text, nullable=False),
+    Column("refund_method", Text, nullable=False),
+    Column("restock", Boolean, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("net_total", Money, nullable=False),
+    Column("tax_total", Money, nullable=False),
+    Column("total", Money, nullable=False),
+    CheckConstraint("total = net_total + tax_total", name="credit_notes_total_is_net_plus_tax"),
+)
+
+credit_note_lines = _document_lines("credit_note_lines", "credit_notes", "credit_note_id")
+
+payments = Table(
+    "payments", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("payment_id", Text, primary_key=True),
+    Column("customer_ref", Text),
+    Column("sale_id", Text),
+    Column("method", Text, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reference", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("amount > 0", name="payments_amount_positive"),
+)
+
+payment_allocations = Table(
+    "payment_allocations", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("payment_id", Text, primary_key=True),
+    Column("invoice_id", Text, primary_key=True),
+    Column("amount", Money, nullable=False),
+    Column("paid_after", Money, nullable=False),
+    Column("status_after", Text, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "payment_id"], ["payments.tenant_id", "payments.payment_id"],
+                         ondelete="CASCADE", name="payment_allocations_payments_fkey"),
+    CheckConstraint("amount > 0", name="payment_allocations_amount_positive"),
+    CheckConstraint("paid_after >= amount", name="payment_allocations_paid_after_covers_amount"),
+    _status_check("status_after", "payment_allocations_status_known"),
+)
+# The paid-state update looks allocations up by invoice.
+Index("payment_allocations_invoice_idx", payment_allocations.c.tenant_id, payment_allocations.c.invoice_id)
+
+journal_entries = Table(
+    "journal_entries", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("entry_id", Text, primary_key=True),
+    Column("document_id", Text, nullable=False),
+    Column("document_type", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+    Column("description", Text),
+)
+
+journal_lines = Table(
+    "journal_lines", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("entry_id", Text, primary_key=True),
+    Column("line_no", Integer, primary_key=True),  # position in the record, from 1
+    Column("account", Text, nullable=False),
+    Column("debit", Money, nullable=False),
+    Column("credit", Money, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "entry_id"], ["journal_entries.tenant_id", "journal_entries.entry_id"],
+                         ondelete="CASCADE", name="journal_lines_journal_entries_fkey"),
+    CheckConstraint("debit >= 0 AND credit >= 0", name="journal_lines_amounts_not_negative"),
+    CheckConstraint("debit = 0 OR credit = 0", name="journal_lines_one_sided"),
+)
+
+external_refs = Table(
+    "external_refs", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # sale, refund, customer, product
+    Column("external_id", Text, primary_key=True),
+    Column("internal_id", Text, nullable=False),
+)
+
+sink_offsets = Table(
+    "sink_offsets", metadata,
+    Column("group_id", Text, primary_key=True),
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    # The next offset to read: written in the same transaction as the rows it covers.
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+BOOKS = (invoices, invoice_lines, credit_notes, credit_note_lines, payments, payment_allocations,
+         journal_entries, journal_lines, external_refs)
