@@ -10,7 +10,11 @@ test: setup
 	.venv/bin/pytest
 
 bench: setup
+	.venv/bin/stockledger stack up
 	.venv/bin/python benchmarks/produce.py
+	.venv/bin/python benchmarks/stock.py
+	.venv/bin/python benchmarks/sales.py
+	.venv/bin/python benchmarks/sink.py
 
 down:
 	.venv/bin/stockledger stack down

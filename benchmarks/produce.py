@@ -23,7 +23,7 @@ from streams.codec import Codec  # noqa: E402
 TOPIC = "inventory.changes"
 
 
-def bare_loop(settings: Settings, payload: list[tuple[str, bytes]]) -> float:
+def bare_publish(settings: Settings, payload: list[tuple[str, bytes]]) -> float:
     producer = Producer(producer_config(settings))
     start = time.perf_counter()
     for key, value in payload:
@@ -52,7 +52,7 @@ def main() -> None:
         codec = Codec(settings.schema_registry_url)
         prepared = prepare(TOPIC, str(path), read_json_records(str(path)))
         payload = [(p.key, codec.encode(TOPIC, p.record)) for p in prepared]
-        bare = bare_loop(settings, payload)  # warms the broker connection too
+        bare = bare_publish(settings, payload)  # warms the broker connection too
         print(f"bare loop (pre-encoded bytes): {args.n / bare:,.0f} records/s ({bare:.2f}s)", file=sys.stderr)
 
         stages = {}
@@ -67,7 +67,7 @@ def main() -> None:
         n = produce_file(settings, TOPIC, str(path))
         full = time.perf_counter() - start
         assert n == args.n
-        bare2 = bare_loop(settings, payload)
+        bare2 = bare_publish(settings, payload)
         bare_best = min(bare, bare2)
     print(f"stockledger produce (parse, validate, encode, publish): {args.n / full:,.0f} records/s ({full:.2f}s)")
     print(f"bare loop, best of 2: {args.n / bare_best:,.0f} records/s ({bare_best:.2f}s)")

@@ -23,110 +23,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 
+from _common import (TOPIC, bare_loop, count_records, end_offsets, percentile,  # noqa: E402
+                     position_group_at_end, say)
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import prepare, producer_config, publish  # noqa: E402
 from stockledger.testing import WorkerProcess  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
 from streams.codec import Codec  # noqa: E402
 
-TOPIC = "inventory.changes"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
 
 def events(tenant: str, n: int, skus: int, start_ms: int) -> list[dict]:
     return [{"event_id": f"b{i}", "event_type": "inventory.change", "tenant_id": tenant, "timestamp": start_ms + i,
              "data": {"sku": f"S{i % skus:06d}", "quantity_change": 1 if i % 3 else -1}} for i in range(n)]
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-probe"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        c.close()
-
-
-def position_group_at_end(settings: Settings, group: str, topics: list[str]) -> None:
-    """Commit the group at the current end of its inputs: the worker starts with nothing to do."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
-    try:
-        tps = [TopicPartition(t, p, o) for t in topics for p, o in end_offsets(settings, t).items()]
-        c.commit(offsets=tps, asynchronous=False)
-    finally:
-        c.close()
-
-
-def count_levels(settings: Settings, codec: Codec, tenant: str, want: int, start: dict[int, int],
-                 timeout: float, latencies: dict[str, int] | None = None) -> tuple[int, float]:
-    """Read stock.levels from `start` until `want` records of `tenant`; returns (count, last append time)."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False})
-    c.assign([TopicPartition("stock.levels", p, o) for p, o in start.items()])
-    prefix = f"{tenant}:".encode()
-    n, last_ts = 0, 0.0
-    deadline = time.monotonic() + timeout
-    next_note = time.monotonic() + 5
-    try:
-        while n < want and time.monotonic() < deadline:
-            for msg in c.consume(1000, 0.5):
-                if msg.error() or not msg.key().startswith(prefix):
-                    continue
-                n += 1
-                ts = msg.timestamp()[1]
-                last_ts = max(last_ts, ts / 1000)
-                if latencies is not None:
-                    latencies[codec.decode(msg.value())["last_event_id"]] = ts
-            if time.monotonic() > next_note:
-                say(f"  ... {n}/{want} stock.levels records")
-                next_note = time.monotonic() + 5
-    finally:
-        c.close()
-    return n, last_ts
-
-
-def bare_loop(settings: Settings, codec: Codec, start: dict[int, int], n: int) -> float:
-    """consume -> decode -> fold -> encode -> produce, the floor any Kafka stream job stands on."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False})
-    c.assign([TopicPartition(TOPIC, p, o) for p, o in start.items()])
-    p = Producer(producer_config(settings))
-    stock: dict[str, int] = {}
-    done = 0
-    t0 = time.perf_counter()
-    while done < n:
-        for msg in c.consume(1000, 1.0):
-            if msg.error():
-                continue
-            rec = codec.decode(msg.value())
-            d = rec["data"]
-            key = f"{rec['tenant_id']}:{d['sku']}"
-            on_hand = stock.get(key, 0) + d["quantity_change"]
-            stock[key] = on_hand
-            out = codec.encode("stock.levels", {"tenant_id": rec["tenant_id"], "sku": d["sku"], "on_hand": on_hand,
-                                                "reserved": 0, "available": on_hand, "updated_at": rec["timestamp"],
-                                                "last_event_id": rec["event_id"], "location_id": None})
-            while True:
-                try:
-                    p.produce("bench-bare-levels", out, key)
-                    break
-                except BufferError:
-                    p.poll(0.05)
-            done += 1
-    p.flush(60)
-    elapsed = time.perf_counter() - t0
-    c.close()
-    return elapsed
-
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main() -> None:
@@ -160,10 +70,10 @@ def main() -> None:
     say(f"publishing {args.n} events")
     t0 = time.time()
     publish(settings, TOPIC, prepared, codec=codec)
-    got, last = count_levels(settings, codec, tenant, args.n, levels_start, 600)
+    got, last = count_records(settings, codec, "stock.levels", tenant, args.n, levels_start, 600)
     worker_s = last - t0
     say("bare loop over the same records")
-    bare_s = bare_loop(settings, codec, input_start, args.n)
+    bare_s = bare_loop(settings, codec, TOPIC, input_start, args.n)
     print(f"throughput: worker {got / worker_s:,.0f} events/s ({got} in {worker_s:.1f}s, publish included), "
           f"bare loop {args.n / bare_s:,.0f} events/s ({bare_s:.1f}s); ratio {bare_s / worker_s:.2f} (aim >= 0.5)")
 
@@ -188,7 +98,7 @@ def main() -> None:
         producer.poll(0)
     producer.flush(30)
     arrivals: dict[str, int] = {}
-    count_levels(settings, codec, tenant2, total, levels_start, 120, arrivals)
+    count_records(settings, codec, "stock.levels", tenant2, total, levels_start, 120, arrivals)
     lat = [arrivals[k] / 1000 - sent[k] for k in sent if k in arrivals]
     print(f"latency at {args.rate} events/s over {args.seconds}s: p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
           f"p99 {percentile(lat, 0.99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms ({len(lat)}/{total} measured)")
@@ -201,7 +111,7 @@ def main() -> None:
              "timestamp": 1_700_200_000_000 + i, "data": {"sku": f"M{i:06d}", "new_quantity": i % 100}}
             for i in range(args.skus)]
     publish(settings, TOPIC, prepare(TOPIC, "<bench>", many), codec=codec)
-    count_levels(settings, codec, tenant3, args.skus, levels_start, 900)
+    count_records(settings, codec, "stock.levels", tenant3, args.skus, levels_start, 900)
     time.sleep(3)  # a commit interval, so the kill loses at most what a crash loses
     worker.kill()
     t = time.monotonic()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what stockledger needs on a fresh Debian machine: Java, Maven and PostgreSQL's server
 # from Debian's packages when missing, and a virtualenv with the pinned Python dependencies.
-# Downloads are cached in ignored folders (.cache/) so a second run is fast.
+# Downloads are cached in ~/.cache/stockledger (STOCKLEDGER_CACHE_DIR) so a second run is fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,10 @@ fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-export PIP_CACHE_DIR="$PWD/.cache/pip"
+# Downloads live outside the checkout so a fresh clone (CI) reuses them.
+CACHE="${STOCKLEDGER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stockledger}"
+mkdir -p "$CACHE"
+export PIP_CACHE_DIR="$CACHE/pip"
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   "$PY" -m venv .venv

@@ -9,6 +9,10 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"STOCKLEDGER_{name}", default)
 
@@ -18,7 +22,8 @@ class Settings:
     """Every knob in one place; flags override it with `replace`."""
 
     home: Path = field(default_factory=lambda: Path(_env("HOME", str(PROJECT_ROOT / ".stack"))))
-    cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE_DIR", str(PROJECT_ROOT / ".cache"))))
+    # Outside the checkout, so a fresh clone (CI) reuses the jars a previous run downloaded.
+    cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE_DIR", str(_user_cache() / "stockledger"))))
     kafka_port: int = field(default_factory=lambda: int(_env("KAFKA_PORT", "19092")))
     registry_port: int = field(default_factory=lambda: int(_env("REGISTRY_PORT", "18081")))
     pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", "15432")))

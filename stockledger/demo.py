@@ -75,14 +75,33 @@ def sales(n: int, groups: int = 20, tenant: str = TENANT, seed: int = 3) -> Iter
                "tenant_id": tenant, "timestamp": _ts(1000 + i), "source": "pos" if pos else "web", "data": data}
 
 
-def demo_set(tenant: str = TENANT) -> dict[str, list[dict]]:
-    """A few hundred events over the input topics."""
-    return {
-        "catalog.updates": catalog(tenant=tenant),
-        "customers": customers(tenant),
-        "inventory.changes": list(inventory_changes(200, tenant=tenant)),
-        "sales": list(sales(60, tenant=tenant)),
-    }
+def refunds(sold: list[dict], tenant: str = TENANT) -> list[dict]:
+    """A refund of the first line of every fifth sale (some of them refused orders: refused too)."""
+    out = []
+    for n, sale in enumerate(sold[::5], start=1):
+        line = sale["data"]["line_items"][0]
+        out.append({"event_id": f"ref-{n}", "event_type": "refund.issued", "tenant_id": tenant, "timestamp": _ts(3000 + n),
+                    "data": {"refund_id": f"R-{n}", "sale_id": sale["data"]["sale_id"],
+                             "lines": [{"sku": line["sku"], "quantity": 1}], "restock": True,
+                             "refund_method": "CREDIT" if sale["data"]["payment_terms"] == "ON_ACCOUNT" else "CASH"}})
+    return out
+
+
+def payments(tenant: str = TENANT) -> list[dict]:
+    """Each customer pays something off its oldest invoices (an overpayment is refused)."""
+    return [{"event_id": f"pay-{c}", "event_type": "payment.received", "tenant_id": tenant, "timestamp": _ts(4000 + c),
+             "data": {"payment_id": f"PM-{c}", "customer_ref": f"CUST-{c}", "amount": amount, "currency": "KES",
+                      "method": "BANK"}} for c, amount in ((1, "1500.00"), (2, "2000.00"), (3, "999999.00"))]
+
+
+def demo_set(tenant: str = TENANT) -> list[dict[str, list[dict]]]:
+    """A few hundred events over the input topics, in rounds: payments and refunds follow their sales."""
+    sold = list(sales(60, tenant=tenant))
+    return [
+        {"catalog.updates": catalog(tenant=tenant), "customers": customers(tenant)},
+        {"inventory.changes": list(inventory_changes(200, tenant=tenant)), "sales": sold},
+        {"payments": payments(tenant), "refunds": refunds(sold, tenant)},
+    ]
 
 
 def start_background(settings: Settings, name: str, argv: list[str], progress: Callable[[str], None]) -> None:
@@ -98,30 +117,33 @@ def start_background(settings: Settings, name: str, argv: list[str], progress: C
 
 
 def run(settings: Settings, progress: Callable[[str], None]) -> dict[str, int]:
-    """Start the stack and a worker, publish the demo set, wait until the worker has applied it."""
+    """Start the stack, a worker and a sink, publish the demo set in rounds, wait until the books are written."""
     import requests
 
     from stockledger.produce import prepare, publish
     from stockledger.stack import Stack
-    from stockledger.testing import committed_lag, wait_for
-    from stockledger.topics import ensure_topics
+    from stockledger.testing import committed_lag, settle, wait_for
+    from stockledger.topics import OUTPUTS, ensure_topics
     from streams.codec import Codec
 
     Stack(settings).up(progress)
     ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
     start_background(settings, "worker-demo", ["worker", "--id", "demo", "--web-port", str(settings.web_port)],
                      progress)
+    start_background(settings, "sink-demo", ["sink", "--instance-id", "sink-demo"], progress)
     url = f"http://127.0.0.1:{settings.web_port}"
     wait_for(lambda: _healthy(requests, url), 180, "the worker to be ready")
     codec = Codec(settings.schema_registry_url)
     counts: dict[str, int] = {}
-    for topic, events in demo_set().items():
-        counts[topic] = publish(settings, topic, prepare(topic, "<demo>", events), codec=codec)
-        progress(f"published {counts[topic]} demo events to {topic}")
-    stream_inputs = ["catalog.updates", "inventory.changes", "stockledger-catalog-items"]
-    wait_for(lambda: committed_lag(settings, settings.app_id, stream_inputs) == 0, 300,
-             "the worker to apply the demo events")
+    for round_ in demo_set():
+        for topic, events in round_.items():
+            counts[topic] = publish(settings, topic, prepare(topic, "<demo>", events), codec=codec)
+            progress(f"published {counts[topic]} demo events to {topic}")
+        settle(settings, timeout=300)
     progress("the worker has applied every demo event")
+    ledger = [t.name for t in OUTPUTS if t.name.startswith("ledger.")]
+    wait_for(lambda: committed_lag(settings, f"{settings.app_id}-sink", ledger) == 0, 300, "the sink to write the books")
+    progress("the sink has written the books")
     return counts
 
 

@@ -13,9 +13,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.transport.producer import ProducerBuffer
 from faust.types import EventT
 
@@ -40,6 +41,8 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
+    taken: dict[tuple[str, int], int] = field(default_factory=dict)
+    _stalled: dict[tuple[str, int], tuple[float, tuple[int, int]]] = field(default_factory=dict)
 
     def topic(self, name: str, internal: bool = False, json_values: bool = False) -> Any:
         """One Faust topic object per name; raw bytes unless the topic is internal JSON."""
@@ -81,6 +84,49 @@ class Pipeline:
             key=key.decode("utf-8", "replace") if key is not None else None,
             value=self.codec.encode(source + DLQ_SUFFIX, record))
 
+    async def admit(self, event: EventT, event_types: tuple[str, ...],
+                    validate: Callable[[dict], list[str]]) -> dict | None:
+        """The first step of every input agent: count, re-route, decode, check the envelope and the
+        rules. Returns the record, or None when the event went elsewhere (its partition, the DLQ)."""
+        self.observe(event)
+        if await self.misrouted(event):
+            return None
+        try:
+            record = await self.decode(event)
+        except DecodeError as exc:
+            await self.dead_letter(event, str(exc), "decode")
+            return None
+        if record.get("event_type") not in event_types or not isinstance(record.get("data"), dict):
+            await self.dead_letter(event, f"expected {' or '.join(event_types)}, got {record.get('event_type')!r}",
+                                   "validate")
+            return None
+        if not record.get("tenant_id") or not record.get("event_id"):
+            await self.dead_letter(event, "tenant_id and event_id must not be empty", "validate")
+            return None
+        reasons = validate(record["data"])
+        if reasons:
+            await self.dead_letter(event, "; ".join(reasons), "rule")
+            return None
+        return record
+
+    async def misrouted(self, event: EventT) -> bool:
+        """Forward a record a producer put on another partition than murmur2 of its key says.
+
+        State is kept by key in the partition murmur2 picks (Faust's and Java's partitioner); a
+        producer with another partitioner (librdkafka's default is CRC32) would split one SKU's
+        stock over two partitions. Such a record is re-published to its right partition and
+        processed there; the copy left behind is skipped here.
+        """
+        msg = event.message
+        if msg.key is None:
+            return False
+        right = (murmur2(msg.key) & 0x7FFFFFFF) % self.settings.partitions
+        if right == msg.partition:
+            return False
+        self.metrics.misrouted[msg.topic] += 1
+        await self.topic(msg.topic).send(key=msg.key.decode("utf-8", "replace"), value=msg.value, partition=right)
+        return True
+
     async def decode(self, event: EventT) -> dict:
         """The event's record; while the registry is down, wait (a record is never dead-lettered for that)."""
         delay = 0.5
@@ -95,6 +141,53 @@ class Pipeline:
     def observe(self, event: EventT) -> None:
         msg = event.message
         self.metrics.observe(msg.topic, time.time() - msg.timestamp)
+        self.track(event)
+
+    def track(self, event: EventT) -> None:
+        """The last offset an agent took per partition, for the stall watchdog."""
+        msg = event.message
+        self.taken[(msg.topic, msg.partition)] = msg.offset
+
+    async def unstall(self, after: float = 30.0) -> list[tuple[str, int, int]]:
+        """Read again partitions whose commits stopped below what the agents took.
+
+        faust-streaming 0.15.3 can drop records it fetched while the flow is suspended for a
+        rebalance and still read on past them: they are never processed nor acked, and the
+        partition's commits stop there until a restart (seen: 44 payments after a worker left).
+        A partition whose committed offset stays below the last offset its agent took, with neither
+        moving for `after` seconds, is sought back to its committed offset; idempotency makes the
+        records read twice harmless. Runs from a timer, never inside an agent.
+        """
+        consumer = self.app.consumer
+        if consumer is None or self.app.rebalancing:
+            return []
+        now = time.monotonic()
+        moved = []
+        for tp in list(consumer.assignment()):
+            key = (tp.topic, tp.partition)
+            taken = self.taken.get(key)
+            committed = consumer._committed_offset.get(tp)  # noqa: SLF001 (Faust has no public accessor)
+            if taken is None or committed is None or committed > taken:
+                self._stalled.pop(key, None)
+                continue
+            mark = (committed, taken)
+            first = self._stalled.get(key)
+            if first is None or first[1] != mark:
+                self._stalled[key] = (now, mark)
+                continue
+            if now - first[0] >= after:
+                log.warning("%s[%s]: commits stuck at %s while agents took up to %s; reading again from %s",
+                            tp.topic, tp.partition, committed, taken, committed)
+                self._stalled.pop(key, None)
+                self.metrics.rereads[tp.topic] += 1
+                await consumer.seek(tp, committed)
+                moved.append((tp.topic, tp.partition, committed))
+        return moved
+
+    def forget_positions(self, assigned: Any) -> None:
+        """A new assignment: another worker may have moved a partition on meanwhile."""
+        for tp in assigned:
+            self.taken.pop((tp.topic, tp.partition), None)
 
     def register_schemas(self) -> None:
         """Every schema this worker writes, registered before the first event (no HTTP on the hot path)."""
@@ -137,6 +230,15 @@ def create_app(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
     ProducerBuffer.max_messages = 5000
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     pipeline = Pipeline(settings, app, Codec(settings.schema_registry_url))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        pipeline.forget_positions(assigned)
+
+    @app.timer(10.0)
+    async def watchdog() -> None:
+        await pipeline.unstall()
+
     return pipeline
 
 

@@ -7,12 +7,13 @@ one call per field, and every error names the exact field path.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 Converter = Callable[[Any, str], Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLI = timedelta(milliseconds=1)
 
 
 class FieldError(ValueError):
@@ -49,6 +50,13 @@ def parse_timestamp(value: Any, path: str = "") -> int:
         dt = dt.replace(tzinfo=timezone.utc)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def epoch_millis(value: datetime | int) -> int:
+    """A decoded timestamp-millis (fastavro gives an aware datetime) as epoch millis, exactly."""
+    if isinstance(value, int):
+        return value
+    return (value - _EPOCH) // _MILLI
 
 
 def format_timestamp(value: datetime | int) -> str:

@@ -30,6 +30,8 @@ class Metrics:
     processed: Counter = field(default_factory=Counter)  # topic -> events handled
     dead_lettered: Counter = field(default_factory=Counter)  # source topic -> DLQ records
     duplicates: Counter = field(default_factory=Counter)  # topic -> redelivered events skipped
+    rereads: Counter = field(default_factory=Counter)  # topic -> partitions read again after their commits stuck
+    misrouted: Counter = field(default_factory=Counter)  # topic -> records moved to their murmur2 partition
     latency: dict[str, Histogram] = field(default_factory=dict)  # topic -> produce-to-processed
 
     def observe(self, topic: str, seconds: float) -> None:
@@ -51,6 +53,12 @@ class Metrics:
         out += ["# HELP stockledger_duplicates_total Redelivered events recognised and skipped.",
                 "# TYPE stockledger_duplicates_total counter"]
         out += [f'stockledger_duplicates_total{{topic="{t}"}} {n}' for t, n in sorted(self.duplicates.items())]
+        out += ["# HELP stockledger_misrouted_total Records a producer put on another partition than murmur2 of the key.",
+                "# TYPE stockledger_misrouted_total counter"]
+        out += [f'stockledger_misrouted_total{{topic="{t}"}} {n}' for t, n in sorted(self.misrouted.items())]
+        out += ["# HELP stockledger_rereads_total Partitions read again after their commits stopped below what agents took.",
+                "# TYPE stockledger_rereads_total counter"]
+        out += [f'stockledger_rereads_total{{topic="{t}"}} {n}' for t, n in sorted(self.rereads.items())]
         out += ["# HELP stockledger_consumer_lag Records not yet read, per assigned partition.",
                 "# TYPE stockledger_consumer_lag gauge"]
         out += [f'stockledger_consumer_lag{{topic="{t}",partition="{p}"}} {n}' for t, p, n in sorted(lag)]

@@ -31,7 +31,7 @@ from typing import Any
 from faust.types import EventT
 
 from streams.app import Pipeline
-from streams.codec import DecodeError, local_schema
+from streams.codec import local_schema
 from streams.core import credit as cr
 from streams.core import stock as sk
 from streams.core.idempotency import fingerprint
@@ -41,8 +41,8 @@ from streams.core.pricing import CatalogItem, PricingError, price_lines
 from streams.core.refunds import RefundError, RefundRequest, RefundState, book_refund, validate_refund
 from streams.core.sales import ON_ACCOUNT, Sale, validate_sale
 from streams.core.serde import from_plain, to_plain
-from streams.jsonconv import compile_from_json, to_json
-from streams.stock import StockShell, _decoded, _millis
+from streams.jsonconv import compile_from_json, epoch_millis, to_json
+from streams.stock import StockShell
 
 log = logging.getLogger("stockledger.sales")
 
@@ -119,10 +119,10 @@ class SalesShell:
     # -- credit state -------------------------------------------------------------------------
     def credit_state(self, tenant: str, customer: str) -> cr.CreditState:
         raw = self.credit.get(f"{tenant}:{customer}")
-        return cr.CreditState(tenant, customer) if raw is None else from_plain(cr.CreditState, raw)
+        return cr.CreditState(tenant, customer) if raw is None else cr.CreditState.from_dict(raw)
 
     def store_credit(self, state: cr.CreditState) -> None:
-        self.credit[f"{state.tenant_id}:{state.customer_ref}"] = to_plain(state)
+        self.credit[f"{state.tenant_id}:{state.customer_ref}"] = state.to_dict()
 
 
 def install(p: Pipeline, stock: StockShell) -> SalesShell:
@@ -151,16 +151,19 @@ def install(p: Pipeline, stock: StockShell) -> SalesShell:
     @p.app.agent(shell.sku_commands, name="sku-commands")
     async def sku_commands(stream: Any) -> None:
         async for event in stream.events():
+            p.track(event)
             await handle_sku_command(shell, event.value)
 
     @p.app.agent(shell.sale_replies, name="sale-replies")
     async def sale_replies(stream: Any) -> None:
         async for event in stream.events():
+            p.track(event)
             await handle_sale_reply(shell, event.value)
 
     @p.app.agent(shell.credit_commands, name="credit-commands")
     async def credit_commands(stream: Any) -> None:
         async for event in stream.events():
+            p.track(event)
             await handle_credit_command(shell, event.value)
 
     return shell
@@ -176,22 +179,11 @@ def _raw(event: EventT) -> dict:
 
 async def handle_sale(shell: SalesShell, event: EventT) -> None:
     p = shell.p
-    p.observe(event)
-    try:
-        record = await p.decode(event)
-    except DecodeError as exc:
-        await p.dead_letter(event, str(exc), "decode")
-        return
-    if record.get("event_type") not in ("sale.completed", "order.placed"):
-        await p.dead_letter(event, f"expected sale.completed or order.placed, got {record.get('event_type')!r}",
-                            "validate")
+    record = await p.admit(event, ("sale.completed", "order.placed"), validate_sale)
+    if record is None:
         return
     data = record["data"]
-    reasons = validate_sale(data)
-    if reasons:
-        await p.dead_letter(event, "; ".join(reasons), "rule")
-        return
-    tenant, event_id, ts = record["tenant_id"], record["event_id"], _millis(record["timestamp"])
+    tenant, event_id, ts = record["tenant_id"], record["event_id"], epoch_millis(record["timestamp"])
     key = f"{tenant}:{data['sale_id']}"
     fp = fingerprint(record["event_type"], tenant, data)
     rec = shell.sales.get(key)
@@ -262,7 +254,7 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
         else:
             new, ok = state, False
         if new is not state:
-            shell.stock.stock[key] = to_plain(new)
+            shell.stock.stock[key] = new.to_dict()
             await shell.stock.publish_level(new)
         await shell.send_commands([_sku_reply(
             cmd, known=known, active=active, available=available, ok=ok,
@@ -276,7 +268,7 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
         log.error("unknown sku command %r", op)
         return
     if result.state is not state:
-        shell.stock.stock[key] = to_plain(result.state)
+        shell.stock.stock[key] = result.state.to_dict()
     if result.changed:
         await shell.stock.publish_level(result.state)
     for alert in result.alerts:
@@ -455,15 +447,10 @@ async def handle_credit_command(shell: SalesShell, cmd: dict) -> None:
 
 async def handle_customer(shell: SalesShell, event: EventT) -> None:
     p = shell.p
-    p.observe(event)
-    record = await _decoded(p, event, "customer.credit")
+    record = await p.admit(event, ("customer.credit",), cr.validate_customer_credit)
     if record is None:
         return
     data = record["data"]
-    reasons = cr.validate_customer_credit(data)
-    if reasons:
-        await p.dead_letter(event, "; ".join(reasons), "rule")
-        return
     tenant, customer = record["tenant_id"], data["customer_ref"]
     seen_key = f"{tenant}:{record['event_id']}:customer:{customer}"
     fp = fingerprint(record["event_type"], tenant, data)
@@ -483,15 +470,10 @@ async def handle_customer(shell: SalesShell, event: EventT) -> None:
 
 async def handle_payment(shell: SalesShell, event: EventT) -> None:
     p = shell.p
-    p.observe(event)
-    record = await _decoded(p, event, "payment.received")
+    record = await p.admit(event, ("payment.received",), cr.validate_payment)
     if record is None:
         return
     data = record["data"]
-    reasons = cr.validate_payment(data)
-    if reasons:
-        await p.dead_letter(event, "; ".join(reasons), "rule")
-        return
     tenant, event_id = record["tenant_id"], record["event_id"]
     received = cr.PaymentReceived.from_event(data)
     pkey = f"{tenant}:{received.payment_id}"
@@ -508,7 +490,7 @@ async def handle_payment(shell: SalesShell, event: EventT) -> None:
                     "IDEMPOTENCY_CONFLICT", f"payment {received.payment_id} was received before with other content")])]])
         return
     state = shell.credit_state(tenant, received.customer_ref)
-    ts = _millis(record["timestamp"])
+    ts = epoch_millis(record["timestamp"])
     result = cr.apply_payment(state, received.payment_id, received.amount, received.invoice_id, received.currency)
     okey = f"{tenant}:{received.customer_ref}"
     if result.status == cr.APPLIED:
@@ -533,17 +515,12 @@ async def handle_payment(shell: SalesShell, event: EventT) -> None:
 # -- refunds ------------------------------------------------------------------------------------
 async def handle_refund(shell: SalesShell, event: EventT) -> None:
     p = shell.p
-    p.observe(event)
-    record = await _decoded(p, event, "refund.issued")
+    record = await p.admit(event, ("refund.issued",), validate_refund)
     if record is None:
         return
     data = record["data"]
-    reasons = validate_refund(data)
-    if reasons:
-        await p.dead_letter(event, "; ".join(reasons), "rule")
-        return
     key = f"{record['tenant_id']}:{data['sale_id']}"
-    refund = {"tenant_id": record["tenant_id"], "event_id": record["event_id"], "ts": _millis(record["timestamp"]),
+    refund = {"tenant_id": record["tenant_id"], "event_id": record["event_id"], "ts": epoch_millis(record["timestamp"]),
               "fp": fingerprint(record["event_type"], record["tenant_id"], data), "data": to_json(data)}
     await apply_refund(shell, key, refund)
 

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from faust.types import EventT
 
-from streams.app import CATALOG_ITEMS, DecodeError, Pipeline
+from streams.app import CATALOG_ITEMS, Pipeline
 from streams.core.idempotency import Decision, decide, fingerprint
-from streams.core.serde import from_plain, to_plain
 from streams.core.stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
+from streams.jsonconv import epoch_millis
 
 log = logging.getLogger("stockledger.stock")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MILLI = timedelta(milliseconds=1)
 StockOp = Callable[[StockState], StockResult]
 
 
@@ -39,7 +36,7 @@ class StockShell:
 
     def state(self, tenant: str, sku: str) -> StockState:
         raw = self.stock.get(f"{tenant}:{sku}")
-        return StockState(tenant, sku) if raw is None else from_plain(StockState, raw)
+        return StockState(tenant, sku) if raw is None else StockState.from_dict(raw)
 
     async def publish_level(self, state: StockState) -> None:
         await self.p.emit("stock.levels", f"{state.tenant_id}:{state.sku}", state.level())
@@ -61,7 +58,7 @@ class StockShell:
             return decision
         result = op(state)
         if result.state is not state:
-            self.stock[key] = to_plain(result.state)
+            self.stock[key] = result.state.to_dict()
         self.seen[seen_key] = fp
         if result.changed:
             await self.publish_level(result.state)
@@ -98,33 +95,12 @@ def install(p: Pipeline) -> StockShell:
     return shell
 
 
-async def _decoded(p: Pipeline, event: EventT, event_type: str) -> dict | None:
-    """The event's record, or None after dead-lettering what cannot be read as `event_type`."""
-    try:
-        record = await p.decode(event)
-    except DecodeError as exc:
-        await p.dead_letter(event, str(exc), "decode")
-        return None
-    if record.get("event_type") != event_type or not isinstance(record.get("data"), dict):
-        await p.dead_letter(event, f"expected a {event_type} event, got {record.get('event_type')!r}", "validate")
-        return None
-    if not record.get("tenant_id") or not record.get("event_id"):
-        await p.dead_letter(event, "tenant_id and event_id must not be empty", "validate")
-        return None
-    return record
-
-
 async def handle_inventory(p: Pipeline, shell: StockShell, event: EventT) -> None:
-    p.observe(event)
-    record = await _decoded(p, event, "inventory.change")
+    record = await p.admit(event, ("inventory.change",), validate_inventory_change)
     if record is None:
         return
     data = record["data"]
-    reasons = validate_inventory_change(data)
-    if reasons:
-        await p.dead_letter(event, "; ".join(reasons), "rule")
-        return
-    tenant, event_id, ts = record["tenant_id"], record["event_id"], _millis(record["timestamp"])
+    tenant, event_id, ts = record["tenant_id"], record["event_id"], epoch_millis(record["timestamp"])
     fp = fingerprint(record["event_type"], tenant, data)
     location = data.get("location_id")
     if data.get("new_quantity") is not None:
@@ -166,21 +142,16 @@ def validate_catalog(data: dict) -> list[str]:
 
 async def handle_catalog(p: Pipeline, event: EventT, items_topic: Any) -> None:
     """A product group fans out to one message per variant, keyed by SKU like the stock."""
-    p.observe(event)
-    record = await _decoded(p, event, "catalog.update")
+    record = await p.admit(event, ("catalog.update",), validate_catalog)
     if record is None:
         return
     data = record["data"]
-    reasons = validate_catalog(data)
-    if reasons:
-        await p.dead_letter(event, "; ".join(reasons), "rule")
-        return
     tenant = record["tenant_id"]
     group = {k: data.get(k) for k in ("product_group_id", "group_name", "is_active", "tax_hsn")}
     group["tax_rate"] = None if data.get("tax_rate") is None else str(data["tax_rate"])
     for v in data["variants"]:
         item = {
-            "tenant_id": tenant, "event_id": record["event_id"], "timestamp": _millis(record["timestamp"]),
+            "tenant_id": tenant, "event_id": record["event_id"], "timestamp": epoch_millis(record["timestamp"]),
             "group": group, "sku": v["sku"], "display_name": v["display_name"], "price": str(v["price"]),
             "mrp": None if v.get("mrp") is None else str(v["mrp"]), "stock_quantity": v.get("stock_quantity"),
             "attributes": v.get("attributes") or {},
@@ -189,6 +160,7 @@ async def handle_catalog(p: Pipeline, event: EventT, items_topic: Any) -> None:
 
 
 async def handle_catalog_item(p: Pipeline, shell: StockShell, event: EventT) -> None:
+    p.track(event)
     item = event.value
     tenant, sku, event_id, ts = item["tenant_id"], item["sku"], item["event_id"], item["timestamp"]
     key = f"{tenant}:{sku}"
@@ -208,11 +180,3 @@ async def handle_catalog_item(p: Pipeline, shell: StockShell, event: EventT) -> 
                                      lambda s: apply_absolute(s, qty, ts, event_id, None))
         if decision is Decision.CONFLICT:
             await p.dead_letter(event, _conflict_reason(event_id), "idempotency", source="catalog.updates")
-
-
-def _millis(value: Any) -> int:
-    """fastavro gives timestamp-millis as an aware datetime; integer arithmetic keeps it exact."""
-    if isinstance(value, int):
-        return value
-    return (value - _EPOCH) // _MILLI
-

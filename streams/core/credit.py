@@ -109,6 +109,30 @@ class CreditState(Plain):
     holds: tuple[tuple[str, Decimal], ...] = ()  # open order holds (hold_id, amount)
     applied: tuple[str, ...] = ()  # "invoice:<id>", "payment:<id>", "refund:<id>", "hold-...:<id>"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The generic `Plain` form, built directly: a customer may hold many open invoices."""
+        return {
+            "tenant_id": self.tenant_id, "customer_ref": self.customer_ref,
+            "credit_limit": format(self.credit_limit, "f"), "on_hold": self.on_hold,
+            "open_invoices": [{"invoice_id": i.invoice_id, "issued_at": i.issued_at, "currency": i.currency,
+                               "total": format(i.total, "f"), "paid": format(i.paid, "f"),
+                               "credited": format(i.credited, "f")} for i in self.open_invoices],
+            "credit_balance": format(self.credit_balance, "f"),
+            "holds": [[h, format(a, "f")] for h, a in self.holds], "applied": list(self.applied),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CreditState":
+        return cls(
+            data["tenant_id"], data["customer_ref"], Decimal(data.get("credit_limit", "0")),
+            data.get("on_hold", False),
+            tuple(OpenInvoice(i["invoice_id"], i["issued_at"], i["currency"], Decimal(i["total"]),
+                              Decimal(i.get("paid", "0")), Decimal(i.get("credited", "0")))
+                  for i in data.get("open_invoices", ())),
+            Decimal(data.get("credit_balance", "0")), tuple((h, Decimal(a)) for h, a in data.get("holds", ())),
+            tuple(data.get("applied", ())),
+        )
+
     @property
     def outstanding(self) -> Decimal:
         """Unpaid amount of the open invoices, less any credit the customer holds."""

@@ -15,23 +15,29 @@ import typing
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any, Self
+from typing import Any, Callable, Self
 
 __all__ = ["Plain", "to_plain", "from_plain"]
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (fields() is slow per call)
+
+
 def to_plain(value: Any) -> Any:
     """A dataclass (or anything inside one) -> JSON-able dicts, lists, str, int, bool, None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, (tuple, list)):
         return [to_plain(v) for v in value]
+    names = _NAMES.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
     raise TypeError(f"cannot convert {type(value).__name__} to a plain value")
 
 
@@ -52,54 +58,81 @@ def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
 
 def from_plain(tp: Any, value: Any) -> Any:
     """Plain value -> instance of `tp` (dataclass, Decimal, tuple, optional, scalar)."""
+    return _reader(tp)(value)
+
+
+@lru_cache(maxsize=None)
+def _reader(tp: Any) -> Callable[[Any], Any]:
+    """A converter compiled once per type: the hints are walked here, not for every value."""
     if tp is Any:
-        return value
+        return lambda value: value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
+        nullable = type(None) in args
         rest = [a for a in args if a is not type(None)]
         if len(rest) != 1:
             raise TypeError(f"unsupported union {tp}")
-        return from_plain(rest[0], value)
+        inner = _reader(rest[0])
+        return lambda value: None if value is None and nullable else inner(value)
     if origin is tuple:
         args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"expected a list for {tp}, got {type(value).__name__}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_plain(args[0], v) for v in value)
-        return tuple(from_plain(a, v) for a, v in zip(args, value, strict=True))
+            item = _reader(args[0])
+
+            def read_seq(value: Any) -> tuple:
+                if not isinstance(value, (list, tuple)):
+                    raise TypeError(f"expected a list for {tp}, got {type(value).__name__}")
+                return tuple(item(v) for v in value)
+            return read_seq
+        items = tuple(_reader(a) for a in args)
+
+        def read_tuple(value: Any) -> tuple:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"expected a list for {tp}, got {type(value).__name__}")
+            return tuple(r(v) for r, v in zip(items, value, strict=True))
+        return read_tuple
     if origin in (dict, Mapping) or tp in (dict, Mapping):
-        args = typing.get_args(tp) or (str, Any)
-        return {from_plain(args[0], k): from_plain(args[1], v) for k, v in value.items()}
+        kt, vt = typing.get_args(tp) or (str, Any)
+        kr, vr = _reader(kt), _reader(vt)
+        return lambda value: {kr(k): vr(v) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        kwargs = {}
-        for name, ftp, has_default in _fields(tp):
-            if name in value:
-                kwargs[name] = from_plain(ftp, value[name])
-            elif not has_default:
-                raise KeyError(f"{tp.__name__}.{name} is missing")
-        return tp(**kwargs)
+        fields = tuple((name, _reader(ftp), has_default) for name, ftp, has_default in _fields(tp))
+
+        def read_dataclass(value: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected a mapping for {tp.__name__}, got {type(value).__name__}")
+            kwargs = {}
+            for name, read, has_default in fields:
+                if name in value:
+                    kwargs[name] = read(value[name])
+                elif not has_default:
+                    raise KeyError(f"{tp.__name__}.{name} is missing")
+            return tp(**kwargs)
+        return read_dataclass
     if tp is Decimal:
-        if isinstance(value, Decimal):
-            return value
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-        try:
-            return Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal: {value!r}") from None
+        def read_decimal(value: Any) -> Decimal:
+            if isinstance(value, Decimal):
+                return value
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+            try:
+                return Decimal(value)
+            except InvalidOperation:
+                raise ValueError(f"not a decimal: {value!r}") from None
+        return read_decimal
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an int, got {type(value).__name__}")
-        return value
+        def read_int(value: Any) -> int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"expected an int, got {type(value).__name__}")
+            return value
+        return read_int
     if tp in (str, bool):
-        if not isinstance(value, tp):
-            raise TypeError(f"expected {tp.__name__}, got {type(value).__name__}")
-        return value
+        def read_scalar(value: Any) -> Any:
+            if not isinstance(value, tp):
+                raise TypeError(f"expected {tp.__name__}, got {type(value).__name__}")
+            return value
+        return read_scalar
     raise TypeError(f"unsupported type {tp}")
 
 

@@ -97,6 +97,25 @@ class StockState(Plain):
         """What can still be promised: on_hand - reserved."""
         return self.on_hand - self.reserved
 
+    def to_dict(self) -> dict[str, Any]:
+        """The generic `Plain` form, built directly: this runs for every stock change."""
+        return {
+            "tenant_id": self.tenant_id, "sku": self.sku, "on_hand": self.on_hand, "reserved": self.reserved,
+            "absolute_ts": self.absolute_ts, "absolute_qty": self.absolute_qty,
+            "deltas": [list(d) for d in self.deltas], "updated_at": self.updated_at,
+            "last_event_id": self.last_event_id, "location_id": self.location_id,
+            "holds": [list(h) for h in self.holds], "closed_holds": [list(h) for h in self.closed_holds],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StockState":
+        return cls(
+            data["tenant_id"], data["sku"], data.get("on_hand", 0), data.get("reserved", 0),
+            data.get("absolute_ts"), data.get("absolute_qty"), tuple((t, q) for t, q in data.get("deltas", ())),
+            data.get("updated_at", 0), data.get("last_event_id"), data.get("location_id"),
+            tuple((h, q) for h, q in data.get("holds", ())), tuple((h, o) for h, o in data.get("closed_holds", ())),
+        )
+
     def level(self) -> dict[str, Any]:
         """The stock.levels record for this state (schemas/stock_level.avsc)."""
         return {
