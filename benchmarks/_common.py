@@ -115,3 +115,19 @@ def percentile(values: list[float], q: float) -> float:
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def publish_at_rate(settings: Settings, topic: str, records: list[tuple[str, str, bytes]], rate: int) -> dict[str, float]:
+    """Publish (id, key, value) records at a steady `rate` per second; returns each id's send time."""
+    producer = Producer({**producer_config(settings), "linger.ms": 0})
+    sent: dict[str, float] = {}
+    t_start = time.perf_counter()
+    for i, (ident, key, value) in enumerate(records):
+        delay = t_start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent[ident] = time.time()
+        producer.produce(topic, value, key)
+        producer.poll(0)
+    producer.flush(30)
+    return sent

@@ -20,11 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Producer  # noqa: E402
-
-from _common import bare_loop, count_records, end_offsets, percentile, position_group_at_end, say  # noqa: E402
+from _common import (bare_loop, count_records, end_offsets, percentile, position_group_at_end,  # noqa: E402
+                     publish_at_rate, say)
 from stockledger.config import Settings  # noqa: E402
-from stockledger.produce import prepare, producer_config, publish  # noqa: E402
+from stockledger.produce import prepare, publish  # noqa: E402
 from stockledger.testing import WorkerProcess, committed_lag, wait_for  # noqa: E402
 from stockledger.topics import INPUTS, ensure_topics  # noqa: E402
 from streams.codec import Codec  # noqa: E402
@@ -111,20 +110,10 @@ def main() -> None:
 
         say(f"latency: {args.rate * args.seconds} sales at {args.rate}/s")
         lat_sales = sales(tenant, args.rate * args.seconds, "L", 3)
-        encoded = [(f"{tenant}:{e['data']['sale_id']}", codec.encode("sales", p.record))
+        encoded = [(e["data"]["sale_id"], p.key, codec.encode("sales", p.record))
                    for e, p in zip(lat_sales, prepare("sales", "<bench>", lat_sales))]
         out_start = end_offsets(settings, "sales.outcomes")
-        producer = Producer({**producer_config(settings), "linger.ms": 0})
-        sent: dict[str, float] = {}
-        t_start = time.perf_counter()
-        for i, (key, value) in enumerate(encoded):
-            delay = t_start + i / args.rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent[key.split(":", 1)[1]] = time.time()
-            producer.produce("sales", value, key)
-            producer.poll(0)
-        producer.flush(30)
+        sent = publish_at_rate(settings, "sales", encoded, args.rate)
         arrivals: dict[str, int] = {}
         count_records(settings, codec, "sales.outcomes", tenant, len(encoded), out_start, 600, arrivals, "id")
         lat = [arrivals[k] / 1000 - sent[k] for k in sent if k in arrivals]

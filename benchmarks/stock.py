@@ -23,12 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Producer  # noqa: E402
-
 from _common import (TOPIC, bare_loop, count_records, end_offsets, percentile,  # noqa: E402
-                     position_group_at_end, say)
+                     position_group_at_end, publish_at_rate, say)
 from stockledger.config import Settings  # noqa: E402
-from stockledger.produce import prepare, producer_config, publish  # noqa: E402
+from stockledger.produce import prepare, publish  # noqa: E402
 from stockledger.testing import WorkerProcess  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
 from streams.codec import Codec  # noqa: E402
@@ -83,20 +81,9 @@ def main() -> None:
     total = args.rate * args.seconds
     say(f"latency: {total} events at {args.rate}/s")
     lat_events = events(tenant2, total, 2000, 1_700_100_000_000)
-    encoded = [(f"{tenant2}:{e['data']['sku']}", codec.encode(TOPIC, prepare(TOPIC, "<bench>", [e])[0].record))
-               for e in lat_events]
-    producer = Producer({**producer_config(settings), "linger.ms": 0})
-    sent: dict[str, float] = {}
-    t_start = time.perf_counter()
-    for i, (key, value) in enumerate(encoded):
-        target = t_start + i / args.rate
-        delay = target - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        sent[f"b{i}"] = time.time()
-        producer.produce(TOPIC, value, key)
-        producer.poll(0)
-    producer.flush(30)
+    encoded = [(e["event_id"], p.key, codec.encode(TOPIC, p.record))
+               for e, p in zip(lat_events, prepare(TOPIC, "<bench>", lat_events))]
+    sent = publish_at_rate(settings, TOPIC, encoded, args.rate)
     arrivals: dict[str, int] = {}
     count_records(settings, codec, "stock.levels", tenant2, total, levels_start, 120, arrivals)
     lat = [arrivals[k] / 1000 - sent[k] for k in sent if k in arrivals]
