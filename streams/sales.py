@@ -261,7 +261,8 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
             price=catalog["price"] if catalog else None, tax_rate=catalog["tax_rate"] if catalog else None)])
         return
     if op == "COMMIT":
-        result = sk.commit_reservation(state, cmd["hold_id"], cmd["ts"], cmd["event_id"], cmd.get("location_id"))
+        result = sk.commit_reservation(state, cmd["hold_id"], cmd["ts"], cmd["event_id"], cmd.get("location_id"),
+                                       qty=cmd.get("qty"))
     elif op == "RELEASE":
         result = sk.release(state, cmd["hold_id"])
     else:
@@ -278,9 +279,9 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
 def _stock_commands(rec: dict, op: str) -> list:
     tenant = rec["tenant_id"]
     return [["sku", f"{tenant}:{sku}", {"op": op, "tenant_id": tenant, "sku": sku, "hold_id": f"sale:{rec['sale_id']}",
-                                        "sale_id": rec["sale_id"], "ts": rec["ts"], "event_id": rec["event_id"],
-                                        "location_id": rec["sale"].get("location_id")}]
-            for sku in rec["wanted"]]
+                                        "qty": qty, "sale_id": rec["sale_id"], "ts": rec["ts"],
+                                        "event_id": rec["event_id"], "location_id": rec["sale"].get("location_id")}]
+            for sku, qty in rec["wanted"].items()]
 
 
 async def handle_sale_reply(shell: SalesShell, reply: dict) -> None:

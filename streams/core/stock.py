@@ -289,12 +289,21 @@ def release(state: StockState, hold_id: str) -> StockResult:
 
 
 def commit_reservation(
-    state: StockState, hold_id: str, ts: int, event_id: str | None, location_id: str | None = None
+    state: StockState, hold_id: str, ts: int, event_id: str | None, location_id: str | None = None,
+    qty: int | None = None,
 ) -> StockResult:
-    """Turn a hold into a sale deduction at `ts`; unknown or closed holds are a no-op."""
-    qty = _hold(state, hold_id)
-    if qty is None:
-        return StockResult(state, False, ())
+    """Turn a hold into a sale deduction at `ts`; a closed hold is a no-op.
+
+    A commit can reach a SKU whose reservation was lost (a crash after the answer left but before
+    the hold was stored): given `qty`, it deducts anyway and records the hold as committed, so a
+    late redelivered reserve finds it closed instead of holding stock forever.
+    """
+    held = _hold(state, hold_id)
+    if held is None:
+        if qty is None or _closed(state, hold_id) is not None:
+            return StockResult(state, False, ())
+        held, state = qty, replace(state, holds=state.holds + ((hold_id, qty),), reserved=state.reserved + qty)
+    qty = held
     closed = _close(state, hold_id, COMMITTED)
     result = apply_delta(closed, -qty, ts, event_id, location_id, kind=SALE)
     if result.changed:

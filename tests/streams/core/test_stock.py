@@ -129,6 +129,16 @@ def test_commit_reservation_is_idempotent_and_deducts_at_its_timestamp():
     assert try_reserve(c2.state, 4, "H2") == (c2.state, True)
 
 
+def test_commit_of_a_lost_reservation_deducts_and_closes_the_hold():
+    s = apply_absolute(EMPTY, 10, 100, "e0").state
+    assert commit_reservation(s, "H5", 200, "sale-4").state is s  # no quantity: nothing to do
+    c = commit_reservation(s, "H5", 200, "sale-4", qty=3)
+    assert (c.state.on_hand, c.state.reserved, c.state.closed_holds) == (7, 0, (("H5", "COMMITTED"),))
+    late = reserve(c.state, 3, "H5")  # the reserve redelivered after its commit
+    assert late.state is c.state and late.state.reserved == 0
+    assert commit_reservation(c.state, "H5", 200, "sale-4", qty=3).state is c.state
+
+
 def test_commit_inside_a_later_count_only_drops_the_reservation():
     s = reserve(apply_absolute(EMPTY, 10, 100, "e0").state, 4, "H3").state
     r = commit_reservation(s, "H3", 50, "sale-2")
