@@ -105,16 +105,26 @@ def bare_loop(settings: Settings, codec: Codec, topic: str, start: dict[int, int
     return elapsed
 
 
+def fresh_run() -> tuple[str, Settings, Codec]:
+    """A run of its own: a fresh app id (group and tables) positioned at the end of every input topic."""
+    import os
+
+    from stockledger.topics import INPUTS, ensure_topics
+
+    run_id = uuid.uuid4().hex[:6]
+    os.environ["STOCKLEDGER_APP_ID"] = f"bench-{run_id}"
+    settings = Settings()
+    ensure_topics(settings.bootstrap_servers, settings.partitions)
+    ensure_topics(settings.bootstrap_servers, settings.partitions, ["bench-bare-levels"])
+    position_group_at_end(settings, settings.app_id, [t.name for t in INPUTS])
+    return run_id, settings, Codec(settings.schema_registry_url)
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def publish_at_rate(settings: Settings, topic: str, records: list[tuple[str, str, bytes]], rate: int) -> dict[str, float]:

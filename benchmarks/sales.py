@@ -11,21 +11,18 @@ Each run uses a fresh app id (its own group and tables) positioned at the end of
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (bare_loop, count_records, end_offsets, percentile, position_group_at_end,  # noqa: E402
+from _common import (fresh_run, bare_loop, count_records, end_offsets, percentile,  # noqa: E402
                      publish_at_rate, say)
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import prepare, publish  # noqa: E402
 from stockledger.testing import WorkerProcess, committed_lag, wait_for  # noqa: E402
-from stockledger.topics import INPUTS, ensure_topics  # noqa: E402
 from streams.codec import Codec  # noqa: E402
 
 SKUS = [f"B{n:03d}" for n in range(200)]
@@ -76,14 +73,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--seconds", type=int, default=20)
     args = ap.parse_args()
-    run_id = uuid.uuid4().hex[:6]
-    app_id = f"bench-{run_id}"
-    os.environ["STOCKLEDGER_APP_ID"] = app_id
-    settings = Settings()
-    ensure_topics(settings.bootstrap_servers, settings.partitions)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, ["bench-bare-levels"])
-    codec = Codec(settings.schema_registry_url)
-    position_group_at_end(settings, app_id, [t.name for t in INPUTS])
+    run_id, settings, codec = fresh_run()
+    app_id = settings.app_id
     tenant = f"bench-{run_id}"
     w1 = WorkerProcess(settings, f"bench-{run_id}-1", 16066).start().wait_ready(180)
     w2 = WorkerProcess(settings, f"bench-{run_id}-2", 16067)

@@ -14,22 +14,17 @@ topic, so earlier data on the stack does not count.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (TOPIC, bare_loop, count_records, end_offsets, percentile,  # noqa: E402
-                     position_group_at_end, publish_at_rate, say)
-from stockledger.config import Settings  # noqa: E402
+from _common import (fresh_run, TOPIC, bare_loop, count_records, end_offsets, percentile,  # noqa: E402
+                     publish_at_rate, say)
 from stockledger.produce import prepare, publish  # noqa: E402
 from stockledger.testing import WorkerProcess  # noqa: E402
-from stockledger.topics import ensure_topics  # noqa: E402
-from streams.codec import Codec  # noqa: E402
 
 
 def events(tenant: str, n: int, skus: int, start_ms: int) -> list[dict]:
@@ -45,15 +40,8 @@ def main() -> None:
     ap.add_argument("--skus", type=int, default=100_000, help="SKUs held by the worker for the restart run")
     args = ap.parse_args()
 
-    run_id = uuid.uuid4().hex[:6]
-    app_id = f"bench-{run_id}"
-    os.environ["STOCKLEDGER_APP_ID"] = app_id
-    settings = Settings()
-    ensure_topics(settings.bootstrap_servers, settings.partitions)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, ["bench-bare-levels"])
-    codec = Codec(settings.schema_registry_url)
-    inputs = ["inventory.changes", "catalog.updates"]
-    position_group_at_end(settings, app_id, inputs)
+    run_id, settings, codec = fresh_run()
+    app_id = settings.app_id
     worker = WorkerProcess(settings, f"bench-{run_id}", 16066)
     say(f"starting worker (app id {app_id})")
     worker.start().wait_ready(180)

@@ -53,14 +53,6 @@ def spec(topic: str) -> TopicSpec:
         raise ValueError(f"unknown topic {topic!r}; known: {', '.join(sorted(BY_NAME))}") from None
 
 
-def record_key(topic: str, record: dict) -> str:
-    """The SPEC key `<tenant_id>:<natural id>` of an input event."""
-    t = spec(topic)
-    if t.key_field is None:
-        raise ValueError(f"{topic} is not an input topic")
-    return f"{record['tenant_id']}:{record['data'][t.key_field]}"
-
-
 def ensure_topics(bootstrap: str, partitions: int, names: list[str] | None = None,
                   log: Callable[[str], None] = lambda _m: None) -> list[str]:
     """Create the contract topics that do not exist yet; returns the names created."""

@@ -25,9 +25,8 @@ def test_status_reports_every_part(stack):
 
 def test_up_is_idempotent(stack):
     pids = {s.name: s.pid for s in stack.status()}
-    timings = stack.up(lambda m: None)
-    assert {s.name: s.pid for s in stack.status()} == pids
-    assert timings["total"] < 30  # nothing started: only readiness probes ran
+    stack.up(lambda m: None)
+    assert {s.name: s.pid for s in stack.status()} == pids  # nothing was started again
 
 
 def test_postgres_data_survives_down_and_up_and_down_stops_only_its_own(stack, settings):
