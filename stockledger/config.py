@@ -31,6 +31,9 @@ class Settings:
     partitions: int = field(default_factory=lambda: int(_env("PARTITIONS", "4")))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
+    # Fault injection for tests: the worker's consumer drops every Nth record it fetched, as
+    # faust-streaming does around rebalances, to prove such holes are read again in order. 0 = off.
+    fault_drop_every: int = field(default_factory=lambda: int(_env("FAULT_DROP_EVERY", "0")))
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
     schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))

@@ -27,6 +27,7 @@ class WorkerProcess:
     web_port: int
     command: str = "worker"
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     proc: subprocess.Popen | None = None
 
     @property
@@ -43,7 +44,7 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "stockledger.cli", self.command, "--id", self.worker_id,
                 "--web-port", str(self.web_port), "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=dict(os.environ), start_new_session=True)
+                                     env={**os.environ, **self.env}, start_new_session=True)
         log.close()
         return self
 

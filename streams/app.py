@@ -23,6 +23,7 @@ from faust.types import EventT
 from stockledger.config import Settings
 from stockledger.topics import BY_NAME, DLQ_SUFFIX
 from streams.codec import Codec, DecodeError, RegistryUnavailable
+from streams.consumer import install as install_ordered_consumer
 from streams.jsonconv import format_timestamp
 from streams.metrics import Metrics
 
@@ -230,6 +231,8 @@ def create_app(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
     ProducerBuffer.max_messages = 5000
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     pipeline = Pipeline(settings, app, Codec(settings.schema_registry_url))
+    install_ordered_consumer(app, on_rewind=lambda topic: pipeline.metrics.rereads.update((topic,)),
+                             drop_every=settings.fault_drop_every)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:

@@ -30,7 +30,7 @@ class Metrics:
     processed: Counter = field(default_factory=Counter)  # topic -> events handled
     dead_lettered: Counter = field(default_factory=Counter)  # source topic -> DLQ records
     duplicates: Counter = field(default_factory=Counter)  # topic -> redelivered events skipped
-    rereads: Counter = field(default_factory=Counter)  # topic -> partitions read again after their commits stuck
+    rereads: Counter = field(default_factory=Counter)  # topic -> partitions read again (records dropped, commits stuck)
     misrouted: Counter = field(default_factory=Counter)  # topic -> records moved to their murmur2 partition
     latency: dict[str, Histogram] = field(default_factory=dict)  # topic -> produce-to-processed
 
@@ -56,7 +56,7 @@ class Metrics:
         out += ["# HELP stockledger_misrouted_total Records a producer put on another partition than murmur2 of the key.",
                 "# TYPE stockledger_misrouted_total counter"]
         out += [f'stockledger_misrouted_total{{topic="{t}"}} {n}' for t, n in sorted(self.misrouted.items())]
-        out += ["# HELP stockledger_rereads_total Partitions read again after their commits stopped below what agents took.",
+        out += ["# HELP stockledger_rereads_total Partitions read again from a record the consumer dropped or a commit that stopped.",
                 "# TYPE stockledger_rereads_total counter"]
         out += [f'stockledger_rereads_total{{topic="{t}"}} {n}' for t, n in sorted(self.rereads.items())]
         out += ["# HELP stockledger_consumer_lag Records not yet read, per assigned partition.",

@@ -6,6 +6,7 @@ import base64
 import random
 import struct
 import time
+from itertools import accumulate
 
 from stockledger.consume import records
 from stockledger.testing import STREAM_INPUTS as INPUTS
@@ -133,6 +134,32 @@ def test_two_workers_answer_for_every_sku(worker, publish, settings, tenant):
     wait_for(lambda: worker.get("/health").status_code == 200 and
              len([tp for tp in worker.get("/health").json()["assigned"] if tp.startswith("inventory.changes:")])
              == settings.partitions, 120, "the first worker to take every partition back")
+
+
+def test_records_the_consumer_drops_are_read_again_in_order(worker, publish, settings, tenant):
+    """faust-streaming drops fetched records around rebalances; here the worker's consumer drops
+    every 37th on purpose. Each SKU's deltas differ, so its stock.levels sequence is the running sum
+    in publication order only if every record reached the agent exactly once and in order."""
+    skus = [f"D{n}" for n in range(4)]
+    events = [inv(tenant, f"drop{sku}-{i}", sku, i % 60, quantity_change=i + 1)
+              for i in range(300) for sku in skus]
+    worker.stop()
+    faulty = WorkerProcess(settings, worker.worker_id, worker.web_port, env={"STOCKLEDGER_FAULT_DROP_EVERY": "37"})
+    try:
+        faulty.start().wait_ready(180)
+        publish("inventory.changes", events)
+        settle(settings)
+        levels: dict[str, list[int]] = {}
+        for r in tenant_records(settings, "stock.levels", tenant):
+            levels.setdefault(r["value"]["sku"], []).append(r["value"]["on_hand"])
+        assert levels == {sku: list(accumulate(range(1, 301))) for sku in skus}
+        metrics = faulty.get("/metrics").text
+        rereads = sum(int(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                      if line.startswith('stockledger_rereads_total{topic="inventory.changes"}'))
+        assert rereads >= len(events) // 37
+    finally:
+        faulty.stop()
+        worker.start().wait_ready(180)
 
 
 def test_records_on_the_wrong_partition_are_moved_to_their_key_partition(worker, codec, settings, tenant):

@@ -1,0 +1,210 @@
+"""A Faust consumer that hands each partition's records to the agents in offset order, none skipped.
+
+faust-streaming 0.15.3 loses records in four places: `getmany` stops mid-batch when the flow is
+suspended or the generation changes, it drops records of partitions paused for recovery, its drain
+loop cancels a delivery that is waiting on a full agent buffer when a rebalance begins, and an
+agent's stream skips, unacked, a record fetched before the last rebalance. In every case aiokafka's
+fetch position has already moved past them, so the next record read lies beyond a hole. Faust's own loop then records the hole as a "gap" (meant for compacted topics and
+transaction markers) and commits past it: the records are never processed, and nothing says so
+(seen: web orders whose saga messages vanished after a SIGKILL, payments applied out of order).
+
+Our input and internal topics are neither compacted nor transactional, so their offsets are dense.
+This consumer keeps the next offset it owes every such partition. A record beyond it means records
+were dropped: the partition is sought back to the owed offset and the record is discarded, so the
+agents see every record, in order. Records below it were already delivered (a batch fetched before
+a seek) and are discarded too, and so are records of an earlier generation, which the stream would
+skip. A partition that goes quiet below its high watermark (the last record dropped) is sought back
+by a timer. Other topics keep Faust's behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable, cast
+
+from aiokafka.errors import IllegalStateError
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from mode import Service
+
+log = logging.getLogger("stockledger.worker")
+
+RESEEK_AFTER = 2.0  # seconds; a rewind whose records have not come back by then is sought again
+TAIL_AFTER = 4.0  # seconds a partition may sit below its high watermark without delivering anything
+
+
+class OrderedConsumer(faust_aiokafka.Consumer):
+    """aiokafka consumer whose dense topics are delivered gap-free."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owed: dict[TP, int] = {}  # next offset the agents must see, per dense partition
+        self._rewinding: dict[TP, tuple[int, float]] = {}
+        self._idle: dict[TP, tuple[int, float]] = {}  # owed offset below the high watermark, since when
+
+    def dense(self, topic: str) -> bool:
+        """Acked topics other than changelogs: every offset holds one record."""
+        return not topic.endswith("-changelog") and self.app.topics.acks_enabled_for(topic)
+
+    def owed(self, tp: TP) -> int | None:
+        owed = self._owed.get(tp)
+        return owed if owed is not None else self._committed_offset.get(tp)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        self._owed.clear()  # every partition now reads from its committed offset
+        self._rewinding.clear()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._owed[partition] = offset
+        self._rewinding.pop(partition, None)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._owed.pop(tp, None)
+            self._rewinding.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        for tp in assigned:
+            self._owed.pop(tp, None)
+            self._rewinding.pop(tp, None)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _rewind(self, tp: TP, owed: int, found: int) -> None:
+        """Seek back to the first record not delivered, once per hole (again if it does not come)."""
+        pending = self._rewinding.get(tp)
+        now = time.monotonic()
+        if pending is not None and pending[0] == owed and now - pending[1] < RESEEK_AFTER:
+            return
+        if pending is None or pending[0] != owed:
+            cast(OrderedTransport, self.transport).on_rewind(tp.topic)
+            log.warning("%s[%s]: reached %s but %s was never delivered; reading again from %s",
+                        tp.topic, tp.partition, found, owed, owed)
+        self._rewinding[tp] = (owed, now)
+        try:
+            await self._seek(tp, owed)
+        except IllegalStateError:  # revoked meanwhile: its next owner reads from the committed offset
+            self._rewinding.pop(tp, None)
+
+    @Service.timer(2.0)
+    async def _heal_tails(self) -> None:
+        """A dropped record with none after it leaves no hole to see: the partition just goes quiet
+        below its high watermark. Such a partition is sought back to what it owes; if it was merely
+        slow, the seek costs a fetch and nothing else, since delivery is decided by offset."""
+        if not self.flow_active or self.app.rebalancing:
+            self._idle.clear()
+            return
+        now = time.monotonic()
+        for tp in self.assignment():
+            owed = self.owed(tp) if self.dense(tp.topic) and tp not in self._paused_partitions else None
+            highwater = self.highwater(tp) if owed is not None else None
+            if owed is None or highwater is None or highwater <= owed:
+                self._idle.pop(tp, None)
+                continue
+            since = self._idle.get(tp)
+            if since is None or since[0] != owed:
+                self._idle[tp] = (owed, now)
+            elif now - since[1] >= TAIL_AFTER:
+                self._idle.pop(tp, None)
+                await self._rewind(tp, owed, highwater - 1)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (runs in the worker)
+        """Faust's drain loop, with dense partitions delivered strictly in order."""
+        callback = self.callback
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        read_offset = self._read_offset
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        dense_topics: dict[str, bool] = {}
+        since_yield = 0
+        drop_every = cast(OrderedTransport, self.transport).drop_every
+        flow_control = self.app.flow_control
+        fetched = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in records:
+                    since_yield += 1
+                    if since_yield > 100:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    dense = dense_topics.get(message.topic)
+                    if dense is None:
+                        dense = dense_topics[message.topic] = self.dense(message.topic)
+                    if dense:
+                        if (message.generation_id != self.app.consumer_generation_id
+                                or not flow_control.is_active()):
+                            continue  # the agent's stream would skip it unacked; read it again later
+                        owed = self.owed(tp)
+                        if owed is not None and offset < owed:
+                            continue  # delivered already, from a batch fetched before a seek
+                        if owed is not None and offset > owed:
+                            await self._rewind(tp, owed, offset)
+                            continue
+                        self._rewinding.pop(tp, None)
+                        if drop_every:
+                            fetched += 1
+                            if fetched % drop_every == 0:
+                                continue  # injected fault: lost like a record fetched during a rebalance
+                    else:
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and offset < r_offset:
+                            continue
+                        if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    delivery = callback(message)
+                    outcome = await self.wait_first(delivery, self.suspend_flow.wait())
+                    if dense and delivery in outcome.done:
+                        self._owed[tp] = offset + 1
+                    read_offset[tp] = offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+class OrderedTransport(faust_aiokafka.Transport):
+    Consumer = OrderedConsumer
+    on_rewind: Callable[[str], None] = staticmethod(lambda topic: None)
+    drop_every = 0
+
+
+def install(app: Any, on_rewind: Callable[[str], None], drop_every: int = 0) -> None:
+    """Give a Faust app the ordered consumer; before anything touches `app.consumer`.
+
+    `on_rewind(topic)` is told of every hole found, so the worker can count them. `drop_every` > 0
+    makes the consumer drop every Nth dense record it fetched, the way Faust does (tests only).
+    """
+    transport = OrderedTransport(app.conf.broker_consumer, app)
+    transport.on_rewind = on_rewind
+    transport.drop_every = drop_every
+    app.transport = transport
+
+
+__all__ = ["OrderedConsumer", "OrderedTransport", "install"]
