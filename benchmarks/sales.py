@@ -22,6 +22,7 @@ from _common import (fresh_run, bare_loop, count_records, end_offsets, percentil
                      publish_at_rate, say)
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import prepare, publish  # noqa: E402
+from stockledger.topics import internal_topic  # noqa: E402
 from stockledger.testing import WorkerProcess, committed_lag, wait_for  # noqa: E402
 from streams.codec import Codec  # noqa: E402
 
@@ -81,7 +82,7 @@ def main() -> None:
     try:
         for topic, events in setup_events(tenant).items():
             publish(settings, topic, prepare(topic, "<bench>", events), codec=codec)
-        inputs = ["catalog.updates", "customers", "stockledger-catalog-items"]
+        inputs = ["catalog.updates", "customers", internal_topic(app_id, "catalog-items")]
         wait_for(lambda: committed_lag(settings, app_id, inputs) == 0, 300, "the catalog to be applied")
 
         sales_start = end_offsets(settings, "sales")

@@ -127,12 +127,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  health, metrics:  curl {url}/health ; curl {url}/metrics")
     print(f"  credit:           curl '{url}/credit/CUST-1?tenant={demo.TENANT}'")
     print(f"  a sale:           curl '{url}/sales/S-3-2?tenant={demo.TENANT}'")
-    print(f"  outcomes:         .venv/bin/stockledger consume sales.outcomes | tail -3")
-    print(f"  levels topic:     .venv/bin/stockledger consume stock.levels | head")
+    print("  outcomes:         .venv/bin/stockledger consume sales.outcomes | tail -3")
+    print("  levels topic:     .venv/bin/stockledger consume stock.levels | head")
     psql = f"psql -h 127.0.0.1 -p {settings.pg_port} -U postgres stockledger -c"
     print(f"  the books:        {psql} \"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
     print(f"  trial balance:    {psql} \"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
-    print(f"  stop everything:  .venv/bin/stockledger stack down")
+    print("  stop everything:  .venv/bin/stockledger stack down")
     return 0
 
 

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from stockledger.config import Settings
+from stockledger.topics import stream_inputs
 
 
 @dataclass
@@ -100,6 +101,11 @@ def committed_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
         del admin
 
 
+def stream_lag(settings: Settings) -> int:
+    """What the worker group has not yet committed across every topic it consumes."""
+    return committed_lag(settings, settings.app_id, stream_inputs(settings.app_id))
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,19 +115,14 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-STREAM_INPUTS = ("inventory.changes", "catalog.updates", "sales", "refunds", "payments", "customers",
-                 "stockledger-catalog-items", "stockledger-sku-commands", "stockledger-sale-replies",
-                 "stockledger-credit-commands")
-
-
 def settle(settings: Settings, timeout: float = 180) -> None:
     """Every input and saga message consumed and committed by the worker group, twice in a row
     a commit interval apart (a saga step produces its next message before its offset commits)."""
     def idle() -> bool:
-        if committed_lag(settings, settings.app_id, STREAM_INPUTS) != 0:
+        if stream_lag(settings) != 0:
             return False
         time.sleep(1.2)
-        return committed_lag(settings, settings.app_id, STREAM_INPUTS) == 0
+        return stream_lag(settings) == 0
 
     wait_for(idle, timeout, "the workers to catch up")
 

@@ -36,6 +36,20 @@ OUTPUTS = (
     TopicSpec("ledger.journal", "journal_entry"),
     TopicSpec("ledger.external_refs", "external_ref"),
 )
+# A worker group's own topics (JSON, created by Faust), prefixed with its app id like Faust's
+# changelogs, so two groups on one cluster (a benchmark beside the demo) never read each other's.
+INTERNAL = ("catalog-items", "sku-commands", "sale-replies", "credit-commands")
+
+
+def internal_topic(app_id: str, name: str) -> str:
+    return f"{app_id}-{name}"
+
+
+def stream_inputs(app_id: str) -> tuple[str, ...]:
+    """Every topic a worker group consumes: the contract inputs and its internal topics."""
+    return tuple(t.name for t in INPUTS) + tuple(internal_topic(app_id, n) for n in INTERNAL)
+
+
 DLQ_SCHEMA = "dead_letter"
 DLQ_SUFFIX = ".dlq"
 

@@ -21,7 +21,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import EventT
 
 from stockledger.config import Settings
-from stockledger.topics import BY_NAME, DLQ_SUFFIX
+from stockledger.topics import BY_NAME, DLQ_SUFFIX, internal_topic
 from streams.codec import Codec, DecodeError, RegistryUnavailable
 from streams.consumer import install as install_ordered_consumer
 from streams.jsonconv import format_timestamp
@@ -29,7 +29,6 @@ from streams.metrics import Metrics
 
 log = logging.getLogger("stockledger.worker")
 
-CATALOG_ITEMS = "stockledger-catalog-items"  # internal: one message per variant, keyed by SKU
 
 
 @dataclass
@@ -55,6 +54,10 @@ class Pipeline:
                                internal=internal, partitions=self.settings.partitions)
             self.topics[name] = t
         return t
+
+    def internal_topic(self, name: str) -> Any:
+        """One of this group's JSON topics (`stockledger.topics.INTERNAL`)."""
+        return self.topic(internal_topic(self.settings.app_id, name), internal=True, json_values=True)
 
     def table(self, name: str) -> Any:
         t = self.tables.get(name)
@@ -152,12 +155,13 @@ class Pipeline:
     async def unstall(self, after: float = 30.0) -> list[tuple[str, int, int]]:
         """Read again partitions whose commits stopped below what the agents took.
 
-        faust-streaming 0.15.3 can drop records it fetched while the flow is suspended for a
-        rebalance and still read on past them: they are never processed nor acked, and the
-        partition's commits stop there until a restart (seen: 44 payments after a worker left).
-        A partition whose committed offset stays below the last offset its agent took, with neither
-        moving for `after` seconds, is sought back to its committed offset; idempotency makes the
-        records read twice harmless. Runs from a timer, never inside an agent.
+        The last resort behind `streams.consumer`, which reads again every record Faust is known to
+        drop: a record lost after delivery some other way is never processed nor acked, and the
+        partition's commits stop there. A partition whose committed offset stays below the last
+        offset its agent took, with neither moving for `after` seconds, is sought back to its
+        committed offset; idempotency makes the records read twice harmless, but the lost record is
+        then processed after later ones, so each firing is logged as a warning. Runs from a timer,
+        never inside an agent.
         """
         consumer = self.app.consumer
         if consumer is None or self.app.rebalancing:
@@ -249,4 +253,4 @@ def to_iso(millis: int | None) -> str | None:
     return None if not millis else format_timestamp(millis)
 
 
-__all__ = ["Pipeline", "create_app", "DecodeError", "CATALOG_ITEMS", "to_iso"]
+__all__ = ["Pipeline", "create_app", "DecodeError", "to_iso"]

@@ -1,10 +1,12 @@
 """A Faust consumer that hands each partition's records to the agents in offset order, none skipped.
 
-faust-streaming 0.15.3 loses records in four places: `getmany` stops mid-batch when the flow is
+faust-streaming 0.15.3 loses records in five places: `getmany` stops mid-batch when the flow is
 suspended or the generation changes, it drops records of partitions paused for recovery, its drain
-loop cancels a delivery that is waiting on a full agent buffer when a rebalance begins, and an
-agent's stream skips, unacked, a record fetched before the last rebalance. In every case aiokafka's
-fetch position has already moved past them, so the next record read lies beyond a hole. Faust's own loop then records the hole as a "gap" (meant for compacted topics and
+loop cancels a delivery that is waiting on a full agent buffer when a rebalance begins, an agent's
+stream skips a record fetched before the last rebalance, and the agents' buffers are emptied when a
+rebalance starts and again when the flow resumes (after Faust has sought to the committed offsets,
+so what was delivered in between is gone). In every case aiokafka's fetch position has already moved
+past them, so the next record read lies beyond a hole. Faust's own loop then records the hole as a "gap" (meant for compacted topics and
 transaction markers) and commits past it: the records are never processed, and nothing says so
 (seen: web orders whose saga messages vanished after a SIGKILL, payments applied out of order).
 
@@ -44,6 +46,21 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._owed: dict[TP, int] = {}  # next offset the agents must see, per dense partition
         self._rewinding: dict[TP, tuple[int, float]] = {}
         self._idle: dict[TP, tuple[int, float]] = {}  # owed offset below the high watermark, since when
+        self._watch_queue_clears()
+
+    def _watch_queue_clears(self) -> None:
+        """Faust empties every agent's buffer when a rebalance starts and again whenever the flow
+        resumes; what was delivered there is gone unprocessed and unacked. After each clear, every
+        partition owes its committed offset again (what it had processed is read again, in order)."""
+        flow_control = self.app.flow_control
+        clear = flow_control.clear
+
+        def clear_and_forget() -> None:
+            clear()
+            self._owed.clear()
+            self._rewinding.clear()
+
+        flow_control.clear = clear_and_forget
 
     def dense(self, topic: str) -> bool:
         """Acked topics other than changelogs: every offset holds one record."""

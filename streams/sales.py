@@ -46,10 +46,6 @@ from streams.stock import StockShell
 
 log = logging.getLogger("stockledger.sales")
 
-SKU_COMMANDS = "stockledger-sku-commands"
-SALE_REPLIES = "stockledger-sale-replies"
-CREDIT_COMMANDS = "stockledger-credit-commands"
-
 PENDING_STOCK, PENDING_CREDIT = "PENDING_STOCK", "PENDING_CREDIT"
 ACCEPTED, REFUSED, FAILED = "ACCEPTED", "REFUSED", "FAILED"
 _CONVERTERS: dict[str, Any] = {}
@@ -93,9 +89,9 @@ class SalesShell:
         self.sales = p.table("sales")
         self.credit = p.table("credit")
         self.payments = p.table("payments")  # payment outputs by payment id, in the customer's partition
-        self.sku_commands = p.topic(SKU_COMMANDS, internal=True, json_values=True)
-        self.sale_replies = p.topic(SALE_REPLIES, internal=True, json_values=True)
-        self.credit_commands = p.topic(CREDIT_COMMANDS, internal=True, json_values=True)
+        self.sku_commands = p.internal_topic("sku-commands")
+        self.sale_replies = p.internal_topic("sale-replies")
+        self.credit_commands = p.internal_topic("credit-commands")
 
     # -- outputs ------------------------------------------------------------------------------
     async def send_outputs(self, outputs: list) -> None:

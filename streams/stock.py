@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from faust.types import EventT
 
-from streams.app import CATALOG_ITEMS, Pipeline
+from streams.app import Pipeline
 from streams.core.idempotency import Decision, decide, fingerprint
 from streams.core.stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
 from streams.jsonconv import epoch_millis
@@ -75,7 +75,7 @@ def install(p: Pipeline) -> StockShell:
     shell = StockShell(p)
     inventory_topic = p.topic("inventory.changes")
     catalog_topic = p.topic("catalog.updates")
-    items_topic = p.topic(CATALOG_ITEMS, internal=True, json_values=True)
+    items_topic = p.internal_topic("catalog-items")
 
     @p.app.agent(inventory_topic, name="inventory")
     async def inventory(stream: Any) -> None:

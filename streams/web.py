@@ -67,6 +67,7 @@ def stock_view(state: Any, catalog: dict | None) -> dict:
     body = {
         "tenant_id": state.tenant_id, "sku": state.sku, "on_hand": state.on_hand, "reserved": state.reserved,
         "available": state.available,
+        "holds": [{"hold_id": h, "qty": q} for h, q in state.holds],  # open reservations of pending sales
         "last_change": {"event_id": state.last_event_id, "at": to_iso(state.updated_at),
                         "location_id": state.location_id},
     }

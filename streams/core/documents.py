@@ -16,6 +16,7 @@ __all__ = [
     "UNPAID",
     "PARTIALLY_PAID",
     "PAID_STATUS",
+    "DocumentLine",
     "InvoiceLine",
     "Invoice",
     "CreditNoteLine",
@@ -58,7 +59,10 @@ def entry_id_for(document_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceLine(Plain):
+class DocumentLine(Plain):
+    """A priced line, one shape wherever it appears: a sale line once priced, an invoice line, and a
+    credit note line (whose `line_no` is the invoice line it reverses, unique within the note)."""
+
     line_no: int
     sku: str
     quantity: int
@@ -68,6 +72,10 @@ class InvoiceLine(Plain):
     net: Decimal
     tax: Decimal
     total: Decimal
+
+
+InvoiceLine = DocumentLine  # the names the schemas use (InvoiceLine, CreditNoteLine)
+CreditNoteLine = DocumentLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,19 +91,6 @@ class Invoice(Plain):
     lines: tuple[InvoiceLine, ...]
     net_total: Decimal
     tax_total: Decimal
-    total: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class CreditNoteLine(Plain):
-    line_no: int  # the invoice line it reverses (unique within a credit note)
-    sku: str
-    quantity: int
-    unit_price: Decimal
-    discount_percent: Decimal
-    tax_percent: Decimal
-    net: Decimal
-    tax: Decimal
     total: Decimal
 
 

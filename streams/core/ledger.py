@@ -88,12 +88,7 @@ def make_invoice(sale: Sale, priced: PricedSale, issued_at: int) -> Invoice:
     """The invoice INV-<sale_id> carrying the priced lines."""
     if priced.currency != sale.currency:
         raise ValueError(f"priced in {priced.currency}, sale in {sale.currency}")
-    lines = tuple(
-        InvoiceLine(
-            p.line_no, p.sku, p.quantity, p.unit_price, p.discount_percent, p.tax_percent, p.net, p.tax, p.total
-        )
-        for p in priced.lines
-    )
+    lines = tuple(priced.lines)  # a priced line is an invoice line
     return Invoice(
         tenant_id=sale.tenant_id,
         invoice_id=invoice_id_for(sale.sale_id),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .documents import DocumentLine
 from .money import ZERO, exact, is_known_currency, round_money
 from .sales import SaleLine
 from .serde import Plain
@@ -44,19 +45,7 @@ class CatalogItem(Plain):
     is_active: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class PricedLine(Plain):
-    """A sale line with every default resolved and its rounded amounts."""
-
-    line_no: int  # 1-based position in line_items
-    sku: str
-    quantity: int
-    unit_price: Decimal
-    discount_percent: Decimal
-    tax_percent: Decimal
-    net: Decimal
-    tax: Decimal
-    total: Decimal
+PricedLine = DocumentLine  # a sale line with every default resolved and its rounded amounts
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,7 @@ import time
 from itertools import accumulate
 
 from stockledger.consume import records
-from stockledger.testing import STREAM_INPUTS as INPUTS
-from stockledger.testing import WorkerProcess, committed_lag, settle, tenant_records, wait_for
+from stockledger.testing import WorkerProcess, committed_lag, settle, stream_lag, tenant_records, wait_for
 from stockledger.testing import inventory_event as inv
 from stockledger.testing import stock_of as stock
 from streams.core.stock import StockState, apply_absolute, apply_delta
@@ -89,14 +88,14 @@ def test_sigkill_twice_mid_stream_changes_nothing(worker, publish, settings, ten
     stream = unique + dupes
     rng.shuffle(stream)
     expected = _fold(unique)
-    before = committed_lag(settings, settings.app_id, INPUTS)
+    before = stream_lag(settings)
     assert before == 0
     publish("inventory.changes", stream)
     for kill in range(2):
         # kill while the worker is mid-stream: some but not all of the events are committed
-        wait_for(lambda: committed_lag(settings, settings.app_id, INPUTS) < len(stream) * (0.8 - 0.35 * kill),
+        wait_for(lambda: stream_lag(settings) < len(stream) * (0.8 - 0.35 * kill),
                  180, f"progress before kill {kill + 1}", interval=0.2)
-        assert committed_lag(settings, settings.app_id, INPUTS) > 0
+        assert stream_lag(settings) > 0
         worker.kill()
         worker.start().wait_ready(180)
     settle(settings)
