@@ -230,7 +230,6 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
     """Runs in the SKU's partition: holds, commits, releases and restocks, each idempotent."""
     tenant, sku = cmd["tenant_id"], cmd["sku"]
     key = f"{tenant}:{sku}"
-    state = shell.stock.state(tenant, sku)
     op = cmd["op"]
     if op == "RESTOCK":
         fp = fingerprint("refund.restock", tenant, {"sku": sku, "qty": cmd["qty"]})
@@ -238,6 +237,8 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
                                 lambda s: sk.apply_delta(s, cmd["qty"], cmd["ts"], cmd["event_id"],
                                                          cmd.get("location_id"), kind=sk.RESTOCK))
         return
+    hold_id = cmd["hold_id"]
+    state = shell.stock.hold_state(tenant, sku, hold_id)
     if op == "RESERVE":
         catalog = shell.stock.catalog.get(key)
         known, active = catalog is not None, bool(catalog and catalog["is_active"])
@@ -250,7 +251,7 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
         else:
             new, ok = state, False
         if new is not state:
-            shell.stock.stock[key] = new.to_dict()
+            shell.stock.store_hold_state(new, hold_id)
             await shell.stock.publish_level(new)
         await shell.send_commands([_sku_reply(
             cmd, known=known, active=active, available=available, ok=ok,
@@ -265,7 +266,7 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
         log.error("unknown sku command %r", op)
         return
     if result.state is not state:
-        shell.stock.stock[key] = result.state.to_dict()
+        shell.stock.store_hold_state(result.state, hold_id)
     if result.changed:
         await shell.stock.publish_level(result.state)
     for alert in result.alerts:

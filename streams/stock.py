@@ -17,7 +17,8 @@ from faust.types import EventT
 
 from streams.app import Pipeline
 from streams.core.idempotency import Decision, decide, fingerprint
-from streams.core.stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
+from streams.core.stock import (StockResult, StockState, apply_absolute, apply_delta, closed_outcome, recall_closed,
+                                validate_inventory_change)
 from streams.jsonconv import epoch_millis
 
 log = logging.getLogger("stockledger.stock")
@@ -33,10 +34,25 @@ class StockShell:
         self.stock = p.table("stock")
         self.catalog = p.table("catalog")
         self.seen = p.table("seen")
+        self.closed_holds = p.table("closed-holds")  # tenant:sku:hold_id -> outcome, beyond the state's window
 
     def state(self, tenant: str, sku: str) -> StockState:
         raw = self.stock.get(f"{tenant}:{sku}")
         return StockState(tenant, sku) if raw is None else StockState.from_dict(raw)
+
+    def hold_state(self, tenant: str, sku: str, hold_id: str) -> StockState:
+        """A SKU's state, reminded of `hold_id`'s outcome if the hold closed too long ago to be in it."""
+        state = self.state(tenant, sku)
+        outcome = self.closed_holds.get(f"{tenant}:{sku}:{hold_id}")
+        return state if outcome is None else recall_closed(state, hold_id, outcome)
+
+    def store_hold_state(self, state: StockState, hold_id: str) -> None:
+        """Write a SKU's state after a hold operation, and the hold's outcome once it has one."""
+        self.stock[f"{state.tenant_id}:{state.sku}"] = state.to_dict()
+        outcome = closed_outcome(state, hold_id)
+        key = f"{state.tenant_id}:{state.sku}:{hold_id}"
+        if outcome is not None and self.closed_holds.get(key) != outcome:
+            self.closed_holds[key] = outcome
 
     async def publish_level(self, state: StockState) -> None:
         await self.p.emit("stock.levels", f"{state.tenant_id}:{state.sku}", state.level())

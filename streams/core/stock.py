@@ -14,7 +14,9 @@ Choices where SPEC is silent:
   applied (by arrival), as stock.levels shows "the SKU's last change".
 - Reservations are recorded by hold_id; a closed hold (committed or released)
   is remembered among the last CLOSED_HOLDS_KEPT so a redelivered reserve
-  cannot take the stock again.
+  cannot take the stock again. The shell remembers every outcome beyond that
+  window and hands it back with `recall_closed`, so a reserve redelivered after
+  hundreds of later sales is still recognised while the state stays small.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ __all__ = [
     "NEGATIVE_STOCK",
     "OVERSOLD",
     "CLOSED_HOLDS_KEPT",
+    "closed_outcome",
+    "recall_closed",
     "Alert",
     "StockState",
     "StockResult",
@@ -59,7 +63,7 @@ OVERSOLD = "OVERSOLD"
 
 COMMITTED = "COMMITTED"
 RELEASED = "RELEASED"
-CLOSED_HOLDS_KEPT = 1024
+CLOSED_HOLDS_KEPT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,18 @@ def _closed(state: StockState, hold_id: str) -> str | None:
         if hid == hold_id:
             return outcome
     return None
+
+
+def closed_outcome(state: StockState, hold_id: str) -> str | None:
+    """COMMITTED or RELEASED if the state remembers `hold_id` as closed."""
+    return _closed(state, hold_id)
+
+
+def recall_closed(state: StockState, hold_id: str, outcome: str) -> StockState:
+    """The state with a closed hold it had forgotten put back (a no-op if it knows the hold)."""
+    if _hold(state, hold_id) is not None or _closed(state, hold_id) is not None:
+        return state
+    return replace(state, closed_holds=(state.closed_holds + ((hold_id, outcome),))[-CLOSED_HOLDS_KEPT:])
 
 
 def _close(state: StockState, hold_id: str, outcome: str) -> StockState:

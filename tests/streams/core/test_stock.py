@@ -17,6 +17,10 @@ from streams.core.stock import (
     reserve,
     try_reserve,
     validate_inventory_change,
+    CLOSED_HOLDS_KEPT,
+    COMMITTED,
+    closed_outcome,
+    recall_closed,
 )
 
 EMPTY = StockState("t1", "A")
@@ -282,3 +286,18 @@ def test_conflicting_reuse_of_an_event_id_is_refused():
     fp1 = fingerprint("inventory.change", "t1", {"sku": "A", "quantity_change": 5})
     fp2 = fingerprint("inventory.change", "t1", {"sku": "A", "quantity_change": 6})
     assert decide(fp1, fp2) is Decision.CONFLICT
+
+
+def test_a_reserve_redelivered_after_the_window_is_refused_once_its_outcome_is_recalled():
+    state = apply_absolute(EMPTY, 1000, 1, "count").state
+    state = commit_reservation(reserve(state, 2, "sale:old").state, "sale:old", 2, "e-old").state
+    for n in range(CLOSED_HOLDS_KEPT):  # later sales push the old hold out of the state's window
+        state = release(reserve(state, 1, f"sale:{n}").state, f"sale:{n}").state
+    assert closed_outcome(state, "sale:old") is None
+    assert reserve(state, 2, "sale:old").state.reserved == 2  # forgotten: it would hold stock forever
+    recalled = recall_closed(state, "sale:old", COMMITTED)
+    assert closed_outcome(recalled, "sale:old") == COMMITTED
+    assert reserve(recalled, 2, "sale:old").changed is False
+    assert try_reserve(recalled, 2, "sale:old") == (recalled, True)
+    assert (recalled.on_hand, recalled.reserved, recalled.available) == (998, 0, 998)
+    assert recall_closed(recalled, "sale:old", COMMITTED) is recalled
