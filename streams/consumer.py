@@ -130,7 +130,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                 self._idle.pop(tp, None)
                 await self._rewind(tp, owed, highwater - 1)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (runs in the worker)
+    async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop, with dense partitions delivered strictly in order."""
         callback = self.callback
         consumer_should_stop = cast(Service, self)._stopped.is_set
