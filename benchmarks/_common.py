@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
+from stockledger.testing import end_offsets  # noqa: E402,F401 (the benchmarks import it from here)
 from streams.codec import Codec  # noqa: E402
 
 TOPIC = "inventory.changes"
@@ -20,15 +21,6 @@ TOPIC = "inventory.changes"
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-probe"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        c.close()
 
 
 def position_group_at_end(settings: Settings, group: str, topics: list[str]) -> None:

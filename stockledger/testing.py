@@ -101,6 +101,16 @@ def committed_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
         del admin
 
 
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset of every partition of `topic` (where a run that starts now begins)."""
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "offsets-probe"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
 def stream_lag(settings: Settings) -> int:
     """What the worker group has not yet committed across every topic it consumes."""
     return committed_lag(settings, settings.app_id, stream_inputs(settings.app_id))

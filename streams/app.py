@@ -30,7 +30,6 @@ from streams.metrics import Metrics
 log = logging.getLogger("stockledger.worker")
 
 
-
 @dataclass
 class Pipeline:
     """Everything the agents and views share; built once per worker by `create_app`."""

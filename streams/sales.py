@@ -244,10 +244,10 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
         known, active = catalog is not None, bool(catalog and catalog["is_active"])
         available = state.available
         if cmd["force"]:
-            result = sk.reserve(state, cmd["qty"], cmd["hold_id"])
+            result = sk.reserve(state, cmd["qty"], hold_id)
             new, ok = result.state, True
         elif known and active:
-            new, ok = sk.try_reserve(state, cmd["qty"], cmd["hold_id"])
+            new, ok = sk.try_reserve(state, cmd["qty"], hold_id)
         else:
             new, ok = state, False
         if new is not state:
@@ -258,10 +258,10 @@ async def handle_sku_command(shell: SalesShell, cmd: dict) -> None:
             price=catalog["price"] if catalog else None, tax_rate=catalog["tax_rate"] if catalog else None)])
         return
     if op == "COMMIT":
-        result = sk.commit_reservation(state, cmd["hold_id"], cmd["ts"], cmd["event_id"], cmd.get("location_id"),
+        result = sk.commit_reservation(state, hold_id, cmd["ts"], cmd["event_id"], cmd.get("location_id"),
                                        qty=cmd.get("qty"))
     elif op == "RELEASE":
-        result = sk.release(state, cmd["hold_id"])
+        result = sk.release(state, hold_id)
     else:
         log.error("unknown sku command %r", op)
         return

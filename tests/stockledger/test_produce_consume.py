@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from stockledger import cli
 from stockledger.consume import records
+from stockledger.testing import end_offsets
 from stockledger.produce import expand, read_json_records
 from stockledger.topics import spec
 from streams.codec import local_schema
@@ -26,15 +26,6 @@ CASES = [
 
 def tenant_values(settings, topic: str, tenant: str) -> list[dict]:
     return [r["value"] for r in records(settings, topic) if r["value"].get("tenant_id") == tenant]
-
-
-def end_offsets(settings, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "offsets-probe"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        c.close()
 
 
 @pytest.mark.parametrize("topic,fixture", CASES)
