@@ -73,12 +73,13 @@ class Stats:
     records: int = 0  # consumed records whose batch committed (written, duplicate or dead-lettered)
     dead_letters: int = 0
     batches: int = 0
-    fenced: int = 0
+    fenced: int = 0  # batches thrown away at commit: their partitions' stored offsets had moved
+    rewound: int = 0  # stored offsets found moved by the periodic check (a sink replay), buffer dropped
     retries: int = 0
 
     def line(self) -> str:
         return (f"records={self.records} dead_letters={self.dead_letters} batches={self.batches} "
-                f"fenced={self.fenced} retries={self.retries}")
+                f"fenced={self.fenced} rewound={self.rewound} retries={self.retries}")
 
 
 def _key(msg: Message) -> TPKey:
@@ -259,6 +260,7 @@ class Sink:
             return
         moved = {k: v for k, v in stored.items() if k in self.next and self.next[k] != v}
         if moved:
+            self.stats.rewound += 1
             self._seek_to(moved)
 
     # -- batches ------------------------------------------------------------------------------------
