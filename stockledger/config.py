@@ -31,9 +31,11 @@ class Settings:
     partitions: int = field(default_factory=lambda: int(_env("PARTITIONS", "4")))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
-    # Fault injection for tests: the worker's consumer drops every Nth record it fetched, as
-    # faust-streaming does around rebalances, to prove such holes are read again in order. 0 = off.
+    # Fault injection for tests, 0 = off. The worker's consumer drops every Nth record it fetched, or
+    # empties the agents' buffers while every Nth record is being delivered, as faust-streaming does
+    # around rebalances and recovery; to prove such records are read again in order.
     fault_drop_every: int = field(default_factory=lambda: int(_env("FAULT_DROP_EVERY", "0")))
+    fault_clear_every: int = field(default_factory=lambda: int(_env("FAULT_CLEAR_EVERY", "0")))
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
     schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))

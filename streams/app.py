@@ -180,8 +180,10 @@ class Pipeline:
                 self._stalled[key] = (now, mark)
                 continue
             if now - first[0] >= after:
-                log.warning("%s[%s]: commits stuck at %s while agents took up to %s; reading again from %s",
-                            tp.topic, tp.partition, committed, taken, committed)
+                describe = getattr(consumer, "describe", None)
+                log.warning("%s[%s]: commits stuck at %s while agents took up to %s; reading again from %s (%s)",
+                            tp.topic, tp.partition, committed, taken, committed,
+                            describe(tp) if describe else "")
                 self._stalled.pop(key, None)
                 self.metrics.rereads[tp.topic] += 1
                 await consumer.seek(tp, committed)
@@ -235,7 +237,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     pipeline = Pipeline(settings, app, Codec(settings.schema_registry_url))
     install_ordered_consumer(app, on_rewind=lambda topic: pipeline.metrics.rereads.update((topic,)),
-                             drop_every=settings.fault_drop_every)
+                             drop_every=settings.fault_drop_every, clear_every=settings.fault_clear_every)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:

@@ -10,13 +10,22 @@ past them, so the next record read lies beyond a hole. Faust's own loop then rec
 transaction markers) and commits past it: the records are never processed, and nothing says so
 (seen: web orders whose saga messages vanished after a SIGKILL, payments applied out of order).
 
+Two more paths lose a record after it was delivered: a delivery that waits (on a full agent buffer
+or the producer) across a buffer clear or a seek puts its record into the emptied buffer ahead of
+the records the clear threw away, and a record the stream skips as stale is still acked, so the
+commit can pass it before it is read again. Faust's commit then steps over a one-record hole at the
+head of a partition (it compares the first acked offset with the committed one off by one).
+
 Our input and internal topics are neither compacted nor transactional, so their offsets are dense.
 This consumer keeps the next offset it owes every such partition. A record beyond it means records
 were dropped: the partition is sought back to the owed offset and the record is discarded, so the
 agents see every record, in order. Records below it were already delivered (a batch fetched before
 a seek) and are discarded too, and so are records of an earlier generation, which the stream would
 skip. A partition that goes quiet below its high watermark (the last record dropped) is sought back
-by a timer. Other topics keep Faust's behaviour.
+by a timer. A delivery in flight when a buffer is cleared or its partition sought is marked stale,
+so the stream skips it and it is read again in its place; acks of stale records are ignored, and a
+dense partition commits only from its committed offset on, never over a hole. Other topics keep
+Faust's behaviour.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ log = logging.getLogger("stockledger.worker")
 
 RESEEK_AFTER = 2.0  # seconds; a rewind whose records have not come back by then is sought again
 TAIL_AFTER = 4.0  # seconds a partition may sit below its high watermark without delivering anything
+STALE = -1  # generation id given to a record whose delivery was overtaken by a clear or a seek
 
 
 class OrderedConsumer(faust_aiokafka.Consumer):
@@ -46,6 +56,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._owed: dict[TP, int] = {}  # next offset the agents must see, per dense partition
         self._rewinding: dict[TP, tuple[int, float]] = {}
         self._idle: dict[TP, tuple[int, float]] = {}  # owed offset below the high watermark, since when
+        self._in_flight: Any = None  # the message being delivered (the drain loop delivers one at a time)
         self._watch_queue_clears()
 
     def _watch_queue_clears(self) -> None:
@@ -57,10 +68,24 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
         def clear_and_forget() -> None:
             clear()
-            self._owed.clear()
-            self._rewinding.clear()
+            self._forget()
 
         flow_control.clear = clear_and_forget
+
+    def _forget(self, tps: set[TP] | None = None) -> None:
+        """Owe the committed offset again (all partitions, or `tps`). A delivery still in flight
+        would land in a buffer whose earlier records are gone: it is marked stale, so the stream
+        skips it and it is read again in order."""
+        if tps is None:
+            self._owed.clear()
+            self._rewinding.clear()
+        else:
+            for tp in tps:
+                self._owed.pop(tp, None)
+                self._rewinding.pop(tp, None)
+        message = self._in_flight
+        if message is not None and (tps is None or message.tp in tps):
+            message.generation_id = STALE
 
     def dense(self, topic: str) -> bool:
         """Acked topics other than changelogs: every offset holds one record."""
@@ -72,25 +97,49 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        self._owed.clear()  # every partition now reads from its committed offset
-        self._rewinding.clear()
+        self._forget()  # every partition now reads from its committed offset
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
+        self._forget({partition})
         self._owed[partition] = offset
-        self._rewinding.pop(partition, None)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        for tp in revoked:
-            self._owed.pop(tp, None)
-            self._rewinding.pop(tp, None)
+        self._forget(set(revoked))
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        for tp in assigned:
-            self._owed.pop(tp, None)
-            self._rewinding.pop(tp, None)
+        self._forget(set(assigned))
         await super().on_partitions_assigned(assigned, generation_id)
+
+    def describe(self, tp: TP) -> str:
+        """Where a partition's delivery and commits stand, for the stall warning."""
+        acked = sorted(self._acked.get(tp) or ())
+        unacked = sorted(m.offset for m in self._unacked_messages if m.tp == tp)
+        return (f"owed {self._owed.get(tp)}, committed {self._committed_offset.get(tp)}, "
+                f"acked {acked[:3]}..{acked[-1:]} ({len(acked)}), unacked {unacked[:5]} ({len(unacked)}), "
+                f"position {self._read_offset.get(tp)}")
+
+    def ack(self, message: Any) -> bool:
+        """A dense record skipped as stale (older generation, flow suspended) is not processed, yet
+        the stream acks it; counting that ack would let the commit pass it before it is read again."""
+        if self.dense(message.topic) and (message.generation_id != self.app.consumer_generation_id
+                                          or not self.app.flow_control.is_active()):
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return cast(bool, super().ack(message))
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust lets the first acked offset be one past the committed one (it treats the committed
+        offset as the last one processed; Kafka's is the next to read), so a lost record at the head
+        was committed over. A dense partition commits only a run that starts at its committed offset."""
+        if self.dense(tp.topic):
+            acked = self._acked.get(tp)
+            committed = self._committed_offset.get(tp)
+            if acked and committed is not None and min(acked) > committed:
+                return None
+        return cast("int | None", super()._new_offset(tp))
 
     async def _rewind(self, tp: TP, owed: int, found: int) -> None:
         """Seek back to the first record not delivered, once per hole (again if it does not come)."""
@@ -140,7 +189,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         dense_topics: dict[str, bool] = {}
         since_yield = 0
-        drop_every = cast(OrderedTransport, self.transport).drop_every
+        transport = cast(OrderedTransport, self.transport)
+        drop_every, clear_every = transport.drop_every, transport.clear_every
         flow_control = self.app.flow_control
         fetched = 0
         try:
@@ -170,10 +220,12 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                             await self._rewind(tp, owed, offset)
                             continue
                         self._rewinding.pop(tp, None)
-                        if drop_every:
-                            fetched += 1
-                            if fetched % drop_every == 0:
-                                continue  # injected fault: lost like a record fetched during a rebalance
+                        fetched += 1
+                        if drop_every and fetched % drop_every == 0:
+                            continue  # injected fault: lost like a record fetched during a rebalance
+                        if clear_every and fetched % clear_every == 0:
+                            # injected fault: buffers emptied mid-delivery, as when the flow resumes
+                            asyncio.get_running_loop().call_soon(flow_control.clear)
                     else:
                         r_offset = read_offset[tp]
                         if r_offset is not None and offset < r_offset:
@@ -184,9 +236,17 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                         self._n_acked = 0
                         await self.commit()
                     delivery = callback(message)
-                    outcome = await self.wait_first(delivery, self.suspend_flow.wait())
-                    if dense and delivery in outcome.done:
-                        self._owed[tp] = offset + 1
+                    if dense:
+                        self._in_flight = message
+                    try:
+                        outcome = await self.wait_first(delivery, self.suspend_flow.wait())
+                    finally:
+                        self._in_flight = None
+                    if dense:
+                        if delivery in outcome.done and message.generation_id != STALE:
+                            self._owed[tp] = offset + 1
+                        else:  # not delivered, or overtaken by a clear or seek: a late put is skipped
+                            message.generation_id = STALE
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -210,17 +270,20 @@ class OrderedTransport(faust_aiokafka.Transport):
     Consumer = OrderedConsumer
     on_rewind: Callable[[str], None] = staticmethod(lambda topic: None)
     drop_every = 0
+    clear_every = 0
 
 
-def install(app: Any, on_rewind: Callable[[str], None], drop_every: int = 0) -> None:
+def install(app: Any, on_rewind: Callable[[str], None], drop_every: int = 0, clear_every: int = 0) -> None:
     """Give a Faust app the ordered consumer; before anything touches `app.consumer`.
 
-    `on_rewind(topic)` is told of every hole found, so the worker can count them. `drop_every` > 0
-    makes the consumer drop every Nth dense record it fetched, the way Faust does (tests only).
+    `on_rewind(topic)` is told of every hole found, so the worker can count them. Tests only:
+    `drop_every` > 0 makes the consumer drop every Nth dense record it fetched, and `clear_every` > 0
+    empties the agents' buffers while every Nth is being delivered, the ways Faust loses records.
     """
     transport = OrderedTransport(app.conf.broker_consumer, app)
     transport.on_rewind = on_rewind
     transport.drop_every = drop_every
+    transport.clear_every = clear_every
     app.transport = transport
 
 
