@@ -50,7 +50,15 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout: float = 90) -> "WorkerProcess":
-        """Until /health says the tables are recovered (it answers 503 while recovering)."""
+        """Until /health says the tables are recovered (it answers 503 while recovering). A worker
+        not ready in time is stopped, so a failed start never leaves a process holding its port."""
+        try:
+            return self._wait_ready(timeout)
+        except TimeoutError:
+            self.kill()
+            raise
+
+    def _wait_ready(self, timeout: float) -> "WorkerProcess":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

@@ -6,9 +6,10 @@ loop cancels a delivery that is waiting on a full agent buffer when a rebalance 
 stream skips a record fetched before the last rebalance, and the agents' buffers are emptied when a
 rebalance starts and again when the flow resumes (after Faust has sought to the committed offsets,
 so what was delivered in between is gone). In every case aiokafka's fetch position has already moved
-past them, so the next record read lies beyond a hole. Faust's own loop then records the hole as a "gap" (meant for compacted topics and
-transaction markers) and commits past it: the records are never processed, and nothing says so
-(seen: web orders whose saga messages vanished after a SIGKILL, payments applied out of order).
+past them, so the next record read lies beyond a hole. Faust's own loop then records the hole as a
+"gap" (meant for compacted topics and transaction markers) and commits past it: the records are never
+processed, and nothing says so (seen: web orders whose saga messages vanished after a SIGKILL,
+payments applied out of order).
 
 Two more paths lose a record after it was delivered: a delivery that waits (on a full agent buffer
 or the producer) across a buffer clear or a seek puts its record into the emptied buffer ahead of
