@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any, Callable, cast
 
 from aiokafka.errors import IllegalStateError
@@ -57,7 +58,10 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._owed: dict[TP, int] = {}  # next offset the agents must see, per dense partition
         self._rewinding: dict[TP, tuple[int, float]] = {}
         self._idle: dict[TP, tuple[int, float]] = {}  # owed offset below the high watermark, since when
+        # first offset delivered since the last seek, for partitions that have no committed offset yet
+        self._first_read: dict[TP, int] = {}
         self._in_flight: Any = None  # the message being delivered (the drain loop delivers one at a time)
+        self._journal: dict[TP, deque] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
         self._watch_queue_clears()
 
     def _watch_queue_clears(self) -> None:
@@ -84,9 +88,14 @@ class OrderedConsumer(faust_aiokafka.Consumer):
             for tp in tps:
                 self._owed.pop(tp, None)
                 self._rewinding.pop(tp, None)
+        for tp in (tps if tps is not None else list(self._journal)):
+            head = self.head(tp)
+            if head is not None:
+                self._note(tp, head, "owed reset to the head")
         message = self._in_flight
         if message is not None and (tps is None or message.tp in tps):
             message.generation_id = STALE
+            self._note(message.tp, message.offset, "stale: overtaken")
 
     def dense(self, topic: str) -> bool:
         """Acked topics other than changelogs: every offset holds one record."""
@@ -94,38 +103,64 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
     def owed(self, tp: TP) -> int | None:
         owed = self._owed.get(tp)
-        return owed if owed is not None else self._committed_offset.get(tp)
+        return owed if owed is not None else self.head(tp)
+
+    def head(self, tp: TP) -> int | None:
+        """The first offset not known processed: the committed one, or, before the partition's
+        first commit, the first one read since the last seek."""
+        committed = self._committed_offset.get(tp)
+        return committed if committed is not None else self._first_read.get(tp)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        self._first_read.clear()
         self._forget()  # every partition now reads from its committed offset
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
+        self._first_read.pop(partition, None)
+        if self._committed_offset.get(partition) is None:
+            self._first_read[partition] = offset
         self._forget({partition})
         self._owed[partition] = offset
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._first_read.pop(tp, None)
         self._forget(set(revoked))
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        for tp in assigned:
+            self._first_read.pop(tp, None)
         self._forget(set(assigned))
         await super().on_partitions_assigned(assigned, generation_id)
+
+    def _note(self, tp: TP, offset: int, what: str) -> None:
+        journal = self._journal.get(tp)
+        if journal is None:
+            journal = self._journal[tp] = deque(maxlen=256)
+        journal.append((round(time.monotonic(), 3), offset, what))
 
     def describe(self, tp: TP) -> str:
         """Where a partition's delivery and commits stand, for the stall warning."""
         acked = sorted(self._acked.get(tp) or ())
         unacked = sorted(m.offset for m in self._unacked_messages if m.tp == tp)
-        return (f"owed {self._owed.get(tp)}, committed {self._committed_offset.get(tp)}, "
+        committed = self._committed_offset.get(tp)
+        history = [entry for entry in self._journal.get(tp, ())
+                   if committed is not None and abs(entry[1] - committed) <= 2]
+        return (f"owed {self._owed.get(tp)}, committed {committed}, "
                 f"acked {acked[:3]}..{acked[-1:]} ({len(acked)}), unacked {unacked[:5]} ({len(unacked)}), "
-                f"position {self._read_offset.get(tp)}")
+                f"position {self._read_offset.get(tp)}, generation {self.app.consumer_generation_id}, "
+                f"history near the committed offset {history}, now {round(time.monotonic(), 3)}")
 
     def ack(self, message: Any) -> bool:
         """A dense record skipped as stale (older generation, flow suspended) is not processed, yet
         the stream acks it; counting that ack would let the commit pass it before it is read again."""
         if self.dense(message.topic) and (message.generation_id != self.app.consumer_generation_id
                                           or not self.app.flow_control.is_active()):
+            self._note(message.tp, message.offset, f"ack ignored: generation {message.generation_id}, "
+                                                   f"flow {self.app.flow_control.is_active()}")
             message.acked = True
             self._unacked_messages.discard(message)
             return False
@@ -137,8 +172,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         was committed over. A dense partition commits only a run that starts at its committed offset."""
         if self.dense(tp.topic):
             acked = self._acked.get(tp)
-            committed = self._committed_offset.get(tp)
-            if acked and committed is not None and min(acked) > committed:
+            head = self.head(tp)
+            if acked and head is not None and min(acked) > head:
                 return None
         return cast("int | None", super()._new_offset(tp))
 
@@ -215,9 +250,11 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                                 or not flow_control.is_active()):
                             continue  # the agent's stream would skip it unacked; read it again later
                         owed = self.owed(tp)
-                        if owed is not None and offset < owed:
+                        if owed is None:
+                            self._first_read[tp] = owed = offset  # no commit yet: reading starts here
+                        if offset < owed:
                             continue  # delivered already, from a batch fetched before a seek
-                        if owed is not None and offset > owed:
+                        if offset > owed:
                             await self._rewind(tp, owed, offset)
                             continue
                         self._rewinding.pop(tp, None)
@@ -246,8 +283,10 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     if dense:
                         if delivery in outcome.done and message.generation_id != STALE:
                             self._owed[tp] = offset + 1
+                            self._note(tp, offset, f"delivered in generation {message.generation_id}")
                         else:  # not delivered, or overtaken by a clear or seek: a late put is skipped
                             message.generation_id = STALE
+                            self._note(tp, offset, "stale: not delivered")
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
