@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import text
 
 from stockledger.testing import WorkerProcess, settle, stream_lag, tenant_records, wait_for
