@@ -61,7 +61,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         # first offset delivered since the last seek, for partitions that have no committed offset yet
         self._first_read: dict[TP, int] = {}
         self._in_flight: Any = None  # the message being delivered (the drain loop delivers one at a time)
-        self._journal: dict[TP, deque] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
+        self._journal: dict[TP, deque] = {}
+        self._dense: dict[str, bool] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
         self._watch_queue_clears()
 
     def _watch_queue_clears(self) -> None:
@@ -99,7 +100,11 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
     def dense(self, topic: str) -> bool:
         """Acked topics other than changelogs: every offset holds one record."""
-        return not topic.endswith("-changelog") and self.app.topics.acks_enabled_for(topic)
+        dense = self._dense.get(topic)
+        if dense is None:
+            dense = self._dense[topic] = (not topic.endswith("-changelog")
+                                          and self.app.topics.acks_enabled_for(topic))
+        return dense
 
     def owed(self, tp: TP) -> int | None:
         owed = self._owed.get(tp)
@@ -136,31 +141,32 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._forget(set(assigned))
         await super().on_partitions_assigned(assigned, generation_id)
 
-    def _note(self, tp: TP, offset: int, what: str) -> None:
+    def _note(self, tp: TP, offset: int, what: str, generation: int | None = None) -> None:
+        """Cheap on the hot path: raw tuples, formatted only by `describe`."""
         journal = self._journal.get(tp)
         if journal is None:
             journal = self._journal[tp] = deque(maxlen=256)
-        journal.append((round(time.monotonic(), 3), offset, what))
+        journal.append((time.monotonic(), offset, what, generation))
 
     def describe(self, tp: TP) -> str:
         """Where a partition's delivery and commits stand, for the stall warning."""
         acked = sorted(self._acked.get(tp) or ())
         unacked = sorted(m.offset for m in self._unacked_messages if m.tp == tp)
         committed = self._committed_offset.get(tp)
-        history = [entry for entry in self._journal.get(tp, ())
-                   if committed is not None and abs(entry[1] - committed) <= 2]
+        history = [f"{at:.3f} {offset} {what}" + ("" if generation is None else f" (generation {generation})")
+                   for at, offset, what, generation in self._journal.get(tp, ())
+                   if committed is not None and abs(offset - committed) <= 2]
         return (f"owed {self._owed.get(tp)}, committed {committed}, "
                 f"acked {acked[:3]}..{acked[-1:]} ({len(acked)}), unacked {unacked[:5]} ({len(unacked)}), "
                 f"position {self._read_offset.get(tp)}, generation {self.app.consumer_generation_id}, "
-                f"history near the committed offset {history}, now {round(time.monotonic(), 3)}")
+                f"history near the committed offset {history}, now {time.monotonic():.3f}")
 
     def ack(self, message: Any) -> bool:
         """A dense record skipped as stale (older generation, flow suspended) is not processed, yet
         the stream acks it; counting that ack would let the commit pass it before it is read again."""
         if self.dense(message.topic) and (message.generation_id != self.app.consumer_generation_id
                                           or not self.app.flow_control.is_active()):
-            self._note(message.tp, message.offset, f"ack ignored: generation {message.generation_id}, "
-                                                   f"flow {self.app.flow_control.is_active()}")
+            self._note(message.tp, message.offset, "ack ignored (stale, or flow suspended)", message.generation_id)
             message.acked = True
             self._unacked_messages.discard(message)
             return False
@@ -223,7 +229,6 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         read_offset = self._read_offset
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
-        dense_topics: dict[str, bool] = {}
         since_yield = 0
         transport = cast(OrderedTransport, self.transport)
         drop_every, clear_every = transport.drop_every, transport.clear_every
@@ -242,9 +247,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     offset = message.offset
-                    dense = dense_topics.get(message.topic)
-                    if dense is None:
-                        dense = dense_topics[message.topic] = self.dense(message.topic)
+                    dense = self.dense(message.topic)
                     if dense:
                         if (message.generation_id != self.app.consumer_generation_id
                                 or not flow_control.is_active()):
@@ -283,7 +286,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     if dense:
                         if delivery in outcome.done and message.generation_id != STALE:
                             self._owed[tp] = offset + 1
-                            self._note(tp, offset, f"delivered in generation {message.generation_id}")
+                            self._note(tp, offset, "delivered", message.generation_id)
                         else:  # not delivered, or overtaken by a clear or seek: a late put is skipped
                             message.generation_id = STALE
                             self._note(tp, offset, "stale: not delivered")
