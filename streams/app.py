@@ -180,10 +180,8 @@ class Pipeline:
                 self._stalled[key] = (now, mark)
                 continue
             if now - first[0] >= after:
-                describe = getattr(consumer, "describe", None)
                 log.warning("%s[%s]: commits stuck at %s while agents took up to %s; reading again from %s (%s)",
-                            tp.topic, tp.partition, committed, taken, committed,
-                            describe(tp) if describe else "")
+                            tp.topic, tp.partition, committed, taken, committed, consumer.describe(tp))
                 self._stalled.pop(key, None)
                 self.metrics.rereads[tp.topic] += 1
                 await consumer.seek(tp, committed)

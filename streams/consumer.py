@@ -61,8 +61,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         # first offset delivered since the last seek, for partitions that have no committed offset yet
         self._first_read: dict[TP, int] = {}
         self._in_flight: Any = None  # the message being delivered (the drain loop delivers one at a time)
-        self._journal: dict[TP, deque] = {}
-        self._dense: dict[str, bool] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
+        self._journal: dict[TP, deque] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
+        self._dense: dict[str, bool] = {}  # per topic, see `dense`
         self._watch_queue_clears()
 
     def _watch_queue_clears(self) -> None:
@@ -152,14 +152,14 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         """Where a partition's delivery and commits stand, for the stall warning."""
         acked = sorted(self._acked.get(tp) or ())
         unacked = sorted(m.offset for m in self._unacked_messages if m.tp == tp)
-        committed = self._committed_offset.get(tp)
+        head = self.head(tp)
         history = [f"{at:.3f} {offset} {what}" + ("" if generation is None else f" (generation {generation})")
                    for at, offset, what, generation in self._journal.get(tp, ())
-                   if committed is not None and abs(offset - committed) <= 2]
-        return (f"owed {self._owed.get(tp)}, committed {committed}, "
+                   if head is not None and abs(offset - head) <= 2]
+        return (f"owed {self._owed.get(tp)}, committed {self._committed_offset.get(tp)}, "
                 f"acked {acked[:3]}..{acked[-1:]} ({len(acked)}), unacked {unacked[:5]} ({len(unacked)}), "
                 f"position {self._read_offset.get(tp)}, generation {self.app.consumer_generation_id}, "
-                f"history near the committed offset {history}, now {time.monotonic():.3f}")
+                f"history near the head {history}, now {time.monotonic():.3f}")
 
     def ack(self, message: Any) -> bool:
         """A dense record skipped as stale (older generation, flow suspended) is not processed, yet
