@@ -39,6 +39,9 @@ class Settings:
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
     schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))
+    # The key that seals secrets at rest (stockledger/security.py): hex or base64, else the key file.
+    master_key_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY"))
+    master_key_file_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY_FILE"))
 
     @property
     def bootstrap_servers(self) -> str:
@@ -51,6 +54,15 @@ class Settings:
     @property
     def database_url(self) -> str:
         return self.database_url_env or f"postgresql+psycopg2://postgres@127.0.0.1:{self.pg_port}/stockledger"
+
+    @property
+    def master_key_file(self) -> Path:
+        return Path(self.master_key_file_env) if self.master_key_file_env else self.home / "master.key"
+
+    def master_key(self) -> bytes:
+        from stockledger.security import load_master_key
+
+        return load_master_key(self.master_key_env, self.master_key_file)
 
     @property
     def registry_database_url(self) -> str:
