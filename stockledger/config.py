@@ -39,6 +39,9 @@ class Settings:
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
     schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))
+    # Required on the workers' HTTP port (the operators' door) when it is bound beyond loopback;
+    # sent as `Authorization: Bearer <token>` by the API service when set.
+    operator_token: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_OPERATOR_TOKEN") or None)
     # The key that seals secrets at rest (stockledger/security.py): hex or base64, else the key file.
     master_key_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY"))
     master_key_file_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY_FILE"))
