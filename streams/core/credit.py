@@ -1,4 +1,4 @@
-"""Customer credit: limit, hold, open ON_ACCOUNT invoices, payments against them.
+"""Customer credit: limit, on-hold flag, open ON_ACCOUNT invoices, payments against them.
 
 SPEC 2: outstanding = the unpaid amount of the customer's ON_ACCOUNT invoices;
 available = credit_limit - outstanding; a limit of 0 means no limit.
@@ -9,13 +9,12 @@ Choices where SPEC is silent:
   invoice was already paid, or is unknown here) becomes `credit_balance`, a
   credit the customer holds, which lowers outstanding (it can go below 0).
   It must never be refused: the credit note is already booked elsewhere.
-- Credit holds (`try_hold`) reserve credit for an order saga between the check
-  and the invoice, so two concurrent orders cannot both spend the same credit;
-  `available` is net of open holds, `outstanding` is invoices only.
+- Nothing is held for an order: the fold checks an order's credit and adds
+  its invoice in one decision, so two orders cannot both spend the same credit.
 - A payment applies only to invoices in its own currency. A customer is
   assumed to trade in one currency: outstanding sums invoices as they are.
 - Fully paid invoices leave `open_invoices`; ids of applied invoices,
-  payments, refunds and closed holds stay in `applied`, so every operation
+  payments and refunds stay in `applied`, so every operation
   applied twice is a no-op.
 """
 
@@ -33,7 +32,6 @@ from .serde import Plain
 __all__ = [
     "CREDIT_HOLD",
     "CREDIT_LIMIT_EXCEEDED",
-    "HOLD_RELEASED",
     "APPLIED",
     "DUPLICATE",
     "REFUSED",
@@ -48,8 +46,6 @@ __all__ = [
     "PaymentResult",
     "PaymentReceived",
     "check_order",
-    "try_hold",
-    "release_hold",
     "add_invoice",
     "apply_payment",
     "apply_credit_refund",
@@ -60,7 +56,6 @@ __all__ = [
 
 CREDIT_HOLD = "CREDIT_HOLD"
 CREDIT_LIMIT_EXCEEDED = "CREDIT_LIMIT_EXCEEDED"
-HOLD_RELEASED = "HOLD_RELEASED"
 
 APPLIED = "APPLIED"
 DUPLICATE = "DUPLICATE"
@@ -106,8 +101,7 @@ class CreditState(Plain):
     on_hold: bool = False
     open_invoices: tuple[OpenInvoice, ...] = ()
     credit_balance: Decimal = ZERO  # customer's unallocated credit from CREDIT refunds
-    holds: tuple[tuple[str, Decimal], ...] = ()  # open order holds (hold_id, amount)
-    applied: tuple[str, ...] = ()  # "invoice:<id>", "payment:<id>", "refund:<id>", "hold-...:<id>"
+    applied: tuple[str, ...] = ()  # "invoice:<id>", "payment:<id>", "refund:<id>"
 
     def to_dict(self) -> dict[str, Any]:
         """The generic `Plain` form, built directly: a customer may hold many open invoices."""
@@ -117,8 +111,7 @@ class CreditState(Plain):
             "open_invoices": [{"invoice_id": i.invoice_id, "issued_at": i.issued_at, "currency": i.currency,
                                "total": format(i.total, "f"), "paid": format(i.paid, "f"),
                                "credited": format(i.credited, "f")} for i in self.open_invoices],
-            "credit_balance": format(self.credit_balance, "f"),
-            "holds": [[h, format(a, "f")] for h, a in self.holds], "applied": list(self.applied),
+            "credit_balance": format(self.credit_balance, "f"), "applied": list(self.applied),
         }
 
     @classmethod
@@ -129,8 +122,7 @@ class CreditState(Plain):
             tuple(OpenInvoice(i["invoice_id"], i["issued_at"], i["currency"], Decimal(i["total"]),
                               Decimal(i.get("paid", "0")), Decimal(i.get("credited", "0")))
                   for i in data.get("open_invoices", ())),
-            Decimal(data.get("credit_balance", "0")), tuple((h, Decimal(a)) for h, a in data.get("holds", ())),
-            tuple(data.get("applied", ())),
+            Decimal(data.get("credit_balance", "0")), tuple(data.get("applied", ())),
         )
 
     @property
@@ -139,19 +131,15 @@ class CreditState(Plain):
         return sum((i.remaining for i in self.open_invoices), ZERO) - self.credit_balance
 
     @property
-    def held(self) -> Decimal:
-        return sum((amount for _, amount in self.holds), ZERO)
-
-    @property
     def unlimited(self) -> bool:
         return self.credit_limit == 0
 
     @property
     def available(self) -> Decimal | None:
-        """credit_limit - outstanding - open holds; None when there is no limit."""
+        """credit_limit - outstanding; None when there is no limit."""
         if self.unlimited:
             return None
-        return self.credit_limit - self.outstanding - self.held
+        return self.credit_limit - self.outstanding
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +147,7 @@ class CreditCheck(Plain):
     """The answer to "may this customer take an order of this amount on account?" (as in 004)."""
 
     approved: bool
-    reason: str | None  # CREDIT_HOLD / CREDIT_LIMIT_EXCEEDED / HOLD_RELEASED; None when approved
+    reason: str | None  # CREDIT_HOLD / CREDIT_LIMIT_EXCEEDED; None when approved
     credit_limit: Decimal
     outstanding: Decimal
     available: Decimal | None
@@ -228,37 +216,8 @@ def check_order(state: CreditState, order_amount: Decimal) -> CreditCheck:
     return _figures(state, order_amount, True, None, "")
 
 
-def _hold_amount(state: CreditState, hold_id: str) -> Decimal | None:
-    for hid, amount in state.holds:
-        if hid == hold_id:
-            return amount
-    return None
-
-
 def _remember(state: CreditState, *marks: str) -> tuple[str, ...]:
     return state.applied + marks
-
-
-def try_hold(state: CreditState, hold_id: str, amount: Decimal) -> tuple[CreditState, CreditCheck]:
-    """Check and, when approved, hold `amount` under `hold_id`; repeats answer as the first time."""
-    if _hold_amount(state, hold_id) is not None or f"hold-committed:{hold_id}" in state.applied:
-        return state, _figures(state, amount, True, None, "")
-    if f"hold-released:{hold_id}" in state.applied:
-        return state, _figures(state, amount, False, HOLD_RELEASED, f"hold {hold_id} was released")
-    check = check_order(state, amount)
-    if not check.approved:
-        return state, check
-    return replace(state, holds=state.holds + ((hold_id, amount),)), check
-
-
-def release_hold(state: CreditState, hold_id: str) -> CreditUpdate:
-    """Give a hold's credit back; an unknown hold is remembered as released so a late try_hold fails."""
-    mark = f"hold-released:{hold_id}"
-    if mark in state.applied or f"hold-committed:{hold_id}" in state.applied:
-        return CreditUpdate(state, False)
-    changed = _hold_amount(state, hold_id) is not None
-    holds = tuple(h for h in state.holds if h[0] != hold_id)
-    return CreditUpdate(replace(state, holds=holds, applied=_remember(state, mark)), changed)
 
 
 def add_invoice(
@@ -267,23 +226,17 @@ def add_invoice(
     issued_at: int,
     currency: str,
     total: Decimal,
-    hold_id: str | None = None,
 ) -> CreditUpdate:
-    """An ON_ACCOUNT invoice becomes outstanding (a fact: never refused); it replaces `hold_id`'s hold."""
+    """An ON_ACCOUNT invoice becomes outstanding (a fact: never refused)."""
     mark = f"invoice:{invoice_id}"
     if mark in state.applied:
         return CreditUpdate(state, False)
     if total < 0:
         raise ValueError(f"invoice total cannot be negative: {total}")
-    marks = [mark]
-    holds = state.holds
-    if hold_id is not None:
-        holds = tuple(h for h in holds if h[0] != hold_id)
-        marks.append(f"hold-committed:{hold_id}")
     invoices = state.open_invoices
     if total > 0:
         invoices = invoices + (OpenInvoice(invoice_id, issued_at, currency, total),)
-    return CreditUpdate(replace(state, open_invoices=invoices, holds=holds, applied=_remember(state, *marks)), True)
+    return CreditUpdate(replace(state, open_invoices=invoices, applied=_remember(state, mark)), True)
 
 
 def _refuse(state: CreditState, code: str, reason: str) -> PaymentResult:

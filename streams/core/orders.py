@@ -1,27 +1,25 @@
-"""The all-or-nothing decision for a web/ERP `order.placed`.
+"""The line checks of a web/ERP `order.placed` (all or nothing).
 
-The shell gathers the answers (catalog and stock per SKU, a credit check for
-ON_ACCOUNT orders) and this module says accepted or refused, with every
-reason, line by line, for the sales.outcomes record.
+The fold gathers the answers (catalog and stock per SKU) from the tenant's
+state and this module gives every line's reason for the sales.outcomes
+record; the fold then prices the order and, ON_ACCOUNT, checks the credit
+(`credit.check_order`), all in one decision.
 
 Choices where SPEC is silent:
 - Lines are checked in order: UNKNOWN_SKU, else INACTIVE_SKU, else
   INSUFFICIENT_STOCK. Several lines of one SKU draw on one stock: `requested`
   is the SKU's total over the order, and each of its lines is refused.
 - A SKU with no stock answer counts as unknown.
-- With line refusals, an ON_ACCOUNT order may come without a credit check
-  (the saga may stop early); when one is given, its refusal is reported too.
+- With line refusals the credit is not checked (the order cannot be priced
+  reliably: an unknown SKU may have no price), so only the lines are reported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Protocol
 
-from .credit import CreditCheck
-from .sales import ON_ACCOUNT
 from .serde import Plain
 
 __all__ = [
@@ -30,10 +28,7 @@ __all__ = [
     "INSUFFICIENT_STOCK",
     "StockAnswer",
     "LineRefusal",
-    "CreditRefusal",
-    "OrderDecision",
     "check_lines",
-    "decide_order",
 ]
 
 UNKNOWN_SKU = "UNKNOWN_SKU"
@@ -73,25 +68,6 @@ class LineRefusal(Plain):
     available: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CreditRefusal(Plain):
-    """Why the customer's credit refuses the order, with 004's figures."""
-
-    code: str  # CREDIT_HOLD / CREDIT_LIMIT_EXCEEDED
-    message: str
-    credit_limit: Decimal
-    outstanding: Decimal
-    available: Decimal | None
-    order_amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class OrderDecision(Plain):
-    accepted: bool
-    lines: tuple[LineRefusal, ...] = ()
-    credit: CreditRefusal | None = None
-
-
 def check_lines(lines: Sequence[OrderLine], stock: Mapping[str, StockAnswer]) -> tuple[LineRefusal, ...]:
     """Per-line refusals for unknown, inactive or short SKUs (line_no from 1)."""
     wanted: dict[str, int] = {}
@@ -109,39 +85,3 @@ def check_lines(lines: Sequence[OrderLine], stock: Mapping[str, StockAnswer]) ->
             message = f"line {n}: sku {line.sku}: requested {requested}, available {answer.available}"
             refusals.append(LineRefusal(n, line.sku, INSUFFICIENT_STOCK, message, requested, answer.available))
     return tuple(refusals)
-
-
-def _credit_refusal(check: CreditCheck) -> CreditRefusal | None:
-    if check.approved:
-        return None
-    return CreditRefusal(
-        check.reason or "CREDIT_REFUSED",
-        check.message,
-        check.credit_limit,
-        check.outstanding,
-        check.available,
-        check.order_amount,
-    )
-
-
-def decide_order(
-    lines: Sequence[OrderLine],
-    payment_terms: str,
-    stock: Mapping[str, StockAnswer],
-    credit: CreditCheck | None = None,
-) -> OrderDecision:
-    """Accepted only if every line can be served and, ON_ACCOUNT, credit approves.
-
-    PAID orders never look at credit. An ON_ACCOUNT order whose lines all pass
-    must come with a credit check (ValueError otherwise: a shell bug).
-    """
-    refusals = check_lines(lines, stock)
-    credit_refusal = None
-    if payment_terms == ON_ACCOUNT:
-        if credit is None:
-            if not refusals:
-                raise ValueError("an ON_ACCOUNT order needs a credit check")
-        else:
-            credit_refusal = _credit_refusal(credit)
-    accepted = not refusals and credit_refusal is None
-    return OrderDecision(accepted, refusals, credit_refusal)

@@ -1,4 +1,4 @@
-"""Stock per (tenant, SKU): absolute counts, deltas, reservations and their alerts.
+"""Stock per (tenant, SKU): absolute counts, deltas and their alerts.
 
 SPEC 2: on_hand = the latest absolute count (by event timestamp) + every delta
 with a later timestamp; with no count yet, the sum of all deltas. To give the
@@ -10,13 +10,11 @@ Choices where SPEC is silent:
   writer by arrival wins), so only absolutes with distinct timestamps are
   order independent; equal-timestamp counts that disagree are a producer bug.
 - A delta stamped exactly at the count's timestamp is inside the count.
-- `updated_at`, `last_event_id` and `location_id` describe the last change
-  applied (by arrival), as stock.levels shows "the SKU's last change".
-- Reservations are recorded by hold_id; a closed hold (committed or released)
-  is remembered among the last CLOSED_HOLDS_KEPT so a redelivered reserve
-  cannot take the stock again. The shell remembers every outcome beyond that
-  window and hands it back with `recall_closed`, so a reserve redelivered after
-  hundreds of later sales is still recognised while the state stays small.
+- `updated_at`, `last_event_id`, `location_id` and `reason` describe the last
+  change applied (by arrival), as stock.levels shows "the SKU's last change".
+- `reserved` is always 0: an order is decided all or nothing against
+  current stock and deducted at once, so nothing is ever held (SPEC: until an
+  order lifecycle with allocation arrives).
 """
 
 from __future__ import annotations
@@ -35,18 +33,17 @@ __all__ = [
     "STALE_ABSOLUTE",
     "NEGATIVE_STOCK",
     "OVERSOLD",
-    "CLOSED_HOLDS_KEPT",
-    "closed_outcome",
-    "recall_closed",
+    "REASON_COUNT",
+    "REASON_ADJUSTMENT",
+    "REASON_CATALOG",
+    "REASON_SALE",
+    "REASON_ORDER",
+    "REASON_RETURN",
     "Alert",
     "StockState",
     "StockResult",
     "apply_absolute",
     "apply_delta",
-    "reserve",
-    "try_reserve",
-    "release",
-    "commit_reservation",
     "validate_inventory_change",
 ]
 
@@ -61,9 +58,16 @@ STALE_ABSOLUTE = "STALE_ABSOLUTE"
 NEGATIVE_STOCK = "NEGATIVE_STOCK"
 OVERSOLD = "OVERSOLD"
 
-COMMITTED = "COMMITTED"
-RELEASED = "RELEASED"
-CLOSED_HOLDS_KEPT = 64
+# stock.levels `reason` of a change when the event names none
+REASON_COUNT = "COUNT"  # an absolute inventory.change
+REASON_ADJUSTMENT = "ADJUSTMENT"  # a delta inventory.change
+REASON_CATALOG = "CATALOG"  # a catalog variant's stock_quantity
+REASON_SALE = "SALE"  # a POS sale's deduction
+REASON_ORDER = "ORDER"  # an accepted order's deduction
+REASON_RETURN = "RETURN"  # a refund's restock
+
+
+_REASON = {INVENTORY: REASON_ADJUSTMENT, SALE: REASON_SALE, RESTOCK: REASON_RETURN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +97,7 @@ class StockState(Plain):
     updated_at: int = 0  # timestamp of the last applied change; 0 = never
     last_event_id: str | None = None
     location_id: str | None = None
-    holds: tuple[tuple[str, int], ...] = ()  # open reservations (hold_id, qty)
-    closed_holds: tuple[tuple[str, str], ...] = ()  # (hold_id, COMMITTED|RELEASED), newest last
+    reason: str | None = None  # why the last change happened (stock.levels `reason`)
 
     @property
     def available(self) -> int:
@@ -107,8 +110,7 @@ class StockState(Plain):
             "tenant_id": self.tenant_id, "sku": self.sku, "on_hand": self.on_hand, "reserved": self.reserved,
             "absolute_ts": self.absolute_ts, "absolute_qty": self.absolute_qty,
             "deltas": [list(d) for d in self.deltas], "updated_at": self.updated_at,
-            "last_event_id": self.last_event_id, "location_id": self.location_id,
-            "holds": [list(h) for h in self.holds], "closed_holds": [list(h) for h in self.closed_holds],
+            "last_event_id": self.last_event_id, "location_id": self.location_id, "reason": self.reason,
         }
 
     @classmethod
@@ -116,8 +118,7 @@ class StockState(Plain):
         return cls(
             data["tenant_id"], data["sku"], data.get("on_hand", 0), data.get("reserved", 0),
             data.get("absolute_ts"), data.get("absolute_qty"), tuple((t, q) for t, q in data.get("deltas", ())),
-            data.get("updated_at", 0), data.get("last_event_id"), data.get("location_id"),
-            tuple((h, q) for h, q in data.get("holds", ())), tuple((h, o) for h, o in data.get("closed_holds", ())),
+            data.get("updated_at", 0), data.get("last_event_id"), data.get("location_id"), data.get("reason"),
         )
 
     def level(self) -> dict[str, Any]:
@@ -131,6 +132,7 @@ class StockState(Plain):
             "updated_at": self.updated_at,
             "last_event_id": self.last_event_id,
             "location_id": self.location_id,
+            "reason": self.reason,
         }
 
 
@@ -138,8 +140,7 @@ class StockState(Plain):
 class StockResult:
     """New state; `changed` = the visible stock changed (publish stock.levels); alerts to emit.
 
-    Store `state` whenever it `is not` the input (hold bookkeeping may change
-    without a visible change).
+    `state` is the input itself when nothing changed (a stale count, a delta inside a count).
     """
 
     state: StockState
@@ -156,7 +157,8 @@ def _negative_alert(state: StockState, alert: str, what: str, ts: int, event_id:
 
 
 def apply_absolute(
-    state: StockState, qty: int, ts: int, event_id: str | None, location_id: str | None = None
+    state: StockState, qty: int, ts: int, event_id: str | None, location_id: str | None = None,
+    reason: str | None = REASON_COUNT,
 ) -> StockResult:
     """A count (`new_quantity`, catalog `stock_quantity`): the truth as of `ts`.
 
@@ -182,6 +184,7 @@ def apply_absolute(
         updated_at=ts,
         last_event_id=event_id,
         location_id=location_id,
+        reason=reason,
     )
     what = f"count {qty} at {ts} plus {len(kept)} later change(s)"
     return StockResult(new, True, _negative_alert(new, NEGATIVE_STOCK, what, ts, event_id))
@@ -209,12 +212,13 @@ def apply_delta(
     event_id: str | None,
     location_id: str | None = None,
     kind: DeltaKind = INVENTORY,
+    reason: str | None = None,
 ) -> StockResult:
     """A change of `qty` at `ts` (inventory quantity_change, sale deduction, refund restock).
 
     At or before the latest count it is already inside that count: nothing
     changes. A result below zero is kept and raises OVERSOLD for a sale,
-    NEGATIVE_STOCK otherwise.
+    NEGATIVE_STOCK otherwise. `reason` defaults by kind: ADJUSTMENT, SALE, RETURN.
     """
     if kind not in _KINDS:
         raise ValueError(f"unknown delta kind {kind!r}")
@@ -229,103 +233,11 @@ def apply_delta(
         updated_at=ts,
         last_event_id=event_id,
         location_id=location_id,
+        reason=reason if reason is not None else _REASON[kind],
     )
     alert = OVERSOLD if kind == SALE else NEGATIVE_STOCK
     what = f"{_WHAT[kind]} of {qty:+d} at {ts}"
     return StockResult(new, True, _negative_alert(new, alert, what, ts, event_id))
-
-
-def _hold(state: StockState, hold_id: str) -> int | None:
-    for hid, qty in state.holds:
-        if hid == hold_id:
-            return qty
-    return None
-
-
-def _closed(state: StockState, hold_id: str) -> str | None:
-    for hid, outcome in state.closed_holds:
-        if hid == hold_id:
-            return outcome
-    return None
-
-
-def closed_outcome(state: StockState, hold_id: str) -> str | None:
-    """COMMITTED or RELEASED if the state remembers `hold_id` as closed."""
-    return _closed(state, hold_id)
-
-
-def recall_closed(state: StockState, hold_id: str, outcome: str) -> StockState:
-    """The state with a closed hold it had forgotten put back (a no-op if it knows the hold)."""
-    if _hold(state, hold_id) is not None or _closed(state, hold_id) is not None:
-        return state
-    return replace(state, closed_holds=(state.closed_holds + ((hold_id, outcome),))[-CLOSED_HOLDS_KEPT:])
-
-
-def _close(state: StockState, hold_id: str, outcome: str) -> StockState:
-    holds = tuple(h for h in state.holds if h[0] != hold_id)
-    closed = (state.closed_holds + ((hold_id, outcome),))[-CLOSED_HOLDS_KEPT:]
-    qty = _hold(state, hold_id) or 0
-    return replace(state, holds=holds, closed_holds=closed, reserved=state.reserved - qty)
-
-
-def reserve(state: StockState, qty: int, hold_id: str) -> StockResult:
-    """Reserve `qty` under `hold_id` even beyond availability; a known hold_id is a no-op."""
-    if qty <= 0:
-        raise ValueError(f"a reservation must be positive: {qty}")
-    if _hold(state, hold_id) is not None or _closed(state, hold_id) is not None:
-        return StockResult(state, False, ())
-    new = replace(state, holds=state.holds + ((hold_id, qty),), reserved=state.reserved + qty)
-    return StockResult(new, True, ())
-
-
-def try_reserve(state: StockState, qty: int, hold_id: str) -> tuple[StockState, bool]:
-    """Reserve only if available >= qty; ok=True when the hold has (or had) its stock.
-
-    Repeats answer as the first time did: an open or committed hold -> True,
-    a released one -> False, without touching the state.
-    """
-    if _hold(state, hold_id) is not None:
-        return state, True
-    outcome = _closed(state, hold_id)
-    if outcome is not None:
-        return state, outcome == COMMITTED
-    if state.available < qty:
-        return state, False
-    return reserve(state, qty, hold_id).state, True
-
-
-def release(state: StockState, hold_id: str) -> StockResult:
-    """Give a hold's quantity back. Releasing twice is a no-op; releasing an unknown
-    hold records it as released so a late duplicate reserve cannot take stock."""
-    if _hold(state, hold_id) is not None:
-        return StockResult(_close(state, hold_id, RELEASED), True, ())
-    if _closed(state, hold_id) is not None:
-        return StockResult(state, False, ())
-    return StockResult(_close(state, hold_id, RELEASED), False, ())
-
-
-def commit_reservation(
-    state: StockState, hold_id: str, ts: int, event_id: str | None, location_id: str | None = None,
-    qty: int | None = None,
-) -> StockResult:
-    """Turn a hold into a sale deduction at `ts`; a closed hold is a no-op.
-
-    A commit can reach a SKU whose reservation was lost (a crash after the answer left but before
-    the hold was stored): given `qty`, it deducts anyway and records the hold as committed, so a
-    late redelivered reserve finds it closed instead of holding stock forever.
-    """
-    held = _hold(state, hold_id)
-    if held is None:
-        if qty is None or _closed(state, hold_id) is not None:
-            return StockResult(state, False, ())
-        held, state = qty, replace(state, holds=state.holds + ((hold_id, qty),), reserved=state.reserved + qty)
-    qty = held
-    closed = _close(state, hold_id, COMMITTED)
-    result = apply_delta(closed, -qty, ts, event_id, location_id, kind=SALE)
-    if result.changed:
-        return result
-    # the deduction falls inside a later count; the reservation still went away
-    return StockResult(replace(closed, updated_at=ts, last_event_id=event_id, location_id=location_id), True, ())
 
 
 def _is_int(value: object) -> bool:

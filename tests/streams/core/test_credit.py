@@ -7,7 +7,6 @@ from streams.core.credit import (
     CREDIT_LIMIT_EXCEEDED,
     CURRENCY_MISMATCH,
     DUPLICATE,
-    HOLD_RELEASED,
     OVERPAYMENT,
     REFUSED,
     UNKNOWN_INVOICE,
@@ -19,9 +18,7 @@ from streams.core.credit import (
     apply_credit_refund,
     apply_payment,
     check_order,
-    release_hold,
     set_terms,
-    try_hold,
     validate_customer_credit,
     validate_payment,
 )
@@ -147,25 +144,13 @@ def test_credit_refund_reduces_outstanding_and_excess_becomes_credit():
     )
 
 
-def test_credit_holds_reserve_credit_between_check_and_invoice():
+def test_available_is_limit_less_outstanding_and_nothing_is_held():
     state = with_invoices("1000", ("INV-1", 1, "400"))
-    s1, c1 = try_hold(state, "H1", D("500"))
-    assert c1.approved and (s1.held, s1.available) == (D("500"), D("100"))
-    assert try_hold(s1, "H1", D("500"))[0] is s1  # repeat: no second hold
-    s2, c2 = try_hold(s1, "H2", D("200"))
-    assert (s2, c2.approved, c2.reason, c2.available) == (s1, False, CREDIT_LIMIT_EXCEEDED, D("100"))
-    # H1's order is accepted: its invoice replaces the hold
-    s3 = add_invoice(s1, "INV-2", 2, "KES", D("500"), hold_id="H1").state
-    assert (s3.held, s3.outstanding, s3.available) == (D(0), D("900"), D("100"))
-    assert try_hold(s3, "H1", D("500"))[1].approved  # a late repeat still says yes, holds nothing
-    assert try_hold(s3, "H1", D("500"))[0] is s3
-    # a released hold gives its credit back and stays released
-    s4, _ = try_hold(s3, "H3", D("50"))
-    s5 = release_hold(s4, "H3")
-    assert s5.changed and s5.state.available == D("100")
-    assert release_hold(s5.state, "H3").changed is False
-    late_state, late = try_hold(s5.state, "H3", D("50"))
-    assert (late_state, late.approved, late.reason) == (s5.state, False, HOLD_RELEASED)
+    assert (state.outstanding, state.available) == (D("400"), D("600"))
+    assert check_order(state, D("600")).approved
+    refused = check_order(state, D("600.01"))
+    assert (refused.approved, refused.reason, refused.available) == (False, CREDIT_LIMIT_EXCEEDED, D("600"))
+    assert "holds" not in state.to_dict()
 
 
 def test_set_terms():
@@ -178,10 +163,8 @@ def test_state_round_trips_through_json():
     state = with_invoices("1000", ("INV-1", 1, "500.00"), ("INV-2", 2, "10.00"))
     state = apply_payment(state, "P1", D("100.00"), None, "KES").state
     state = apply_credit_refund(state, "R1", "INV-9", D("5.00")).state
-    state = try_hold(state, "H1", D("20.00"))[0]
     plain = json.loads(json.dumps(state.to_dict()))
     assert plain["credit_limit"] == "1000"
-    assert plain["holds"] == [["H1", "20.00"]]
     assert CreditState.from_dict(plain) == state
 
 

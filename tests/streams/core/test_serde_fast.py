@@ -17,9 +17,7 @@ money = st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, all
 
 @given(st.builds(StockState, ids, ids, st.integers(), st.integers(0, 99), st.none() | st.integers(0, 10**13),
                  st.none() | st.integers(0, 999), st.lists(st.tuples(st.integers(), st.integers())).map(tuple),
-                 st.integers(0, 10**13), st.none() | ids, st.none() | ids,
-                 st.lists(st.tuples(ids, st.integers(1, 9))).map(tuple),
-                 st.lists(st.tuples(ids, st.sampled_from(["COMMITTED", "RELEASED"]))).map(tuple)))
+                 st.integers(0, 10**13), st.none() | ids, st.none() | ids, st.none() | ids))
 def test_stock_state_forms_agree(state):
     assert state.to_dict() == to_plain(state)
     assert StockState.from_dict(state.to_dict()) == state == from_plain(StockState, to_plain(state))
@@ -28,7 +26,7 @@ def test_stock_state_forms_agree(state):
 @given(st.builds(CreditState, ids, ids, money, st.booleans(),
                  st.lists(st.builds(OpenInvoice, ids, st.integers(0, 10**13), st.just("KES"), money, money,
                                     money)).map(tuple),
-                 money, st.lists(st.tuples(ids, money)).map(tuple), st.lists(ids).map(tuple)))
+                 money, st.lists(ids).map(tuple)))
 def test_credit_state_forms_agree(state):
     assert state.to_dict() == to_plain(state)
     assert CreditState.from_dict(state.to_dict()) == state == from_plain(CreditState, to_plain(state))

@@ -12,15 +12,7 @@ from streams.core.stock import (
     StockState,
     apply_absolute,
     apply_delta,
-    commit_reservation,
-    release,
-    reserve,
-    try_reserve,
     validate_inventory_change,
-    CLOSED_HOLDS_KEPT,
-    COMMITTED,
-    closed_outcome,
-    recall_closed,
 )
 
 EMPTY = StockState("t1", "A")
@@ -99,80 +91,23 @@ def test_absolute_under_later_deltas_can_be_negative():
     assert [(a.alert, a.on_hand) for a in r.alerts] == [(NEGATIVE_STOCK, -2)]
 
 
-def test_reserve_and_release_are_idempotent_per_hold():
-    s = apply_absolute(EMPTY, 10, 1, "e0").state
-    r1 = reserve(s, 3, "H1")
-    assert (r1.state.reserved, r1.state.available, r1.changed) == (3, 7, True)
-    r2 = reserve(r1.state, 3, "H1")
-    assert r2.state is r1.state and not r2.changed
-    rel1 = release(r2.state, "H1")
-    assert (rel1.state.reserved, rel1.state.available, rel1.changed) == (0, 10, True)
-    rel2 = release(rel1.state, "H1")
-    assert rel2.state is rel1.state and not rel2.changed
-    # a duplicate reserve arriving after the release takes nothing
-    late = reserve(rel2.state, 3, "H1")
-    assert late.state is rel2.state and late.state.reserved == 0
-
-
-def test_release_before_reserve_blocks_the_late_reserve():
-    rel = release(EMPTY, "H9")
-    assert not rel.changed and rel.state.closed_holds == (("H9", "RELEASED"),)
-    assert reserve(rel.state, 2, "H9").state.reserved == 0
-
-
-def test_commit_reservation_is_idempotent_and_deducts_at_its_timestamp():
+def test_the_reason_of_the_last_change_is_kept():
     s = apply_absolute(EMPTY, 10, 100, "e0").state
-    s = reserve(s, 4, "H2").state
-    c1 = commit_reservation(s, "H2", 200, "sale-1")
-    assert (c1.state.on_hand, c1.state.reserved, c1.state.available) == (6, 0, 6)
-    assert c1.state.deltas == ((200, -4),)
-    assert (c1.state.updated_at, c1.state.last_event_id) == (200, "sale-1")
-    c2 = commit_reservation(c1.state, "H2", 200, "sale-1")
-    assert c2.state is c1.state and not c2.changed
-    assert reserve(c2.state, 4, "H2").state is c2.state
-    assert try_reserve(c2.state, 4, "H2") == (c2.state, True)
-
-
-def test_commit_of_a_lost_reservation_deducts_and_closes_the_hold():
-    s = apply_absolute(EMPTY, 10, 100, "e0").state
-    assert commit_reservation(s, "H5", 200, "sale-4").state is s  # no quantity: nothing to do
-    c = commit_reservation(s, "H5", 200, "sale-4", qty=3)
-    assert (c.state.on_hand, c.state.reserved, c.state.closed_holds) == (7, 0, (("H5", "COMMITTED"),))
-    late = reserve(c.state, 3, "H5")  # the reserve redelivered after its commit
-    assert late.state is c.state and late.state.reserved == 0
-    assert commit_reservation(c.state, "H5", 200, "sale-4", qty=3).state is c.state
-
-
-def test_commit_inside_a_later_count_only_drops_the_reservation():
-    s = reserve(apply_absolute(EMPTY, 10, 100, "e0").state, 4, "H3").state
-    r = commit_reservation(s, "H3", 50, "sale-2")
-    assert (r.state.on_hand, r.state.reserved, r.changed) == (10, 0, True)
-
-
-def test_commit_can_oversell():
-    s = reserve(apply_absolute(EMPTY, 1, 100, "e0").state, 3, "H4").state
-    r = commit_reservation(s, "H4", 200, "sale-3")
-    assert r.state.on_hand == -2
-    assert [(a.alert, a.on_hand) for a in r.alerts] == [(OVERSOLD, -2)]
-
-
-def test_try_reserve_refuses_short_stock():
-    s = apply_absolute(EMPTY, 5, 1, "e0").state
-    short, ok = try_reserve(s, 6, "H1")
-    assert (short, ok) == (s, False)
-    s2, ok = try_reserve(s, 5, "H1")
-    assert ok and (s2.reserved, s2.available) == (5, 0)
-    assert try_reserve(s2, 5, "H1") == (s2, True)  # repeat: same answer, no change
-    assert try_reserve(s2, 1, "H2") == (s2, False)
-    s3 = release(s2, "H1").state
-    assert try_reserve(s3, 5, "H1") == (s3, False)  # a released hold stays released
+    assert s.reason == "COUNT"
+    s = apply_delta(s, -1, 110, "e1").state
+    assert s.reason == "ADJUSTMENT"
+    assert apply_delta(s, -1, 120, "e2", kind="sale").state.reason == "SALE"
+    assert apply_delta(s, -1, 120, "e2", kind="sale", reason="ORDER").state.reason == "ORDER"
+    assert apply_delta(s, 1, 120, "e3", kind="restock").state.reason == "RETURN"
+    assert apply_delta(s, 5, 120, "e4", reason="GOODS_RECEIPT").state.level()["reason"] == "GOODS_RECEIPT"
+    assert apply_absolute(s, 3, 130, "e5", None, "CATALOG").state.reason == "CATALOG"
+    unchanged = apply_delta(s, 5, 90, "e6", reason="GOODS_RECEIPT")  # inside the count: nothing changes
+    assert unchanged.state is s and not unchanged.changed
 
 
 def test_state_round_trips_through_json():
     s = apply_absolute(EMPTY, 10, 100, "e0", "WH1").state
     s = apply_delta(s, -3, 150, "e1").state
-    s = reserve(s, 2, "H1").state
-    s = release(reserve(s, 1, "H2").state, "H2").state
     plain = json.loads(json.dumps(s.to_dict()))
     assert plain["deltas"] == [[150, -3]]
     assert StockState.from_dict(plain) == s
@@ -180,11 +115,12 @@ def test_state_round_trips_through_json():
         "tenant_id": "t1",
         "sku": "A",
         "on_hand": 7,
-        "reserved": 2,
-        "available": 5,
+        "reserved": 0,
+        "available": 7,
         "updated_at": 150,
         "last_event_id": "e1",
         "location_id": None,
+        "reason": "ADJUSTMENT",
     }
 
 
@@ -286,18 +222,3 @@ def test_conflicting_reuse_of_an_event_id_is_refused():
     fp1 = fingerprint("inventory.change", "t1", {"sku": "A", "quantity_change": 5})
     fp2 = fingerprint("inventory.change", "t1", {"sku": "A", "quantity_change": 6})
     assert decide(fp1, fp2) is Decision.CONFLICT
-
-
-def test_a_reserve_redelivered_after_the_window_is_refused_once_its_outcome_is_recalled():
-    state = apply_absolute(EMPTY, 1000, 1, "count").state
-    state = commit_reservation(reserve(state, 2, "sale:old").state, "sale:old", 2, "e-old").state
-    for n in range(CLOSED_HOLDS_KEPT):  # later sales push the old hold out of the state's window
-        state = release(reserve(state, 1, f"sale:{n}").state, f"sale:{n}").state
-    assert closed_outcome(state, "sale:old") is None
-    assert reserve(state, 2, "sale:old").state.reserved == 2  # forgotten: it would hold stock forever
-    recalled = recall_closed(state, "sale:old", COMMITTED)
-    assert closed_outcome(recalled, "sale:old") == COMMITTED
-    assert reserve(recalled, 2, "sale:old").changed is False
-    assert try_reserve(recalled, 2, "sale:old") == (recalled, True)
-    assert (recalled.on_hand, recalled.reserved, recalled.available) == (998, 0, 998)
-    assert recall_closed(recalled, "sale:old", COMMITTED) is recalled

@@ -1,0 +1,646 @@
+"""The fold: one admitted event applied to its tenant's state, in tenant-log order.
+
+Every event of a tenant reaches one fold, in one order, and this function decides it
+synchronously against the tenant's current state: stock by SKU, the catalog, credit by
+customer, sales by sale_id, payments by payment_id and the event ids seen. It returns the
+outputs in the order they must leave; the shell writes the state and sends the outputs
+(flushing them before it commits its input offsets). `serial_fold` is the reference: the
+worker and the reference are the same function.
+
+Rules (SPEC 2, "Effectively exactly once"):
+- An event_id seen again with the same fingerprint (business content) changes nothing and
+  emits nothing: its outputs were sent when it was first applied. With other content it is
+  refused: a sales.outcomes IDEMPOTENCY_CONFLICT for sales, refunds and payments, a dead
+  letter (stage "idempotency") for inventory, catalog and customer events. A sale_id, a
+  refund_id (on its sale) or a payment_id received again under another event_id is a
+  duplicate when its content is the same, else a conflict; a sale_id under another
+  event_id is always a conflict (as before).
+- An order is all or nothing by one decision: lines (unknown, inactive, short of
+  available stock), then pricing, then the customer's credit for ON_ACCOUNT. Nothing is
+  held: an accepted order is deducted, booked and added to credit at once.
+- A sale's outcome is its last output, after every document, level and alert, so a client
+  that acts on the outcome (a payment naming the invoice, a refund) meets its effects.
+- A sale that breaks a rule found only here (NO_PRICE, PAYMENT_MISMATCH) is dead-lettered
+  and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
+  is recognised and a later sale under that sale_id is a conflict.
+- Deterministic: no wall clock (`decided_at` is the event's timestamp), no randomness; the
+  same inputs in the same order give the same state and outputs.
+
+State values are JSON-plain (Decimal as text). Tables and keys:
+stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>`, sales `<tenant>:<sale_id>`,
+payments `<tenant>:<payment_id>`, seen `<tenant>:<event_id>` -> the event's fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Protocol
+
+from .catalog import CatalogEntry
+from .credit import (APPLIED, CreditState, PaymentReceived, add_invoice, apply_credit_refund, apply_payment,
+                     check_order, set_terms)
+from .documents import Invoice
+from .idempotency import fingerprint
+from .ledger import LedgerError, book_payment, book_sale
+from .orders import StockAnswer, check_lines
+from .outcomes import (ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome,
+                       Reason)
+from .pricing import CatalogItem, PricingError, price_lines
+from .refunds import UNKNOWN_SALE, RefundError, RefundRequest, RefundState, book_refund
+from .sales import ON_ACCOUNT, PAID, Sale
+from .serde import Plain, from_plain, to_plain
+from .stock import (REASON_ADJUSTMENT, REASON_CATALOG, REASON_COUNT, REASON_ORDER, REASON_RETURN, REASON_SALE,
+                    RESTOCK)
+from .stock import SALE as SALE_DELTA
+from .stock import StockResult, StockState, apply_absolute, apply_delta
+
+__all__ = [
+    "TABLES",
+    "POS",
+    "ORDER",
+    "ACCEPTED",
+    "REFUSED",
+    "FAILED",
+    "Input",
+    "Emit",
+    "DeadLetter",
+    "State",
+    "DictState",
+    "FoldConfig",
+    "RefundResult",
+    "SaleRecord",
+    "PaymentRecord",
+    "fold",
+    "serial_fold",
+    "stock_of",
+    "catalog_of",
+    "credit_of",
+    "sale_of",
+    "payment_of",
+    "seen_of",
+    "datum",
+]
+
+TABLES = ("stock", "catalog", "credit", "sales", "payments", "seen")
+
+POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
+FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLI = timedelta(milliseconds=1)
+
+
+# -- the interface ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One admitted event, in tenant-log order."""
+
+    topic: str  # contract input topic: catalog.updates, inventory.changes, sales, refunds, payments, customers
+    partition: int  # where it was read (for the DLQ record)
+    offset: int
+    key: bytes | None  # original key bytes
+    value: bytes  # original value bytes (for the DLQ record)
+    record: Mapping[str, Any]  # the decoded envelope (timestamp a tz-aware datetime or epoch millis; Decimal money)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One output record: an Avro datum for `topic`'s schema, ready for Codec.encode."""
+
+    topic: str
+    key: str
+    value: dict
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The event breaks a rule found only in the fold; nothing of it was applied."""
+
+    input: Input
+    error: str  # readable, starting with the code: "PAYMENT_MISMATCH: ..."
+    stage: str  # "rule" or "idempotency"
+
+
+class State(Protocol):
+    """The tenant's state as the shell holds it; values are JSON-plain."""
+
+    def get(self, table: str, key: str) -> Any | None: ...
+
+    def put(self, table: str, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FoldConfig:
+    default_tax_percent: Decimal = Decimal(0)
+
+
+class DictState:
+    """A dict-backed State (tests, the serial reference): `.tables[table][key] -> value`."""
+
+    __slots__ = ("tables",)
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Any]] | None = None):
+        self.tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
+        for table, rows in (tables or {}).items():
+            self.tables[table] = dict(rows)
+
+    def get(self, table: str, key: str) -> Any | None:
+        return self.tables[table].get(key)
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        if table not in self.tables:
+            raise KeyError(f"unknown table {table!r}; the fold uses {TABLES}")
+        self.tables[table][key] = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DictState) and self.tables == other.tables
+
+    def __repr__(self) -> str:
+        return f"DictState({ {t: len(rows) for t, rows in self.tables.items()} })"
+
+
+# -- what the fold keeps ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RefundResult(Plain):
+    """A refund decided on a sale: how to recognise it again and what was answered."""
+
+    refund_id: str
+    event_id: str
+    fingerprint: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRecord(Plain):
+    """A sale as decided (the `sales` table); there are no pending states."""
+
+    tenant_id: str
+    sale_id: str
+    event_id: str
+    fingerprint: str
+    kind: str  # POS / ORDER
+    status: str  # ACCEPTED / REFUSED / FAILED
+    currency: str
+    decided_at: int  # the sale event's timestamp, epoch millis
+    payment_terms: str = PAID
+    customer_ref: str | None = None
+    location_id: str | None = None
+    outcome: Outcome | None = None  # None when FAILED (no outcome is sent: the event went to the DLQ)
+    error: str | None = None  # FAILED: the dead-letter reason
+    document_ids: tuple[str, ...] = ()  # invoice, payments, journal entry (ACCEPTED)
+    invoice: Invoice | None = None  # ACCEPTED: what refunds are checked and priced against
+    refunds: RefundState = RefundState()
+    refund_results: tuple[RefundResult, ...] = ()  # in the order they were decided
+
+    def refund_result(self, refund_id: str) -> RefundResult | None:
+        for r in self.refund_results:
+            if r.refund_id == refund_id:
+                return r
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id, "sale_id": self.sale_id, "event_id": self.event_id,
+            "fingerprint": self.fingerprint, "kind": self.kind, "status": self.status, "currency": self.currency,
+            "decided_at": self.decided_at, "payment_terms": self.payment_terms, "customer_ref": self.customer_ref,
+            "location_id": self.location_id, "outcome": None if self.outcome is None else to_plain(self.outcome),
+            "error": self.error, "document_ids": list(self.document_ids),
+            "invoice": None if self.invoice is None else to_plain(self.invoice),
+            "refunds": to_plain(self.refunds), "refund_results": [to_plain(r) for r in self.refund_results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SaleRecord":
+        outcome, invoice = data.get("outcome"), data.get("invoice")
+        return cls(
+            data["tenant_id"], data["sale_id"], data["event_id"], data["fingerprint"], data["kind"], data["status"],
+            data["currency"], data["decided_at"], data.get("payment_terms", PAID), data.get("customer_ref"),
+            data.get("location_id"), None if outcome is None else from_plain(Outcome, outcome), data.get("error"),
+            tuple(data.get("document_ids", ())), None if invoice is None else from_plain(Invoice, invoice),
+            from_plain(RefundState, data["refunds"]) if data.get("refunds") else RefundState(),
+            tuple(from_plain(RefundResult, r) for r in data.get("refund_results", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord(Plain):
+    """A payment.received as decided (the `payments` table): recognised again by payment_id."""
+
+    tenant_id: str
+    payment_id: str
+    customer_ref: str
+    event_id: str
+    fingerprint: str
+    status: str  # APPLIED / REFUSED (credit.apply_payment's status)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant_id": self.tenant_id, "payment_id": self.payment_id, "customer_ref": self.customer_ref,
+                "event_id": self.event_id, "fingerprint": self.fingerprint, "status": self.status}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PaymentRecord":
+        return cls(data["tenant_id"], data["payment_id"], data["customer_ref"], data["event_id"],
+                   data["fingerprint"], data["status"])
+
+
+# -- typed readers ------------------------------------------------------------------------------
+def stock_of(state: State, tenant: str, sku: str) -> StockState | None:
+    raw = state.get("stock", f"{tenant}:{sku}")
+    return None if raw is None else StockState.from_dict(raw)
+
+
+def catalog_of(state: State, tenant: str, sku: str) -> CatalogEntry | None:
+    raw = state.get("catalog", f"{tenant}:{sku}")
+    return None if raw is None else CatalogEntry.from_dict(raw)
+
+
+def credit_of(state: State, tenant: str, customer_ref: str) -> CreditState | None:
+    raw = state.get("credit", f"{tenant}:{customer_ref}")
+    return None if raw is None else CreditState.from_dict(raw)
+
+
+def sale_of(state: State, tenant: str, sale_id: str) -> SaleRecord | None:
+    raw = state.get("sales", f"{tenant}:{sale_id}")
+    return None if raw is None else SaleRecord.from_dict(raw)
+
+
+def payment_of(state: State, tenant: str, payment_id: str) -> PaymentRecord | None:
+    raw = state.get("payments", f"{tenant}:{payment_id}")
+    return None if raw is None else PaymentRecord.from_dict(raw)
+
+
+def seen_of(state: State, tenant: str, event_id: str) -> str | None:
+    """The fingerprint of the event applied under `event_id`, if any."""
+    return state.get("seen", f"{tenant}:{event_id}")
+
+
+# -- output datums ------------------------------------------------------------------------------
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def datum(value: Any) -> Any:
+    """A core dataclass (document, journal entry, alert) as an Avro datum: dicts and lists,
+    Decimal money and int epoch-millis kept as they are."""
+    names = _NAMES.get(type(value))
+    if names is None:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            names = _NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+        elif isinstance(value, (tuple, list)):
+            return [datum(v) for v in value]
+        elif isinstance(value, Mapping):
+            return {k: datum(v) for k, v in value.items()}
+        else:
+            return value
+    return {name: datum(getattr(value, name)) for name in names}
+
+
+def _millis(value: datetime | int) -> int:
+    if isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - _EPOCH) // _MILLI
+
+
+# -- the fold -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Ctx:
+    state: State
+    input: Input
+    config: FoldConfig
+    tenant: str
+    event_id: str
+    event_type: str
+    ts: int
+    fp: str
+    data: Mapping[str, Any]
+    out: list = field(default_factory=list)
+
+    def emit(self, topic: str, key: str, value: dict) -> None:
+        self.out.append(Emit(topic, key, value))
+
+    def dead_letter(self, error: str, stage: str) -> None:
+        self.out.append(DeadLetter(self.input, error, stage))
+
+    def store_stock(self, before: StockState, result: StockResult) -> None:
+        """Write a SKU's new state and emit its level (when it changed) and alerts."""
+        new = result.state
+        key = f"{self.tenant}:{new.sku}"
+        if new is not before:
+            self.state.put("stock", key, new.to_dict())
+        if result.changed:
+            self.out.append(Emit("stock.levels", key, new.level()))
+        for alert in result.alerts:
+            self.out.append(Emit("inventory.alerts", key, datum(alert)))
+
+    def stock(self, sku: str) -> StockState:
+        raw = self.state.get("stock", f"{self.tenant}:{sku}")
+        return StockState(self.tenant, sku) if raw is None else StockState.from_dict(raw)
+
+    def credit(self, customer_ref: str) -> CreditState:
+        return credit_of(self.state, self.tenant, customer_ref) or CreditState(self.tenant, customer_ref)
+
+    def store_credit(self, credit: CreditState) -> None:
+        self.state.put("credit", f"{self.tenant}:{credit.customer_ref}", credit.to_dict())
+
+
+def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLetter]:
+    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order."""
+    rec = event.record
+    event_type = rec["event_type"]
+    handler = _HANDLERS.get(event_type)
+    if handler is None:
+        raise ValueError(f"the fold cannot apply a {event_type!r} event (topic {event.topic})")
+    tenant, event_id, data = rec["tenant_id"], rec["event_id"], rec["data"]
+    ctx = _Ctx(state, event, config, tenant, event_id, event_type, _millis(rec["timestamp"]),
+               fingerprint(event_type, tenant, data), data)
+    seen_key = f"{tenant}:{event_id}"
+    stored = state.get("seen", seen_key)
+    if stored is not None:
+        if stored != ctx.fp:
+            _CONFLICTS[event_type](ctx, f"event_id {event_id} was used before with different content")
+        return ctx.out  # a duplicate: applied before, its outputs already sent
+    handler(ctx)
+    state.put("seen", seen_key, ctx.fp)
+    return ctx.out
+
+
+def serial_fold(inputs: Iterable[Input], config: FoldConfig = FoldConfig()) -> tuple[DictState, list[Emit | DeadLetter]]:
+    """The reference: every input folded in order over an empty state."""
+    state = DictState()
+    outputs: list[Emit | DeadLetter] = []
+    for event in inputs:
+        outputs.extend(fold(state, event, config))
+    return state, outputs
+
+
+# -- inventory and catalog ----------------------------------------------------------------------
+def _inventory(ctx: _Ctx) -> None:
+    data = ctx.data
+    before = ctx.stock(data["sku"])
+    location, reason = data.get("location_id"), data.get("reason")
+    if data.get("new_quantity") is not None:
+        result = apply_absolute(before, data["new_quantity"], ctx.ts, ctx.event_id, location,
+                                reason or REASON_COUNT)
+    else:
+        result = apply_delta(before, data["quantity_change"], ctx.ts, ctx.event_id, location,
+                             reason=reason or REASON_ADJUSTMENT)
+    ctx.store_stock(before, result)
+
+
+def _catalog(ctx: _Ctx) -> None:
+    data = ctx.data
+    for variant in data["variants"]:
+        sku = variant["sku"]
+        key = f"{ctx.tenant}:{sku}"
+        current = ctx.state.get("catalog", key)
+        if current is None or current["updated_at"] <= ctx.ts:  # an older update arriving late does not win
+            entry = CatalogEntry.from_variant(ctx.tenant, data, variant, ctx.ts, ctx.event_id)
+            ctx.state.put("catalog", key, entry.to_dict())
+        qty = variant.get("stock_quantity")
+        if qty is not None:
+            before = ctx.stock(sku)
+            ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG))
+
+
+def _conflict_letter(ctx: _Ctx, why: str) -> None:
+    ctx.dead_letter(f"IDEMPOTENCY_CONFLICT: {why}; refused", "idempotency")
+
+
+# -- customers and payments ---------------------------------------------------------------------
+def _customer(ctx: _Ctx) -> None:
+    data = ctx.data
+    raw = ctx.state.get("credit", f"{ctx.tenant}:{data['customer_ref']}")
+    before = CreditState(ctx.tenant, data["customer_ref"]) if raw is None else CreditState.from_dict(raw)
+    update = set_terms(before, Decimal(data["credit_limit"]), data["on_hold"])
+    if raw is None or update.changed:
+        ctx.store_credit(update.state)
+
+
+def _payment_outcome(ctx: _Ctx, outcome: str, reasons: tuple[Reason, ...] = (), documents: tuple[str, ...] = (),
+                     total: Decimal | None = None, currency: str | None = None) -> None:
+    data = ctx.data
+    record = Outcome(ctx.tenant, PAYMENT, data["payment_id"], ctx.event_id, outcome, ctx.ts,
+                     customer_ref=data["customer_ref"], reasons=reasons, document_ids=documents, total=total,
+                     currency=currency)
+    ctx.emit("sales.outcomes", f"{ctx.tenant}:{data['customer_ref']}", record.datum())
+
+
+def _payment_conflict(ctx: _Ctx, why: str) -> None:
+    _payment_outcome(ctx, IDEMPOTENCY_CONFLICT, (Reason(IDEMPOTENCY_CONFLICT, why),))
+
+
+def _payment(ctx: _Ctx) -> None:
+    received = PaymentReceived.from_event(ctx.data)
+    pkey = f"{ctx.tenant}:{received.payment_id}"
+    done = ctx.state.get("payments", pkey)
+    if done is not None:
+        if done["fingerprint"] != ctx.fp:
+            _payment_conflict(ctx, f"payment {received.payment_id} was received before with other content")
+        return
+    credit = ctx.credit(received.customer_ref)
+    result = apply_payment(credit, received.payment_id, received.amount, received.invoice_id, received.currency)
+    if result.status == APPLIED:
+        booking = book_payment(ctx.tenant, received, result.allocations, ctx.ts)
+        pay, entry = booking.payment, booking.journal
+        ctx.store_credit(result.state)
+        ctx.emit("ledger.payments", f"{ctx.tenant}:{pay.payment_id}", datum(pay))
+        ctx.emit("ledger.journal", f"{ctx.tenant}:{entry.entry_id}", datum(entry))
+        _payment_outcome(ctx, ACCEPTED, documents=(pay.payment_id, entry.entry_id), total=received.amount,
+                         currency=received.currency)
+    else:
+        _payment_outcome(ctx, REFUSED, (Reason(result.code or REFUSED, result.reason or ""),), total=received.amount,
+                         currency=received.currency)
+    record = PaymentRecord(ctx.tenant, received.payment_id, received.customer_ref, ctx.event_id, ctx.fp,
+                           result.status)
+    ctx.state.put("payments", pkey, record.to_dict())
+
+
+# -- sales --------------------------------------------------------------------------------------
+def _sale_conflict(ctx: _Ctx, why: str) -> None:
+    data = ctx.data
+    outcome = Outcome(ctx.tenant, SALE, data["sale_id"], ctx.event_id, IDEMPOTENCY_CONFLICT, ctx.ts,
+                      sale_id=data["sale_id"], customer_ref=data.get("customer_ref"),
+                      reasons=(Reason(IDEMPOTENCY_CONFLICT, why),))
+    ctx.emit("sales.outcomes", f"{ctx.tenant}:{data['sale_id']}", outcome.datum())
+
+
+def _sale(ctx: _Ctx) -> None:
+    tenant, data = ctx.tenant, ctx.data
+    key = f"{tenant}:{data['sale_id']}"
+    existing = ctx.state.get("sales", key)
+    if existing is not None:
+        if existing["event_id"] != ctx.event_id:
+            _sale_conflict(ctx, f"sale {data['sale_id']} was already received as event {existing['event_id']}")
+        elif existing["fingerprint"] != ctx.fp:
+            _sale_conflict(ctx, f"event_id {ctx.event_id} was used before with different content")
+        return
+    sale = Sale.from_event(tenant, data)
+    kind = POS if ctx.event_type == "sale.completed" else ORDER
+    record = SaleRecord(tenant, sale.sale_id, ctx.event_id, ctx.fp, kind, REFUSED, sale.currency, ctx.ts,
+                        sale.payment_terms, sale.customer_ref, sale.location_id)
+    wanted: dict[str, int] = {}
+    for line in sale.lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    catalog = {sku: catalog_of(ctx.state, tenant, sku) for sku in wanted}
+    stock = {sku: ctx.stock(sku) for sku in wanted}
+
+    def refuse(reasons: tuple[Reason, ...], credit: CreditFigures | None = None) -> None:
+        outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, REFUSED, ctx.ts, sale_id=sale.sale_id,
+                          customer_ref=sale.customer_ref, reasons=reasons, credit=credit, currency=sale.currency)
+        ctx.state.put("sales", key, dataclasses.replace(record, outcome=outcome).to_dict())
+        ctx.emit("sales.outcomes", key, outcome.datum())
+
+    def fail(code: str, reason: str) -> None:
+        error = f"{code}: {reason}"
+        ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
+        ctx.dead_letter(error, "rule")
+
+    if kind == ORDER:
+        answers = {}
+        for sku in wanted:
+            entry = catalog[sku]
+            answers[sku] = StockAnswer(sku, entry is not None, entry is not None and entry.is_active,
+                                       stock[sku].available)
+        refusals = check_lines(sale.lines, answers)
+        if refusals:
+            refuse(tuple(Reason(r.code, r.message, r.sku, r.requested, r.available) for r in refusals))
+            return
+
+    def lookup(sku: str) -> CatalogItem | None:
+        entry = catalog.get(sku)
+        return None if entry is None else entry.item()
+
+    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent)
+    if isinstance(priced, PricingError):
+        fail(priced.code, priced.reason)
+        return
+    figures = None
+    if kind == ORDER and sale.payment_terms == ON_ACCOUNT:
+        check = check_order(ctx.credit(sale.customer_ref or ""), priced.total)
+        figures = CreditFigures.of(check)
+        if not check.approved:
+            refuse((Reason(check.reason or "CREDIT_REFUSED", check.message),), figures)
+            return
+    booking = book_sale(sale, priced, ctx.ts)
+    if isinstance(booking, LedgerError):
+        fail(booking.code, booking.reason)
+        return
+    inv, entry = booking.invoice, booking.journal
+    ctx.emit("ledger.invoices", f"{tenant}:{inv.invoice_id}", datum(inv))
+    for pay in booking.payments:
+        ctx.emit("ledger.payments", f"{tenant}:{pay.payment_id}", datum(pay))
+    ctx.emit("ledger.journal", f"{tenant}:{entry.entry_id}", datum(entry))
+    ctx.emit("ledger.external_refs", f"{tenant}:sale:{sale.sale_id}",
+             {"tenant_id": tenant, "kind": "sale", "external_id": sale.sale_id, "internal_id": inv.invoice_id})
+    reason = REASON_SALE if kind == POS else REASON_ORDER
+    for sku, qty in wanted.items():
+        before = stock[sku]
+        ctx.store_stock(before, apply_delta(before, -qty, ctx.ts, ctx.event_id, sale.location_id, SALE_DELTA,
+                                            reason))
+    if sale.payment_terms == ON_ACCOUNT:
+        credit = ctx.credit(sale.customer_ref or "")
+        update = add_invoice(credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total)
+        ctx.store_credit(update.state)
+    documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), entry.entry_id)
+    outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
+                      customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
+                      currency=sale.currency)
+    ctx.state.put("sales", key, dataclasses.replace(record, status=ACCEPTED, outcome=outcome,
+                                                    document_ids=documents, invoice=inv).to_dict())
+    ctx.emit("sales.outcomes", key, outcome.datum())
+
+
+# -- refunds ------------------------------------------------------------------------------------
+def _refund_outcome(ctx: _Ctx, record: SaleRecord | None, outcome: str, reasons: tuple[Reason, ...] = (),
+                    documents: tuple[str, ...] = (), total: Decimal | None = None,
+                    currency: str | None = None) -> Outcome:
+    data = ctx.data
+    result = Outcome(ctx.tenant, REFUND, data["refund_id"], ctx.event_id, outcome, ctx.ts, sale_id=data["sale_id"],
+                     customer_ref=None if record is None else record.customer_ref, reasons=reasons,
+                     document_ids=documents, total=total, currency=currency)
+    ctx.emit("sales.outcomes", f"{ctx.tenant}:{data['sale_id']}", result.datum())
+    return result
+
+
+def _refund_conflict(ctx: _Ctx, why: str) -> None:
+    record = sale_of(ctx.state, ctx.tenant, ctx.data["sale_id"])
+    _refund_outcome(ctx, record, IDEMPOTENCY_CONFLICT, (Reason(IDEMPOTENCY_CONFLICT, why),))
+
+
+def _refund(ctx: _Ctx) -> None:
+    tenant = ctx.tenant
+    request = RefundRequest.from_event(ctx.data)
+    key = f"{tenant}:{request.sale_id}"
+    record = sale_of(ctx.state, tenant, request.sale_id)
+    if record is not None:
+        done = record.refund_result(request.refund_id)
+        if done is not None:
+            if done.fingerprint != ctx.fp:
+                _refund_outcome(ctx, record, IDEMPOTENCY_CONFLICT, (Reason(
+                    IDEMPOTENCY_CONFLICT, f"refund {request.refund_id} was received before with other content"),))
+            return
+
+    def remember(outcome: Outcome, refunds: RefundState) -> None:
+        assert record is not None
+        result = RefundResult(request.refund_id, ctx.event_id, ctx.fp, outcome)
+        ctx.state.put("sales", key, dataclasses.replace(
+            record, refunds=refunds, refund_results=record.refund_results + (result,)).to_dict())
+
+    if record is None or record.status != ACCEPTED or record.invoice is None:
+        why = "unknown" if record is None else ("refused" if record.status == REFUSED else "not booked (failed)")
+        outcome = _refund_outcome(ctx, record, REFUSED, (Reason(
+            UNKNOWN_SALE, f"sale {request.sale_id} is {why}; nothing to refund"),))
+        if record is not None:
+            remember(outcome, record.refunds)
+        return
+    invoice = record.invoice
+    booking = book_refund(invoice, record.refunds, request, ctx.ts)
+    if isinstance(booking, RefundError):
+        reasons = tuple(Reason(booking.code, r.message, r.sku, r.requested, r.refundable) for r in booking.lines) \
+            or (Reason(booking.code, booking.reason),)
+        remember(_refund_outcome(ctx, record, REFUSED, reasons, currency=invoice.currency), record.refunds)
+        return
+    note, entry = booking.credit_note, booking.journal
+    ctx.emit("ledger.credit_notes", f"{tenant}:{note.credit_note_id}", datum(note))
+    ctx.emit("ledger.journal", f"{tenant}:{entry.entry_id}", datum(entry))
+    ctx.emit("ledger.external_refs", f"{tenant}:refund:{request.refund_id}",
+             {"tenant_id": tenant, "kind": "refund", "external_id": request.refund_id,
+              "internal_id": note.credit_note_id})
+    for sku, qty in booking.restock:
+        before = ctx.stock(sku)
+        ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
+                                            REASON_RETURN))
+    if request.refund_method == "CREDIT" and invoice.payment_terms == ON_ACCOUNT and invoice.customer_ref:
+        credit = ctx.credit(invoice.customer_ref)
+        update = apply_credit_refund(credit, request.refund_id, invoice.invoice_id, note.total)
+        if update.state is not credit:
+            ctx.store_credit(update.state)
+    outcome = _refund_outcome(ctx, record, ACCEPTED, documents=(note.credit_note_id, entry.entry_id),
+                              total=note.total, currency=note.currency)
+    remember(outcome, booking.state)
+
+
+_HANDLERS: dict[str, Callable[[_Ctx], None]] = {
+    "inventory.change": _inventory,
+    "catalog.update": _catalog,
+    "customer.credit": _customer,
+    "payment.received": _payment,
+    "sale.completed": _sale,
+    "order.placed": _sale,
+    "refund.issued": _refund,
+}
+
+_CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
+    "inventory.change": _conflict_letter,
+    "catalog.update": _conflict_letter,
+    "customer.credit": _conflict_letter,
+    "payment.received": _payment_conflict,
+    "sale.completed": _sale_conflict,
+    "order.placed": _sale_conflict,
+    "refund.issued": _refund_conflict,
+}

@@ -1,0 +1,93 @@
+"""The sales.outcomes record: one per sale, refund and payment, typed (schemas/sale_outcome.avsc)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .credit import CreditCheck
+from .serde import Plain, from_plain
+
+__all__ = [
+    "ACCEPTED",
+    "REFUSED",
+    "IDEMPOTENCY_CONFLICT",
+    "SALE",
+    "REFUND",
+    "PAYMENT",
+    "Reason",
+    "CreditFigures",
+    "Outcome",
+]
+
+ACCEPTED = "ACCEPTED"
+REFUSED = "REFUSED"
+IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+SALE, REFUND, PAYMENT = "SALE", "REFUND", "PAYMENT"  # Outcome.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Reason(Plain):
+    """One reasons[] entry: a refused line (sku, requested, available) or a whole-record reason."""
+
+    code: str
+    message: str
+    sku: str | None = None
+    requested: int | None = None
+    available: int | None = None
+
+    def datum(self) -> dict[str, Any]:
+        return {"sku": self.sku, "code": self.code, "message": self.message, "requested": self.requested,
+                "available": self.available}
+
+
+@dataclass(frozen=True, slots=True)
+class CreditFigures(Plain):
+    """The credit figures of an ON_ACCOUNT order's check (as in 004's example)."""
+
+    credit_limit: Decimal
+    outstanding: Decimal
+    available: Decimal | None
+    order_amount: Decimal
+
+    @classmethod
+    def of(cls, check: CreditCheck) -> "CreditFigures":
+        return cls(check.credit_limit, check.outstanding, check.available, check.order_amount)
+
+    def datum(self) -> dict[str, Any]:
+        return {"credit_limit": self.credit_limit, "outstanding": self.outstanding, "available": self.available,
+                "order_amount": self.order_amount}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Plain):
+    tenant_id: str
+    kind: str  # SALE / REFUND / PAYMENT
+    id: str  # sale_id, refund_id or payment_id
+    event_id: str
+    outcome: str  # ACCEPTED / REFUSED / IDEMPOTENCY_CONFLICT
+    decided_at: int  # the deciding event's timestamp, epoch millis (never the wall clock)
+    sale_id: str | None = None
+    customer_ref: str | None = None
+    reasons: tuple[Reason, ...] = ()
+    credit: CreditFigures | None = None
+    document_ids: tuple[str, ...] = ()
+    total: Decimal | None = None
+    currency: str | None = None
+
+    def datum(self) -> dict[str, Any]:
+        """The Avro datum for sales.outcomes (Decimal money, epoch-millis timestamp)."""
+        return {
+            "tenant_id": self.tenant_id, "kind": self.kind, "id": self.id, "sale_id": self.sale_id,
+            "customer_ref": self.customer_ref, "event_id": self.event_id, "outcome": self.outcome,
+            "reasons": [r.datum() for r in self.reasons],
+            "credit": None if self.credit is None else self.credit.datum(),
+            "document_ids": list(self.document_ids), "total": self.total, "currency": self.currency,
+            "decided_at": self.decided_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Outcome":
+        return from_plain(cls, data)
