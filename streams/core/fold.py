@@ -136,6 +136,9 @@ class State(Protocol):
 @dataclass(frozen=True, slots=True)
 class FoldConfig:
     default_tax_percent: Decimal = Decimal(0)
+    # A duplicate writes the current value of every key its event touches again (same value), so a
+    # store whose last writes never reached its changelog (a SIGKILL) is healed by the redelivery.
+    rewrite_duplicates: bool = True
 
 
 class DictState:
@@ -363,6 +366,8 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
     if stored is not None:
         if stored != ctx.fp:
             _CONFLICTS[event_type](ctx, f"event_id {event_id} was used before with different content")
+        elif config.rewrite_duplicates:
+            _rewrite(ctx, seen_key)
         return ctx.out  # a duplicate: applied before, its outputs already sent
     handler(ctx)
     state.put("seen", seen_key, ctx.fp)
@@ -623,6 +628,44 @@ def _refund(ctx: _Ctx) -> None:
     outcome = _refund_outcome(ctx, record, ACCEPTED, documents=(note.credit_note_id, entry.entry_id),
                               total=note.total, currency=note.currency)
     remember(outcome, booking.state)
+
+
+def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
+    """The (table, key) pairs an event's first application may have written."""
+    tenant, data, et = ctx.tenant, ctx.data, ctx.event_type
+    if et == "inventory.change":
+        return [("stock", f"{tenant}:{data['sku']}")]
+    if et == "catalog.update":
+        return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")]
+    if et == "customer.credit":
+        return [("credit", f"{tenant}:{data['customer_ref']}")]
+    if et == "payment.received":
+        return [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}")]
+    if et == "refund.issued":
+        keys = [("sales", f"{tenant}:{data['sale_id']}")]
+        keys += [("stock", f"{tenant}:{line['sku']}") for line in data["lines"]]
+        record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
+        if record is not None and record.get("customer_ref"):
+            keys.append(("credit", f"{tenant}:{record['customer_ref']}"))
+        return keys
+    keys = [("sales", f"{tenant}:{data['sale_id']}")]
+    keys += [("stock", f"{tenant}:{line['sku']}") for line in data["line_items"]]
+    if data.get("customer_ref"):
+        keys.append(("credit", f"{tenant}:{data['customer_ref']}"))
+    return keys
+
+
+def _rewrite(ctx: _Ctx, seen_key: str) -> None:
+    """Write again, unchanged, what a duplicate's first application wrote (see FoldConfig)."""
+    done: set[tuple[str, str]] = set()
+    for table, key in _touched(ctx):
+        if (table, key) in done:
+            continue
+        done.add((table, key))
+        value = ctx.state.get(table, key)
+        if value is not None:
+            ctx.state.put(table, key, value)
+    ctx.state.put("seen", seen_key, ctx.fp)
 
 
 _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
