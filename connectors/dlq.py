@@ -1,9 +1,8 @@
 """Dead letters of the sink: a record that can never be written goes to `<topic>.dlq`, whole.
 
-The DLQ record (schemas/dead_letter.avsc) keeps the original key and value bytes, where they were
-(topic, partition, offset), a readable reason and the stage: `decode` (bytes that are not a record
-of ours), `validate` (a record that does not fit its table) or `rule` (the database refused it: a
-constraint of the books). Dead letters are delivered before the batch's offsets commit, so none is
+The record is built by the project's one builder (`streams.deadletter`): `decode` (bytes that are
+not a record of ours), `validate` (a record that does not fit its table) or `rule` (the database
+refused it: a constraint of the books). Dead letters are delivered before the batch's offsets commit, so none is
 lost; a crash between the two can deliver one twice (at least once, and replaying it twice is
 harmless: the sink writes every row once).
 """
@@ -11,39 +10,16 @@ harmless: the sink writes every row once).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
 
 from stockledger.topics import DLQ_SUFFIX
 from streams.codec import Codec
+from streams.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 
 from connectors.rows import contract_topic
 
-DECODE, VALIDATE, RULE = "decode", "validate", "rule"
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A consumed record the sink cannot write, and why."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    stage: str
-    error: str
-
-
-def dlq_topic(topic: str) -> str:
-    return topic + DLQ_SUFFIX
-
-
-def dead_letter(f: Failure, now_ms: int | None = None) -> dict:
-    return {"key": f.key, "value": f.value, "topic": f.topic, "partition": f.partition, "offset": f.offset,
-            "error": f.error, "stage": f.stage,
-            "failed_at": now_ms if now_ms is not None else int(time.time() * 1000)}
+__all__ = ["DECODE", "VALIDATE", "RULE", "Failure", "dlq_topic", "dead_letter", "DeadLetters"]
 
 
 class DeadLetters:

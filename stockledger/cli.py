@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     run(settings, args.id, web_port=args.web_port, datadir=Path(args.data_dir) if args.data_dir else None,
-        loglevel=args.loglevel)
+        loglevel=args.loglevel, web_host=args.web_host)
     return 0
 
 
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a stream worker (Faust); start several to share the partitions")
     p.add_argument("--id", default="1", help="worker name: its state folder is $STOCKLEDGER_HOME/workers/<id>")
     p.add_argument("--web-port", type=int, help="HTTP port (STOCKLEDGER_WEB_PORT, default 6066)")
+    p.add_argument("--web-host", help="HTTP address (STOCKLEDGER_WEB_HOST, default 127.0.0.1); beyond loopback "
+                                      "STOCKLEDGER_OPERATOR_TOKEN is required")
     p.add_argument("--data-dir", help="RocksDB state folder (default: $STOCKLEDGER_HOME/workers/<id>)")
     p.add_argument("--loglevel", default="warning")
     _connection_flags(p)

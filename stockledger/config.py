@@ -28,6 +28,8 @@ class Settings:
     registry_port: int = field(default_factory=lambda: int(_env("REGISTRY_PORT", "18081")))
     pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", "15432")))
     web_port: int = field(default_factory=lambda: int(_env("WEB_PORT", "6066")))
+    # The workers' HTTP port is the operators' door: loopback unless said otherwise (then a token is required).
+    web_host: str = field(default_factory=lambda: _env("WEB_HOST", "127.0.0.1"))
     partitions: int = field(default_factory=lambda: int(_env("PARTITIONS", "4")))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))

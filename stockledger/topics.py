@@ -38,7 +38,9 @@ OUTPUTS = (
 )
 # A worker group's own topics (JSON, created by Faust), prefixed with its app id like Faust's
 # changelogs, so two groups on one cluster (a benchmark beside the demo) never read each other's.
-INTERNAL = ("catalog-items", "sku-commands", "sale-replies", "credit-commands")
+# The tenant log (streams/tenantlog.py) and the fold's state changelog (streams/state.py, compacted).
+INTERNAL = ("tenant-log", "state")
+COMPACTED_INTERNAL = ("state",)
 
 
 def internal_topic(app_id: str, name: str) -> str:
@@ -46,8 +48,13 @@ def internal_topic(app_id: str, name: str) -> str:
 
 
 def stream_inputs(app_id: str) -> tuple[str, ...]:
-    """Every topic a worker group consumes: the contract inputs and its internal topics."""
-    return tuple(t.name for t in INPUTS) + tuple(internal_topic(app_id, n) for n in INTERNAL)
+    """Every topic a worker group consumes: the contract inputs and its tenant log."""
+    return tuple(t.name for t in INPUTS) + (internal_topic(app_id, "tenant-log"),)
+
+
+def internal_topics(app_id: str) -> dict[str, bool]:
+    """A worker group's own topics and whether each is compacted."""
+    return {internal_topic(app_id, n): n in COMPACTED_INTERNAL for n in INTERNAL}
 
 
 DLQ_SCHEMA = "dead_letter"
@@ -68,8 +75,9 @@ def spec(topic: str) -> TopicSpec:
 
 
 def ensure_topics(bootstrap: str, partitions: int, names: list[str] | None = None,
-                  log: Callable[[str], None] = lambda _m: None) -> list[str]:
-    """Create the contract topics that do not exist yet; returns the names created."""
+                  log: Callable[[str], None] = lambda _m: None, compacted: tuple[str, ...] = ()) -> list[str]:
+    """Create the contract topics (or `names`) that do not exist yet; returns the names created.
+    `compacted` names further topics to compact."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=15).topics)
     wanted = names if names is not None else sorted(BY_NAME)
@@ -77,7 +85,8 @@ def ensure_topics(bootstrap: str, partitions: int, names: list[str] | None = Non
     for name in wanted:
         if name in existing:
             continue
-        config = {"cleanup.policy": "compact"} if BY_NAME.get(name, TopicSpec(name, "")).compacted else {}
+        compact = name in compacted or BY_NAME.get(name, TopicSpec(name, "")).compacted
+        config = {"cleanup.policy": "compact"} if compact else {}
         new.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
     if not new:
         return []

@@ -29,9 +29,8 @@ class Metrics:
 
     processed: Counter = field(default_factory=Counter)  # topic -> events handled
     dead_lettered: Counter = field(default_factory=Counter)  # source topic -> DLQ records
-    duplicates: Counter = field(default_factory=Counter)  # topic -> redelivered events skipped
+    folded: int = 0  # events applied by the fold (duplicates included: the core recognises them)
     rereads: Counter = field(default_factory=Counter)  # topic -> partitions read again (records dropped, commits stuck)
-    misrouted: Counter = field(default_factory=Counter)  # topic -> records moved to their murmur2 partition
     latency: dict[str, Histogram] = field(default_factory=dict)  # topic -> produce-to-processed
 
     def observe(self, topic: str, seconds: float) -> None:
@@ -50,12 +49,8 @@ class Metrics:
         out += ["# HELP stockledger_dlq_records_total Records sent to a dead-letter queue, per source topic.",
                 "# TYPE stockledger_dlq_records_total counter"]
         out += [f'stockledger_dlq_records_total{{topic="{t}"}} {n}' for t, n in sorted(self.dead_lettered.items())]
-        out += ["# HELP stockledger_duplicates_total Redelivered events recognised and skipped.",
-                "# TYPE stockledger_duplicates_total counter"]
-        out += [f'stockledger_duplicates_total{{topic="{t}"}} {n}' for t, n in sorted(self.duplicates.items())]
-        out += ["# HELP stockledger_misrouted_total Records a producer put on another partition than murmur2 of the key.",
-                "# TYPE stockledger_misrouted_total counter"]
-        out += [f'stockledger_misrouted_total{{topic="{t}"}} {n}' for t, n in sorted(self.misrouted.items())]
+        out += ["# HELP stockledger_events_folded_total Events the fold applied to tenant state.",
+                "# TYPE stockledger_events_folded_total counter", f"stockledger_events_folded_total {self.folded}"]
         out += ["# HELP stockledger_rereads_total Partitions read again from a record the consumer dropped or a commit that stopped.",
                 "# TYPE stockledger_rereads_total counter"]
         out += [f'stockledger_rereads_total{{topic="{t}"}} {n}' for t, n in sorted(self.rereads.items())]

@@ -1,188 +1,116 @@
-"""HTTP views served by every worker; a keyed request is answered by the worker that owns the key.
+"""HTTP reads for operators, served by every worker; a request is answered by the worker that folds
+the tenant (the owner of the tenant's tenant-log partition), forwarded there from any worker.
 
-Any worker takes any request: a keyed one is forwarded to the owner of the key's partition (Faust's
-router), the snapshot gathers the local partitions of every worker and streams them out in chunks.
+This is the operators' door: it is bound to loopback unless `--web-host` says otherwise, and then
+every request must carry `Authorization: Bearer $STOCKLEDGER_OPERATOR_TOKEN` (checked in constant
+time). Systems of a tenant use the API service (`stockledger api`), which scopes them to their tenant.
 """
 
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import aiohttp
 from aiohttp import web as aioweb
 from aiokafka.partitioner import murmur2
 
 from streams.app import Pipeline, to_iso
+from streams.core import fold as core
+from streams.core.serde import to_plain
+from streams.core.stock import StockState
 from streams.jsonconv import format_decimal
-from streams.sales import SalesShell
-from streams.stock import StockShell
 
 CHUNK = 1000
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def error(status: int, message: str, **extra: Any) -> aioweb.Response:
     return aioweb.json_response({"error": message, **extra}, status=status)
 
 
-def tenant_of(request: Any) -> str | None:
-    tenant = request.query.get("tenant", "").strip()
-    return tenant or None
+def tenant_partition(tenant: str, partitions: int) -> int:
+    """The tenant-log partition of a tenant: murmur2 of its id, as every producer of the log picks it."""
+    return (murmur2(tenant.encode()) & 0x7FFFFFFF) % partitions
 
 
-def owner_url(p: Pipeline, table: str, key: str) -> str | None:
-    """The URL of the worker whose active partitions hold `key` of `table`.
-
-    faust-streaming 0.15.3's own router looks its map up by partition number while the map is keyed
-    by (topic, partition), so it never finds an owner; this reads the same assignment directly.
-    """
-    topic = p.tables[table].changelog_topic.get_topic_name()
-    partition = (murmur2(key.encode()) & 0x7FFFFFFF) % p.settings.partitions
-    for url, tps in p.app.assignor.changelog_distribution.items():
-        if partition in tps.get(topic, ()):
+def owner_url(p: Pipeline, partition: int) -> str | None:
+    """The URL of the worker folding `partition` of the tenant log, from the group's assignment."""
+    for url, tps in p.app.assignor.external_topic_distribution.items():
+        if partition in tps.get(p.log_topic, ()):
             return str(url).rstrip("/")
     return None
 
 
-async def routed(p: Pipeline, table: str, key: str, request: Any, local: Any) -> Any:
-    """Answer from this worker if it owns `key`, else forward the request to the owner."""
-    owner = owner_url(p, table, key)
-    if owner is None:
-        return error(503, f"no worker owns {key!r} right now (rebalancing); retry shortly")
-    if owner == str(p.app.conf.canonical_url).rstrip("/") or request.query.get("routed") == "1":
-        return await local()
-    params = {**request.query, "routed": "1"}
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.get(owner + request.path, params=params) as resp:
-                return aioweb.Response(body=await resp.read(), status=resp.status,
-                                       content_type=resp.content_type, charset=resp.charset)
-    except aiohttp.ClientError as exc:
-        return error(503, f"the owner of {key!r} ({owner}) cannot answer right now: {exc.__class__.__name__}")
+class Views:
+    def __init__(self, p: Pipeline, folder: Any, token: str | None):
+        self.p = p
+        self.folder = folder
+        self.token = token
+
+    def refused(self, request: Any) -> aioweb.Response | None:
+        """401 unless the operator token is required and given."""
+        if self.token is None:
+            return None
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            return None
+        return error(401, "an operator token is required (Authorization: Bearer ...)")
+
+    async def routed(self, request: Any, local: Any) -> Any:
+        """Answer from this worker if it folds the request's tenant, else forward to the one that does."""
+        refused = self.refused(request)
+        if refused is not None:
+            return refused
+        tenant = request.query.get("tenant", "").strip()
+        if not tenant:
+            return error(400, "query parameter 'tenant' is required", example=f"{request.path}?tenant=acme")
+        partition = tenant_partition(tenant, self.p.settings.partitions)
+        store = self.folder.local(partition)
+        if store is not None:
+            return await local(store, tenant)
+        if request.query.get("routed") == "1":
+            return error(503, f"tenant {tenant!r} is being restored or moved here; retry shortly")
+        owner = owner_url(self.p, partition)
+        me = str(self.p.app.conf.canonical_url).rstrip("/")
+        if owner is None or owner == me:
+            return error(503, f"no worker serves tenant {tenant!r} right now (rebalancing or restoring); retry shortly")
+        params = {**request.query, "routed": "1"}
+        headers = {"Authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+                async with session.get(owner + request.path, params=params, headers=headers) as resp:
+                    if resp.content_type == "application/json" and request.path != "/inventory/snapshot":
+                        return aioweb.Response(body=await resp.read(), status=resp.status,
+                                               content_type=resp.content_type)
+                    out = aioweb.StreamResponse(status=resp.status, headers={
+                        "Content-Type": resp.headers.get("Content-Type", "application/octet-stream")})
+                    await out.prepare(request)
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        await out.write(chunk)
+                    await out.write_eof()
+                    return out
+        except aiohttp.ClientError as exc:
+            return error(503, f"the worker of tenant {tenant!r} ({owner}) cannot answer right now: "
+                              f"{exc.__class__.__name__}")
 
 
-def stock_view(state: Any, catalog: dict | None) -> dict:
-    body = {
-        "tenant_id": state.tenant_id, "sku": state.sku, "on_hand": state.on_hand, "reserved": state.reserved,
-        "available": state.available,
-        "holds": [{"hold_id": h, "qty": q} for h, q in state.holds],  # open reservations of pending sales
-        "last_change": {"event_id": state.last_event_id, "at": to_iso(state.updated_at),
-                        "location_id": state.location_id},
-    }
+def stock_view(state: Any, catalog: Any) -> dict:
+    body: dict[str, Any] = {"tenant_id": catalog.tenant_id if state is None else state.tenant_id,
+                            "sku": catalog.sku if state is None else state.sku}
+    if state is None:
+        body.update(on_hand=0, reserved=0, available=0, last_change=None)
+    else:
+        body.update(on_hand=state.on_hand, reserved=state.reserved, available=state.available,
+                    last_change={"event_id": state.last_event_id, "at": to_iso(state.updated_at),
+                                 "location_id": state.location_id, "reason": state.reason})
     if catalog is not None:
-        body["catalog"] = {k: catalog[k] for k in ("display_name", "price", "is_active", "product_group_id")}
+        body["catalog"] = {"display_name": catalog.display_name, "price": format_decimal(catalog.price),
+                           "is_active": catalog.is_active, "product_group_id": catalog.product_group_id}
     return body
-
-
-def install(p: Pipeline, shell: StockShell, sales: SalesShell) -> None:
-    app = p.app
-
-    @app.page("/credit/{customer_ref}")
-    async def get_credit(web: Any, request: Any, customer_ref: str) -> Any:
-        tenant = tenant_of(request)
-        if tenant is None:
-            return error(400, "query parameter 'tenant' is required")
-        key = f"{tenant}:{customer_ref}"
-
-        async def local() -> Any:
-            if sales.credit.get(key) is None:
-                return error(404, f"unknown customer {customer_ref!r} for tenant {tenant!r}")
-            return aioweb.json_response(credit_view(sales.credit_state(tenant, customer_ref)))
-
-        return await routed(p, "credit", key, request, local)
-
-    @app.page("/sales/{sale_id}")
-    async def get_sale(web: Any, request: Any, sale_id: str) -> Any:
-        tenant = tenant_of(request)
-        if tenant is None:
-            return error(400, "query parameter 'tenant' is required")
-        key = f"{tenant}:{sale_id}"
-
-        async def local() -> Any:
-            rec = sales.sales.get(key)
-            if rec is None:
-                return error(404, f"unknown sale {sale_id!r} for tenant {tenant!r}")
-            return aioweb.json_response(sale_view(rec))
-
-        return await routed(p, "sales", key, request, local)
-
-    @app.page("/stock/{sku}")
-    async def get_stock(web: Any, request: Any, sku: str) -> Any:
-        tenant = tenant_of(request)
-        if tenant is None:
-            return error(400, "query parameter 'tenant' is required", example=f"/stock/{sku}?tenant=acme")
-        key = f"{tenant}:{sku}"
-
-        async def local() -> Any:
-            raw = shell.stock.get(key)
-            if raw is None:
-                catalog = shell.catalog.get(key)
-                if catalog is None:
-                    return error(404, f"unknown SKU {sku!r} for tenant {tenant!r}", sku=sku, tenant=tenant)
-            return aioweb.json_response(stock_view(shell.state(tenant, sku), shell.catalog.get(key)))
-
-        return await routed(p, "stock", key, request, local)
-
-    @app.page("/inventory/snapshot")
-    async def snapshot(web: Any, request: Any) -> Any:
-        tenant = tenant_of(request)
-        fmt = request.query.get("format", "json")
-        if tenant is None:
-            return error(400, "query parameter 'tenant' is required")
-        if fmt not in ("json", "csv"):
-            return error(400, f"format must be json or csv, not {fmt!r}")
-        only_local = request.query.get("scope") == "local"
-        response = aioweb.StreamResponse(headers={
-            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json"})
-        await response.prepare(request)
-        rows = _local_rows(shell, tenant)
-        if not only_local:
-            rows_iter = _with_remote(p, request, rows)
-        else:
-            rows_iter = _aiter(rows)
-        if fmt == "csv":
-            await response.write(b"sku,qty,on_hand,reserved,available\r\n")
-        else:
-            await response.write(b"[")
-        first = True
-        buf: list[str] = []
-        async for row in rows_iter:
-            if fmt == "csv":
-                buf.append(row if isinstance(row, str) else _csv_line(row))
-            else:
-                text = row if isinstance(row, str) else json.dumps(row)
-                buf.append(text if first else "," + text)
-                first = False
-            if len(buf) >= CHUNK:
-                await response.write("".join(buf).encode())
-                buf.clear()
-        if buf:
-            await response.write("".join(buf).encode())
-        if fmt != "csv":
-            await response.write(b"]")
-        await response.write_eof()
-        return response
-
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()) \
-            if app.consumer is not None else []
-        recovered = app.tables.recovery.completed.is_set() if app.tables else False
-        status = 200 if recovered else 503
-        return aioweb.json_response({"status": "ok" if recovered else "recovering", "recovered": recovered,
-                                     "url": str(app.conf.canonical_url), "assigned": assignment}, status=status)
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        lag = []
-        monitor = app.monitor
-        for tp, end in (monitor.tp_end_offsets or {}).items():
-            read = (monitor.tp_read_offsets or {}).get(tp)
-            if read is not None:
-                lag.append((tp.topic, tp.partition, max(end - read - 1, 0)))
-        return aioweb.Response(text=p.metrics.render(lag), content_type="text/plain", charset="utf-8")
 
 
 def credit_view(state: Any) -> dict:
@@ -191,66 +119,136 @@ def credit_view(state: Any) -> dict:
         "tenant_id": state.tenant_id, "customer_ref": state.customer_ref,
         "credit_limit": format_decimal(state.credit_limit), "outstanding": format_decimal(state.outstanding),
         "available": None if available is None else format_decimal(available), "on_hold": state.on_hold,
-        "held_for_orders": format_decimal(state.held),
         "open_invoices": [{"invoice_id": i.invoice_id, "total": format_decimal(i.total),
                            "paid": format_decimal(i.paid), "credited": format_decimal(i.credited),
                            "remaining": format_decimal(i.remaining), "status": i.status} for i in state.open_invoices],
     }
 
 
-def sale_view(rec: dict) -> dict:
-    outcome = rec.get("outcome")
+def _money(value: Any) -> str | None:
+    return None if value is None else format_decimal(value)
+
+
+def sale_view(rec: Any) -> dict:
+    """What a person or the API reads about a sale: status, outcome, credit figures, documents, refunds."""
+    outcome = rec.outcome
+    credit = None
+    if outcome is not None and outcome.credit is not None:
+        c = outcome.credit
+        credit = {"credit_limit": _money(c.credit_limit), "outstanding": _money(c.outstanding),
+                  "available": _money(c.available), "order_amount": _money(c.order_amount)}
     return {
-        "tenant_id": rec["tenant_id"], "sale_id": rec["sale_id"], "event_id": rec["event_id"],
-        "status": rec["status"], "outcome": outcome["outcome"] if outcome else None,
-        "reasons": outcome["reasons"] if outcome else [], "credit": outcome["credit"] if outcome else None,
-        "document_ids": outcome["document_ids"] if outcome else [],
-        "total": outcome["total"] if outcome else None, "currency": rec["sale"]["currency"],
-        "refunds": [{"refund_id": rid, "outcome": r["outputs"][-1][2]["outcome"],
-                     "document_ids": r["outputs"][-1][2]["document_ids"]}
-                    for rid, r in rec["refund_results"].items()],
+        "tenant_id": rec.tenant_id, "sale_id": rec.sale_id, "event_id": rec.event_id, "kind": rec.kind,
+        "status": rec.status, "outcome": outcome.outcome if outcome else None,
+        "customer_ref": rec.customer_ref, "payment_terms": rec.payment_terms,
+        "reasons": [to_plain(r) for r in outcome.reasons] if outcome else [],
+        "error": rec.error, "credit": credit, "document_ids": list(rec.document_ids),
+        "total": _money(outcome.total) if outcome else None, "currency": rec.currency,
+        "decided_at": to_iso(rec.decided_at),
+        "refunds": [{"refund_id": r.refund_id, "event_id": r.event_id, "outcome": r.outcome.outcome,
+                     "reasons": [to_plain(x) for x in r.outcome.reasons], "document_ids": list(r.outcome.document_ids),
+                     "total": _money(r.outcome.total)} for r in rec.refund_results],
     }
 
 
-def _csv_line(row: dict) -> str:
-    out = io.StringIO()
-    csv.writer(out).writerow([row["sku"], row["qty"], row["on_hand"], row["reserved"], row["available"]])
-    return out.getvalue()
+def install(p: Pipeline, folder: Any) -> Views:
+    app = p.app
+    views = Views(p, folder, p.settings.operator_token)
+
+    @app.page("/stock/{sku}")
+    async def get_stock(web: Any, request: Any, sku: str) -> Any:
+        async def local(store: Any, tenant: str) -> Any:
+            state, catalog = core.stock_of(store, tenant, sku), core.catalog_of(store, tenant, sku)
+            if state is None and catalog is None:
+                return error(404, f"unknown SKU {sku!r} for tenant {tenant!r}", sku=sku, tenant=tenant)
+            return aioweb.json_response(stock_view(state, catalog))
+
+        return await views.routed(request, local)
+
+    @app.page("/credit/{customer_ref}")
+    async def get_credit(web: Any, request: Any, customer_ref: str) -> Any:
+        async def local(store: Any, tenant: str) -> Any:
+            state = core.credit_of(store, tenant, customer_ref)
+            if state is None:
+                return error(404, f"unknown customer {customer_ref!r} for tenant {tenant!r}")
+            return aioweb.json_response(credit_view(state))
+
+        return await views.routed(request, local)
+
+    @app.page("/sales/{sale_id}")
+    async def get_sale(web: Any, request: Any, sale_id: str) -> Any:
+        async def local(store: Any, tenant: str) -> Any:
+            rec = core.sale_of(store, tenant, sale_id)
+            if rec is None:
+                return error(404, f"unknown sale {sale_id!r} for tenant {tenant!r}")
+            return aioweb.json_response(sale_view(rec))
+
+        return await views.routed(request, local)
+
+    @app.page("/inventory/snapshot")
+    async def snapshot(web: Any, request: Any) -> Any:
+        fmt = request.query.get("format", "json")
+        if fmt not in ("json", "csv"):
+            return error(400, f"format must be json or csv, not {fmt!r}")
+
+        async def local(store: Any, tenant: str) -> Any:
+            response = aioweb.StreamResponse(headers={
+                "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json"})
+            await response.prepare(request)
+            async for chunk in _snapshot(store, tenant, fmt):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+        return await views.routed(request, local)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        refused = views.refused(request)
+        if refused is not None:
+            return refused
+        consumer = app.consumer
+        assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()) if consumer else []
+        recovered = bool(app.tables.recovery.completed.is_set() if app.tables else True) and folder.ready()
+        return aioweb.json_response({"status": "ok" if recovered else "recovering", "recovered": recovered,
+                                     "url": str(app.conf.canonical_url), "assigned": assignment},
+                                    status=200 if recovered else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        refused = views.refused(request)
+        if refused is not None:
+            return refused
+        lag = []
+        monitor = app.monitor
+        for tp, end in (monitor.tp_end_offsets or {}).items():
+            read = (monitor.tp_read_offsets or {}).get(tp)
+            if read is not None:
+                lag.append((tp.topic, tp.partition, max(end - read - 1, 0)))
+        return aioweb.Response(text=p.metrics.render(lag), content_type="text/plain", charset="utf-8")
+
+    return views
 
 
-def _local_rows(shell: StockShell, tenant: str) -> Iterator[dict]:
-    prefix = f"{tenant}:"
-    for key, raw in shell.stock.items():
-        if key.startswith(prefix):
-            yield {"sku": raw["sku"], "qty": raw["on_hand"] - raw["reserved"], "on_hand": raw["on_hand"],
-                   "reserved": raw["reserved"], "available": raw["on_hand"] - raw["reserved"]}
-
-
-async def _aiter(rows: Iterator[dict]) -> AsyncIterator[dict]:
-    for row in rows:
-        yield row
-
-
-async def _with_remote(p: Pipeline, request: Any, rows: Iterator[dict]) -> AsyncIterator[Any]:
-    """This worker's rows, then every other worker's, read line by line from their local snapshot."""
-    for row in rows:
-        yield row
-    me = str(p.app.conf.canonical_url).rstrip("/")
-    others = {str(url).rstrip("/") for url in p.app.router.table_metadata("stock")} - {me}
-    fmt = request.query.get("format", "json")
-    async with aiohttp.ClientSession() as session:
-        for url in sorted(others):
-            params = {"tenant": request.query["tenant"], "format": "csv", "scope": "local"}
-            async with session.get(f"{url}/inventory/snapshot", params=params) as resp:
-                header = True
-                async for line in resp.content:
-                    if header:
-                        header = False
-                        continue
-                    text = line.decode()
-                    if fmt == "csv":
-                        yield text
-                    else:
-                        sku, qty, on_hand, reserved, available = next(csv.reader([text]))
-                        yield {"sku": sku, "qty": int(qty), "on_hand": int(on_hand), "reserved": int(reserved),
-                               "available": int(available)}
+async def _snapshot(store: Any, tenant: str, fmt: str) -> AsyncIterator[bytes]:
+    """Every SKU of the tenant in key order, in chunks (the nightly sweeper of 003 section 5.1)."""
+    buf: list[str] = ["sku,qty,on_hand,reserved,available\r\n" if fmt == "csv" else "["]
+    first = True
+    for key, raw in store.scan("stock", f"{tenant}:"):
+        state = StockState.from_dict(raw)
+        sku = state.sku
+        row = {"sku": sku, "qty": state.available, "on_hand": state.on_hand, "reserved": state.reserved,
+               "available": state.available}
+        if fmt == "csv":
+            out = io.StringIO()
+            csv.writer(out).writerow([row["sku"], row["qty"], row["on_hand"], row["reserved"], row["available"]])
+            buf.append(out.getvalue())
+        else:
+            buf.append(("" if first else ",") + json.dumps(row))
+            first = False
+        if len(buf) >= CHUNK:
+            yield "".join(buf).encode()
+            buf.clear()
+    if fmt != "csv":
+        buf.append("]")
+    yield "".join(buf).encode()

@@ -1,34 +1,59 @@
-"""`stockledger worker`: one Faust worker process; start several to share the partitions."""
+"""`stockledger worker`: one Faust worker process; start several to share the tenants' partitions."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 from stockledger.config import Settings
-from stockledger.topics import ensure_topics
-from streams import sales, stock, web
+from stockledger.topics import ensure_topics, internal_topics
+from streams import admit, fold, web
 from streams.app import Pipeline, create_app
+from streams.web import LOOPBACK
 
 
-def build(settings: Settings, datadir: Path, web_port: int) -> Pipeline:
-    """The app with every agent and view installed (tests and the CLI build it the same way)."""
-    p = create_app(settings, datadir, web_port)
-    shell = stock.install(p)
-    sales_shell = sales.install(p, shell)
-    web.install(p, shell, sales_shell)
+def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1",
+          web_host: str = "127.0.0.1") -> Pipeline:
+    """The app with every step and view installed (tests and the CLI build it the same way)."""
+    p = create_app(settings, datadir, web_port, worker_id, web_host)
+    admit.install(p)
+    folder = fold.install(p)
+    web.install(p, folder)
+
+    @p.app.on_partitions_assigned.connect
+    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        p.watchdog.forget(assigned)
+        folder.assigned(assigned)
+
+    @p.app.on_partitions_revoked.connect
+    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        folder.revoked(revoked)
+
     return p
 
 
 def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir: Path | None = None,
-        loglevel: str = "warning") -> None:
+        loglevel: str = "warning", web_host: str | None = None) -> None:
     from faust.worker import Worker
 
     web_port = web_port or settings.web_port
+    web_host = web_host or settings.web_host
+    if web_host not in LOOPBACK and not settings.operator_token:
+        print(f"refusing to serve the operators' HTTP port on {web_host} without STOCKLEDGER_OPERATOR_TOKEN "
+              "(bind to 127.0.0.1, or set a token)", file=sys.stderr)
+        raise SystemExit(2)
     datadir = datadir or settings.home / "workers" / worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings.bootstrap_servers, settings.partitions)
-    p = build(settings, datadir, web_port)
+    internal = internal_topics(settings.app_id)
+    ensure_topics(settings.bootstrap_servers, settings.partitions, list(internal),
+                  compacted=tuple(t for t, c in internal.items() if c))
+    p = build(settings, datadir, web_port, worker_id, web_host)
     p.register_schemas()
     logging.getLogger("stockledger").setLevel(loglevel.upper())
-    Worker(p.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    try:
+        Worker(p.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    finally:
+        p.outbox.close()

@@ -1,0 +1,136 @@
+"""Admit: the first step of every input record. Decode, check, dead-letter or forward to the tenant log.
+
+One Faust agent per input topic takes records in batches. Each record is decoded with the one codec
+and checked (envelope, the topic's event types, the rules of its payload); a bad one goes to
+`<topic>.dlq` with its original key and bytes, where it was read and why, and the stream carries on.
+Good records are forwarded, in the order read, to the tenant log keyed by their tenant, many per
+frame (`streams.tenantlog`). The batch's input offsets are acked only once Kafka has every frame and
+dead letter of it (at-least-once: a frame forwarded twice after a crash carries event ids the fold
+recognises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+from streams.codec import DecodeError, RegistryUnavailable
+from streams.core.credit import validate_customer_credit, validate_payment
+from streams.core.refunds import validate_refund
+from streams.core.sales import validate_sale
+from streams.core.stock import validate_inventory_change
+from streams.deadletter import DECODE, VALIDATE, Failure, dead_letter, dlq_topic
+from streams.tenantlog import FrameWriter
+
+log = logging.getLogger("stockledger.worker")
+
+BATCH, WITHIN = 2000, 0.005  # records per admit step, and how long a step waits to fill
+
+
+def validate_catalog(data: Mapping[str, Any]) -> list[str]:
+    reasons = []
+    if not data.get("product_group_id"):
+        reasons.append("product_group_id is missing or empty")
+    variants = data.get("variants") or []
+    if not variants:
+        reasons.append("a product group needs at least one variant")
+    seen: set[str] = set()
+    for n, v in enumerate(variants):
+        sku = v.get("sku")
+        if not sku:
+            reasons.append(f"variants[{n}].sku is missing or empty")
+        elif sku in seen:
+            reasons.append(f"variants[{n}].sku {sku} appears twice")
+        seen.add(sku)
+        if v.get("price") is not None and v["price"] < 0:
+            reasons.append(f"variants[{n}].price must not be negative")
+        if v.get("stock_quantity") is not None and v["stock_quantity"] < 0:
+            reasons.append(f"variants[{n}].stock_quantity must not be negative")
+    if data.get("tax_rate") is not None and not (0 <= data["tax_rate"] <= 100):
+        reasons.append("tax_rate must be between 0 and 100")
+    return reasons
+
+
+# topic -> (event types, rules of the payload)
+RULES: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[str]]]] = {
+    "catalog.updates": (("catalog.update",), validate_catalog),
+    "inventory.changes": (("inventory.change",), validate_inventory_change),
+    "sales": (("sale.completed", "order.placed"), validate_sale),
+    "refunds": (("refund.issued",), validate_refund),
+    "payments": (("payment.received",), validate_payment),
+    "customers": (("customer.credit",), validate_customer_credit),
+}
+
+
+def check(record: Mapping[str, Any], topic: str) -> str | None:
+    """Why an input record must be dead-lettered, or None when it may go to the tenant log."""
+    event_types, rules = RULES[topic]
+    if record.get("event_type") not in event_types or not isinstance(record.get("data"), dict):
+        return f"expected {' or '.join(event_types)}, got {record.get('event_type')!r}"
+    if not record.get("tenant_id") or not record.get("event_id"):
+        return "tenant_id and event_id must not be empty"
+    reasons = rules(record["data"])
+    return "; ".join(reasons) if reasons else None
+
+
+async def decode(codec: Any, value: bytes | None) -> dict:
+    """The record in `value`; while the registry is down, wait (a record is never dead-lettered for that)."""
+    delay = 0.5
+    while True:
+        try:
+            return codec.decode(value)
+        except RegistryUnavailable as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def admit(p: Any, events: list[Any]) -> None:
+    """One step of an admit agent: forward the batch's good records, dead-letter the rest, then ack."""
+    codec, outbox, metrics, track = p.codec, p.outbox, p.metrics, p.watchdog.track
+    batch = outbox.batch()
+    writers: dict[str, FrameWriter] = {}
+    now = time.time()
+    for event in events:
+        msg = event.message
+        topic = msg.topic
+        metrics.observe(topic, now - msg.timestamp)
+        track(topic, msg.partition, msg.offset)
+        try:
+            record = await decode(codec, msg.value)
+        except DecodeError as exc:
+            reason, stage = str(exc), DECODE
+        else:
+            reason, stage = check(record, topic), VALIDATE
+            if reason is None:
+                tenant = record["tenant_id"]
+                writer = writers.get(tenant)
+                if writer is None:
+                    writer = writers[tenant] = FrameWriter()
+                writer.add(topic, msg.partition, msg.offset, msg.key, msg.value)
+                continue
+        metrics.dead_lettered[topic] += 1
+        log.warning("dead letter %s[%s]@%s: %s", topic, msg.partition, msg.offset, reason)
+        failure = Failure(topic, msg.partition, msg.offset, msg.key, msg.value, stage, reason)
+        outbox.produce(batch, dlq_topic(topic), codec.encode(dlq_topic(topic), dead_letter(failure)), msg.key)
+    for tenant, writer in writers.items():
+        key = tenant.encode()
+        for frame in writer.close():
+            outbox.produce(batch, p.log_topic, frame, key)
+    await batch.sent()
+    for event in events:
+        event.ack()
+
+
+def install(p: Any) -> None:
+    for name in RULES:
+        _agent(p, name)
+
+
+def _agent(p: Any, name: str) -> None:
+    @p.app.agent(p.topic(name), name=f"admit-{name}")
+    async def admit_agent(stream: Any) -> None:
+        async for events in stream.noack_take(BATCH, within=WITHIN):
+            await admit(p, list(events))

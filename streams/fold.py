@@ -1,0 +1,175 @@
+"""Fold: one Faust agent applies the pure core to each tenant's state, in tenant-log order.
+
+For every batch of frames of one tenant-log partition: wait until the partition's state is restored
+(`streams.state`), decode each event again, call `streams.core.fold.fold` (the same function the
+tests' serial reference runs), then send the outputs and dead letters, write each changed key once
+(RocksDB and changelog), wait until Kafka has all of it, ack the frames and commit. The outputs of
+an event are sent after the state it changed is decided, and only after a batch is fully in Kafka
+does its offset commit, so a payment sent after its sale's outcome always meets the sale's invoice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Any
+
+from faust.types import TP
+
+from streams.admit import decode
+from streams.core.fold import DeadLetter, FoldConfig, Input, fold
+from streams.deadletter import Failure, dead_letter, dlq_topic
+from streams.state import PartitionStore, View
+from streams.tenantlog import entries
+
+log = logging.getLogger("stockledger.worker")
+
+BATCH, WITHIN = 500, 0.005  # frames per fold step, and how long a step waits to fill
+
+
+class Overlay:
+    """One event's writes over the batch's view, merged only when the event was folded whole."""
+
+    __slots__ = ("base", "changes")
+
+    def __init__(self, base: View):
+        self.base = base
+        self.changes: dict[tuple[str, str], Any] = {}
+
+    def get(self, table: str, key: str) -> Any | None:
+        hit = self.changes.get((table, key), self)
+        return self.base.get(table, key) if hit is self else hit
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        self.changes[(table, key)] = value
+
+    def merge(self) -> None:
+        for (table, key), value in self.changes.items():
+            self.base.put(table, key, value)
+
+
+class Folder:
+    """The fold's shell: the partition stores of this worker and the step that folds a batch."""
+
+    def __init__(self, p: Any):
+        self.p = p
+        self.config = FoldConfig(default_tax_percent=Decimal(p.settings.tenant_default_tax))
+        self.stores: dict[int, PartitionStore] = {}
+        self._restoring: dict[int, asyncio.Task] = {}
+
+    def store(self, partition: int) -> PartitionStore:
+        s = self.stores.get(partition)
+        if s is None:
+            s = self.stores[partition] = PartitionStore(self.p.settings, self.p.datadir, partition,
+                                                        self.p.log_topic, self.p.settings.app_id)
+        return s
+
+    # -- assignment ---------------------------------------------------------------------------
+    def assigned(self, tps: Any) -> None:
+        for tp in tps:
+            if tp.topic == self.p.log_topic:
+                store = self.store(tp.partition)
+                store.end()
+                old = self._restoring.get(tp.partition)
+                if old is not None and not old.done():
+                    old.cancel()
+                self._restoring[tp.partition] = asyncio.ensure_future(
+                    store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+
+    def revoked(self, tps: Any) -> None:
+        for tp in tps:
+            if tp.topic == self.p.log_topic and tp.partition in self.stores:
+                self.stores[tp.partition].end()
+
+    def ready(self) -> bool:
+        """Every tenant-log partition assigned here is restored."""
+        consumer = self.p.app.consumer
+        if consumer is None:
+            return False
+        mine = [tp.partition for tp in consumer.assignment() if tp.topic == self.p.log_topic]
+        return all(p in self.stores and self.stores[p].ready.is_set() for p in mine)
+
+    def local(self, partition: int) -> PartitionStore | None:
+        """The store of `partition` if this worker serves it right now."""
+        s = self.stores.get(partition)
+        return s if s is not None and s.ready.is_set() else None
+
+    # -- the step -----------------------------------------------------------------------------
+    async def step(self, events: list[Any]) -> None:
+        by_partition: dict[int, list[Any]] = {}
+        track = self.p.watchdog.track
+        for event in events:
+            track(event.message.topic, event.message.partition, event.message.offset)
+            by_partition.setdefault(event.message.partition, []).append(event)
+        for partition, evs in by_partition.items():
+            await self.apply(partition, evs)
+
+    async def apply(self, partition: int, events: list[Any]) -> None:
+        p = self.p
+        store = self.store(partition)
+        await store.ready.wait()
+        session = store.session
+        todo = [e for e in events if e.message.offset >= store.next]
+        if not todo:  # read again after a buffer clear: applied in this session already
+            for event in events:
+                event.ack()
+            return
+        view = View(store)
+        results: list[tuple[Input, list]] = []
+        codec, config = p.codec, self.config
+        for event in todo:
+            for entry in entries(event.message.value):
+                record = await decode(codec, entry.value)
+                inp = Input(entry.topic, entry.partition, entry.offset, entry.key, entry.value, record)
+                overlay = Overlay(view)
+                try:
+                    out = fold(overlay, inp, config)
+                except Exception as exc:  # a defect of ours must not stop the stream: dead-letter it
+                    log.exception("fold failed on %s[%s]@%s", entry.topic, entry.partition, entry.offset)
+                    out = [DeadLetter(inp, f"INTERNAL_ERROR: {exc!r}", "rule")]
+                else:
+                    overlay.merge()
+                results.append((inp, out))
+        if store.session != session:
+            return
+        outbox = p.outbox
+        batch = outbox.batch()
+        metrics = p.metrics
+        for inp, out in results:
+            for r in out:
+                if isinstance(r, DeadLetter):
+                    src = r.input
+                    metrics.dead_lettered[src.topic] += 1
+                    log.warning("dead letter %s[%s]@%s: %s", src.topic, src.partition, src.offset, r.error)
+                    failure = Failure(src.topic, src.partition, src.offset, src.key, src.value, r.stage, r.error)
+                    outbox.produce(batch, dlq_topic(src.topic), codec.encode(dlq_topic(src.topic), dead_letter(failure)),
+                                   src.key)
+                else:
+                    outbox.produce(batch, r.topic, codec.encode(r.topic, r.value), r.key)
+        store.write(outbox, batch, todo[0].message.offset, view.changes)
+        store.next = todo[-1].message.offset + 1
+        await batch.sent()
+        if store.session != session:  # revoked meanwhile: the next owner reads these frames again
+            return
+        store.delivered(batch)
+        metrics.folded += len(results)
+        for event in events:
+            event.ack()
+        tp = TP(p.log_topic, partition)
+        consumer = p.app.consumer
+        await consumer.commit({tp})
+        committed = consumer._committed_offset.get(tp)  # noqa: SLF001 (Faust has no public accessor)
+        if committed is not None and store.session == session:
+            store.committed = max(store.committed, min(committed, store.next))
+
+
+def install(p: Any) -> Folder:
+    folder = Folder(p)
+
+    @p.app.agent(p.log_topic_obj, name="fold")
+    async def fold_agent(stream: Any) -> None:
+        async for events in stream.noack_take(BATCH, within=WITHIN):
+            await folder.step(list(events))
+
+    return folder

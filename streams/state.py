@@ -1,0 +1,223 @@
+"""The fold's state: per tenant-log partition, a local RocksDB and a compacted changelog in Kafka.
+
+Tables (stock and catalog by SKU, credit by customer, sales by sale_id, payments, event ids seen) are
+key spaces `<table>\\x1f<tenant>:<id>` of one store per tenant-log partition, so a tenant's state lives
+with its log partition and moves with it. Every changed key is written once per batch: to RocksDB and,
+through the worker's one producer, to the changelog partition of the same number. A worker with an
+empty state folder restores a partition from the changelog alone; one that kept its folder reads
+only the changelog's tail beyond the offset it last saw delivered.
+
+Crash safety. The tenant log is committed after each batch's outputs and state are in Kafka. After a
+crash, rebalance or partition move, the next owner reads again from the committed offset C, while
+the state it restored (changelog, or a local store that may be ahead of it) can already hold the
+effects of batches at or beyond C. So every stored value carries, for each batch not yet known to be
+committed, the batch's first tenant-log offset, the session that wrote it and the value before it:
+`[value, [[stamp, session, before], ...]]`. A session (one assignment of the partition to this
+worker) reads a value through its history: an entry of another session stamped at or beyond C is
+undone (the value before it is used), so the fold sees exactly the state as of C and, being a pure
+and deterministic function of it, makes the same decisions, produces the same outputs and writes
+the same keys again: tables, changelog and outputs end as an uninterrupted run leaves them. Entries
+stamped below the committed offset are dropped on the next write of the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from rocksdict import Options, Rdict, WriteBatch
+
+from stockledger.config import Settings
+from streams.outbox import Batch, Outbox
+
+log = logging.getLogger("stockledger.worker")
+
+SEP = "\x1f"
+_OFFSET_KEY = b"\x00changelog-offset"  # next changelog offset this store has (sorts before every table key)
+_CACHE_MAX = 200_000
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+def state_topic(app_id: str) -> str:
+    return f"{app_id}-state"
+
+
+class PartitionStore:
+    """The state of one tenant-log partition on this worker."""
+
+    def __init__(self, settings: Settings, datadir: Path, partition: int, log_topic: str, group: str):
+        self.settings = settings
+        self.partition = partition
+        self.topic = state_topic(settings.app_id)
+        self.log_topic = log_topic
+        self.group = group
+        path = datadir / f"state-{partition}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = Rdict(str(path), options=Options(raw_mode=True))
+        self.session: str | None = None  # None while not assigned here
+        self.start = 0  # committed tenant-log offset when the session began (C)
+        self.next = 0  # next tenant-log offset to apply in this session
+        self.committed = 0  # highest committed tenant-log offset known (entries below it are dropped)
+        self.ready = asyncio.Event()
+        self._cache: dict[str, list] = {}
+
+    # -- sessions -----------------------------------------------------------------------------
+    async def begin(self, worker_id: str, progress: Callable[[str], None]) -> None:
+        """A new assignment: restore the changelog's tail and learn C; until then `ready` is clear."""
+        self.session = None
+        self.ready.clear()
+        self._cache.clear()
+        loop = asyncio.get_running_loop()
+        restored, committed = await loop.run_in_executor(None, self._restore, progress)
+        session = f"{worker_id}-{uuid.uuid4().hex[:8]}"
+        self.start = self.next = self.committed = committed
+        self.session = session
+        self.ready.set()
+        log.info("state %s[%s]: %d changelog records restored; session %s from tenant-log offset %d",
+                 self.topic, self.partition, restored, session, committed)
+
+    def end(self) -> None:
+        """Revoked: a batch still in flight sees the session gone and acks nothing."""
+        self.session = None
+        self.ready.clear()
+        self._cache.clear()
+
+    def _restore(self, progress: Callable[[str], None]) -> tuple[int, int]:
+        s = self.settings
+        consumer = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": self.group,
+                             "enable.auto.commit": False, "enable.partition.eof": True,
+                             "fetch.max.bytes": 64 * 1024 * 1024})
+        try:
+            tp = TopicPartition(self.topic, self.partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            have = self.db.get(_OFFSET_KEY)
+            start = max(int(have) if have is not None else 0, low)
+            restored = 0
+            if start < high:
+                consumer.assign([TopicPartition(self.topic, self.partition, start if start > 0 else OFFSET_BEGINNING)])
+                next_note = time.monotonic() + 5
+                done = False
+                while not done:
+                    wb = WriteBatch(raw_mode=True)
+                    n = 0
+                    last = None
+                    for msg in consumer.consume(10_000, 1.0):
+                        err = msg.error()
+                        if err is not None:
+                            if err.code() == KafkaError._PARTITION_EOF:
+                                done = True
+                                continue
+                            raise RuntimeError(f"restoring {self.topic}[{self.partition}]: {err}")
+                        if msg.value() is not None:
+                            wb.put(msg.key(), msg.value())
+                        n += 1
+                        last = msg.offset()
+                        if last >= high - 1:
+                            done = True
+                    if last is not None:
+                        wb.put(_OFFSET_KEY, str(last + 1).encode())
+                    if n:
+                        self.db.write(wb)
+                        restored += n
+                    if time.monotonic() > next_note:
+                        progress(f"restoring {self.topic}[{self.partition}]: {restored} of about {high - start} records")
+                        next_note = time.monotonic() + 5
+            committed = consumer.committed([TopicPartition(self.log_topic, self.partition)], timeout=30)[0].offset
+            return restored, max(committed, 0)
+        finally:
+            consumer.close()
+
+    # -- reads --------------------------------------------------------------------------------
+    def _envelope(self, key: str) -> list | None:
+        env = self._cache.get(key)
+        if env is None:
+            raw = self.db.get(key.encode())
+            if raw is None:
+                return None
+            env = _loads(raw)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = env
+        return env
+
+    def _resolve(self, env: list) -> tuple[Any, list]:
+        """The value as this session must see it, and the history entries that stay valid."""
+        value, history = env
+        for i, (stamp, session, before) in enumerate(history):
+            if stamp >= self.start and session != self.session:
+                return before, history[:i]
+        return value, history
+
+    def get(self, table: str, key: str) -> Any | None:
+        env = self._envelope(table + SEP + key)
+        return None if env is None else self._resolve(env)[0]
+
+    def scan(self, table: str, prefix: str) -> Iterator[tuple[str, Any]]:
+        """(key, value) of every key of `table` that starts with `prefix`, in key order."""
+        head = table + SEP + prefix
+        start = head.encode()
+        for raw_key, raw in self.db.items(from_key=start):
+            if not raw_key.startswith(start):
+                break
+            value = self._resolve(_loads(raw))[0]
+            if value is not None:
+                yield raw_key.decode()[len(table) + 1:], value
+
+    # -- writes -------------------------------------------------------------------------------
+    def write(self, outbox: Outbox, batch: Batch, stamp: int, changes: dict[str, Any]) -> None:
+        """Store every changed key once, locally and to the changelog, remembering the value before."""
+        wb = WriteBatch(raw_mode=True)
+        floor, session = self.committed, self.session
+        topic, partition = self.topic, self.partition
+        for key, value in changes.items():
+            env = self._envelope(key)
+            if env is None:
+                before, history = None, []
+            else:
+                before, history = self._resolve(env)
+            kept = [e for e in history if e[0] >= floor]
+            new = [value, kept + [[stamp, session, before]]]
+            data = _dumps(new).encode()
+            raw_key = key.encode()
+            wb.put(raw_key, data)
+            outbox.produce(batch, topic, data, raw_key, partition)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = new
+        self.db.write(wb)
+
+    def delivered(self, batch: Batch) -> None:
+        """The batch is in Kafka: remember how far this store's changelog goes."""
+        last = batch.offsets.get((self.topic, self.partition))
+        if last is not None:
+            self.db[_OFFSET_KEY] = str(last + 1).encode()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class View:
+    """The state the pure core folds over for one batch (`streams.core.fold.State`): reads through the
+    store, writes collected so that each changed key is stored once at the end of the batch."""
+
+    __slots__ = ("store", "changes")
+
+    def __init__(self, store: PartitionStore):
+        self.store = store
+        self.changes: dict[str, Any] = {}
+
+    def get(self, table: str, key: str) -> Any | None:
+        k = table + SEP + key
+        if k in self.changes:
+            return self.changes[k]
+        return self.store.get(table, key)
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        self.changes[table + SEP + key] = value

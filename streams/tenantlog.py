@@ -1,0 +1,91 @@
+"""The tenant log: one internal topic, keyed by tenant_id, whose messages are frames of admitted events.
+
+Every event of a tenant reaches one partition of this topic, in one order, and one fold applies it
+(`streams.fold`). A frame carries many events of one tenant in the order admit read them, so the
+fold pays Faust's per-message cost once per frame. Each event keeps its original bytes and where it
+was read (topic, partition, offset), so the fold can dead-letter it exactly as it arrived; the fold
+decodes the bytes again with the one codec (a few microseconds), so frames never carry a second
+encoding of the record.
+
+Wire form of a frame: a version byte, then per event `>BiqiI` (input topic index, partition, offset,
+key length or -1, value length), the key bytes and the value bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Iterator
+
+from stockledger.topics import INPUTS
+
+NAME = "tenant-log"
+VERSION = 1
+FRAME_BYTES = 512 * 1024  # a frame is cut beyond this, well below Kafka's 1 MiB message limit
+_HEAD = struct.Struct(">BiqiI")
+TOPICS = tuple(t.name for t in INPUTS)
+_INDEX = {name: i for i, name in enumerate(TOPICS)}
+
+
+def topic_name(app_id: str) -> str:
+    return f"{app_id}-{NAME}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One admitted event as it was read from its input topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class FrameWriter:
+    """Collects a tenant's events in order and cuts them into frames of at most FRAME_BYTES."""
+
+    __slots__ = ("frames", "_parts", "_size")
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self._parts: list[bytes] = [bytes([VERSION])]
+        self._size = 1
+
+    def add(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+        size = _HEAD.size + (len(key) if key else 0) + len(value)
+        if self._size > 1 and self._size + size > FRAME_BYTES:
+            self._cut()
+        self._parts.append(_HEAD.pack(_INDEX[topic], partition, offset, -1 if key is None else len(key), len(value)))
+        if key:
+            self._parts.append(key)
+        self._parts.append(value)
+        self._size += size
+
+    def _cut(self) -> None:
+        self.frames.append(b"".join(self._parts))
+        self._parts, self._size = [bytes([VERSION])], 1
+
+    def close(self) -> list[bytes]:
+        if self._size > 1:
+            self._cut()
+        return self.frames
+
+
+def entries(frame: bytes) -> Iterator[Entry]:
+    """The events of a frame, in order."""
+    if not frame or frame[0] != VERSION:
+        raise ValueError(f"not a tenant-log frame (version byte {frame[:1]!r})")
+    view = memoryview(frame)
+    pos, end = 1, len(frame)
+    unpack = _HEAD.unpack_from
+    while pos < end:
+        index, partition, offset, klen, vlen = unpack(frame, pos)
+        pos += _HEAD.size
+        key = None
+        if klen >= 0:
+            key = bytes(view[pos:pos + klen])
+            pos += klen
+        value = bytes(view[pos:pos + vlen])
+        pos += vlen
+        yield Entry(TOPICS[index], partition, offset, key, value)
