@@ -43,16 +43,16 @@ from typing import Any, Callable, Protocol
 from .catalog import CatalogEntry
 from .credit import (APPLIED, CreditState, PaymentReceived, add_invoice, apply_credit_refund, apply_payment,
                      check_order, set_terms)
-from .documents import Invoice
+from .documents import DocumentLine, Invoice
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
 from .outcomes import (ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome,
                        Reason)
 from .pricing import CatalogItem, PricingError, price_lines
-from .refunds import UNKNOWN_SALE, RefundError, RefundRequest, RefundState, book_refund
+from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund
 from .sales import ON_ACCOUNT, PAID, Sale
-from .serde import Plain, from_plain, to_plain
+from .serde import Plain
 from .stock import (REASON_ADJUSTMENT, REASON_CATALOG, REASON_COUNT, REASON_ORDER, REASON_RETURN, REASON_SALE,
                     RESTOCK)
 from .stock import SALE as SALE_DELTA
@@ -206,27 +206,61 @@ class SaleRecord(Plain):
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        """The generic `Plain` form, built directly: every sale writes one."""
+        outcome, invoice, refunds = self.outcome, self.invoice, self.refunds
         return {
             "tenant_id": self.tenant_id, "sale_id": self.sale_id, "event_id": self.event_id,
             "fingerprint": self.fingerprint, "kind": self.kind, "status": self.status, "currency": self.currency,
             "decided_at": self.decided_at, "payment_terms": self.payment_terms, "customer_ref": self.customer_ref,
-            "location_id": self.location_id, "outcome": None if self.outcome is None else to_plain(self.outcome),
+            "location_id": self.location_id, "outcome": None if outcome is None else outcome.to_dict(),
             "error": self.error, "document_ids": list(self.document_ids),
-            "invoice": None if self.invoice is None else to_plain(self.invoice),
-            "refunds": to_plain(self.refunds), "refund_results": [to_plain(r) for r in self.refund_results],
+            "invoice": None if invoice is None else _invoice_plain(invoice),
+            "refunds": {"refunded": [{"line_no": r.line_no, "quantity": r.quantity, "net": format(r.net, "f"),
+                                      "tax": format(r.tax, "f")} for r in refunds.refunded],
+                        "refund_ids": list(refunds.refund_ids)},
+            "refund_results": [{"refund_id": r.refund_id, "event_id": r.event_id, "fingerprint": r.fingerprint,
+                                "outcome": r.outcome.to_dict()} for r in self.refund_results],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SaleRecord":
-        outcome, invoice = data.get("outcome"), data.get("invoice")
+        outcome, invoice, refunds = data.get("outcome"), data.get("invoice"), data.get("refunds")
         return cls(
             data["tenant_id"], data["sale_id"], data["event_id"], data["fingerprint"], data["kind"], data["status"],
             data["currency"], data["decided_at"], data.get("payment_terms", PAID), data.get("customer_ref"),
-            data.get("location_id"), None if outcome is None else from_plain(Outcome, outcome), data.get("error"),
-            tuple(data.get("document_ids", ())), None if invoice is None else from_plain(Invoice, invoice),
-            from_plain(RefundState, data["refunds"]) if data.get("refunds") else RefundState(),
-            tuple(from_plain(RefundResult, r) for r in data.get("refund_results", ())),
+            data.get("location_id"), None if outcome is None else Outcome.from_dict(outcome), data.get("error"),
+            tuple(data.get("document_ids", ())), None if invoice is None else _invoice_from(invoice),
+            RefundState(tuple(LineRefunded(r["line_no"], r["quantity"], Decimal(r["net"]), Decimal(r["tax"]))
+                              for r in refunds.get("refunded", ())), tuple(refunds.get("refund_ids", ())))
+            if refunds else RefundState(),
+            tuple(RefundResult(r["refund_id"], r["event_id"], r["fingerprint"], Outcome.from_dict(r["outcome"]))
+                  for r in data.get("refund_results", ())),
         )
+
+
+def _invoice_plain(inv: Invoice) -> dict[str, Any]:
+    return {
+        "tenant_id": inv.tenant_id, "invoice_id": inv.invoice_id, "sale_id": inv.sale_id,
+        "customer_ref": inv.customer_ref, "channel": inv.channel, "currency": inv.currency,
+        "payment_terms": inv.payment_terms, "issued_at": inv.issued_at,
+        "lines": [{"line_no": li.line_no, "sku": li.sku, "quantity": li.quantity,
+                   "unit_price": format(li.unit_price, "f"), "discount_percent": format(li.discount_percent, "f"),
+                   "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
+                   "tax": format(li.tax, "f"), "total": format(li.total, "f")} for li in inv.lines],
+        "net_total": format(inv.net_total, "f"), "tax_total": format(inv.tax_total, "f"),
+        "total": format(inv.total, "f"),
+    }
+
+
+def _invoice_from(data: Mapping[str, Any]) -> Invoice:
+    return Invoice(
+        data["tenant_id"], data["invoice_id"], data["sale_id"], data.get("customer_ref"), data["channel"],
+        data["currency"], data["payment_terms"], data["issued_at"],
+        tuple(DocumentLine(li["line_no"], li["sku"], li["quantity"], Decimal(li["unit_price"]),
+                           Decimal(li["discount_percent"]), Decimal(li["tax_percent"]), Decimal(li["net"]),
+                           Decimal(li["tax"]), Decimal(li["total"])) for li in data["lines"]),
+        Decimal(data["net_total"]), Decimal(data["tax_total"]), Decimal(data["total"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,22 +317,29 @@ def seen_of(state: State, tenant: str, event_id: str) -> str | None:
 
 # -- output datums ------------------------------------------------------------------------------
 _NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, bool, float, Decimal, type(None)})
 
 
 def datum(value: Any) -> Any:
     """A core dataclass (document, journal entry, alert) as an Avro datum: dicts and lists,
     Decimal money and int epoch-millis kept as they are."""
-    names = _NAMES.get(type(value))
+    cls = value.__class__
+    if cls in _SCALARS:
+        return value
+    names = _NAMES.get(cls)
     if names is None:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            names = _NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
-        elif isinstance(value, (tuple, list)):
-            return [datum(v) for v in value]
-        elif isinstance(value, Mapping):
+        if cls is tuple or cls is list:
+            return [v if v.__class__ in _SCALARS else datum(v) for v in value]
+        if isinstance(value, Mapping):
             return {k: datum(v) for k, v in value.items()}
-        else:
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
             return value
-    return {name: datum(getattr(value, name)) for name in names}
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+    out = {}
+    for name in names:
+        v = getattr(value, name)
+        out[name] = v if v.__class__ in _SCALARS else datum(v)
+    return out
 
 
 def _millis(value: datetime | int) -> int:
