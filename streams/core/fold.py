@@ -351,6 +351,32 @@ def _millis(value: datetime | int) -> int:
 
 
 # -- the fold -----------------------------------------------------------------------------------
+_MISSING = object()
+
+
+class _Staged:
+    """The event's writes, kept apart until it is decided: an event is applied whole or not at all
+    (an exception leaves the state untouched), and each key it changes is written once."""
+
+    __slots__ = ("base", "writes")
+
+    def __init__(self, base: State):
+        self.base = base
+        self.writes: dict[tuple[str, str], Any] = {}
+
+    def get(self, table: str, key: str) -> Any | None:
+        value = self.writes.get((table, key), _MISSING)
+        return self.base.get(table, key) if value is _MISSING else value
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        self.writes[(table, key)] = value
+
+    def flush(self) -> None:
+        put = self.base.put
+        for (table, key), value in self.writes.items():
+            put(table, key, value)
+
+
 @dataclass(slots=True)
 class _Ctx:
     state: State
@@ -393,14 +419,19 @@ class _Ctx:
 
 
 def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLetter]:
-    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order."""
+    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order.
+
+    Atomic: the event's writes reach `state` together once it is decided, each changed key once; if
+    this raises (a bug, never data), `state` is untouched and the shell may dead-letter the input.
+    """
     rec = event.record
     event_type = rec["event_type"]
     handler = _HANDLERS.get(event_type)
     if handler is None:
         raise ValueError(f"the fold cannot apply a {event_type!r} event (topic {event.topic})")
     tenant, event_id, data = rec["tenant_id"], rec["event_id"], rec["data"]
-    ctx = _Ctx(state, event, config, tenant, event_id, event_type, _millis(rec["timestamp"]),
+    staged = _Staged(state)
+    ctx = _Ctx(staged, event, config, tenant, event_id, event_type, _millis(rec["timestamp"]),
                fingerprint(event_type, tenant, data), data)
     seen_key = f"{tenant}:{event_id}"
     stored = state.get("seen", seen_key)
@@ -409,9 +440,11 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
             _CONFLICTS[event_type](ctx, f"event_id {event_id} was used before with different content")
         elif config.rewrite_duplicates:
             _rewrite(ctx, seen_key)
+            staged.flush()
         return ctx.out  # a duplicate: applied before, its outputs already sent
     handler(ctx)
-    state.put("seen", seen_key, ctx.fp)
+    staged.put("seen", seen_key, ctx.fp)
+    staged.flush()
     return ctx.out
 
 

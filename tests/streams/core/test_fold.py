@@ -564,3 +564,29 @@ def test_nothing_is_ever_reserved_and_sales_are_never_pending(events):
     state, _ = serial_fold(events)
     assert all(row["reserved"] == 0 for row in state.tables["stock"].values())
     assert {row["status"] for row in state.tables["sales"].values()} <= {ACCEPTED, REFUSED, FAILED}
+
+
+def test_an_event_writes_each_key_once_and_all_or_nothing(monkeypatch):
+    state = RecordingState()
+    run(state, catalog("G", [{"sku": "A", "price": "100.00", "stock_quantity": 10}], event_id="c1"),
+        sale("S1", [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 2}], event_id="e1", terms="ON_ACCOUNT",
+             customer="C1"))
+    state.puts.clear()
+    run(state, refund("R1", "S1", [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 1}], event_id="r1",
+                      method="CREDIT"))
+    assert sorted(state.puts) == [("credit", "t1:C1"), ("sales", "t1:S1"), ("seen", "t1:r1"), ("stock", "t1:A")]
+
+    import streams.core.fold as fold_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    before = copy.deepcopy(state.tables)
+    monkeypatch.setattr(fold_module, "add_invoice", broken)  # fails after the stock was deducted
+    try:
+        fold(state, sale("S2", [{"sku": "A", "quantity": 1}], event_id="e2", terms="ON_ACCOUNT", customer="C1"), CFG)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the fold should have raised")
+    assert state.tables == before
