@@ -40,9 +40,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
-from .catalog import CatalogEntry
+from .catalog import CatalogEntry, validate_catalog_update
 from .credit import (APPLIED, CreditState, PaymentReceived, add_invoice, apply_credit_refund, apply_payment,
-                     check_order, set_terms)
+                     check_order, set_terms, validate_customer_credit, validate_payment)
 from .documents import DocumentLine, Invoice
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
@@ -50,13 +50,13 @@ from .orders import StockAnswer, check_lines
 from .outcomes import (ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome,
                        Reason)
 from .pricing import CatalogItem, PricingError, price_lines
-from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund
-from .sales import ON_ACCOUNT, PAID, Sale
+from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
+from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
 from .serde import Plain
 from .stock import (REASON_ADJUSTMENT, REASON_CATALOG, REASON_COUNT, REASON_ORDER, REASON_RETURN, REASON_SALE,
                     RESTOCK)
 from .stock import SALE as SALE_DELTA
-from .stock import StockResult, StockState, apply_absolute, apply_delta
+from .stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
 
 __all__ = [
     "TABLES",
@@ -83,6 +83,7 @@ __all__ = [
     "payment_of",
     "seen_of",
     "datum",
+    "VALIDATORS",
 ]
 
 TABLES = ("stock", "catalog", "credit", "sales", "payments", "seen")
@@ -750,6 +751,17 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "sale.completed": _sale,
     "order.placed": _sale,
     "refund.issued": _refund,
+}
+
+# What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
+VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "inventory.change": validate_inventory_change,
+    "catalog.update": validate_catalog_update,
+    "customer.credit": validate_customer_credit,
+    "payment.received": validate_payment,
+    "sale.completed": validate_sale,
+    "order.placed": validate_sale,
+    "refund.issued": validate_refund,
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {

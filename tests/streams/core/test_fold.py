@@ -590,3 +590,23 @@ def test_an_event_writes_each_key_once_and_all_or_nothing(monkeypatch):
     else:
         raise AssertionError("the fold should have raised")
     assert state.tables == before
+
+
+def test_every_input_event_type_has_a_validator_and_the_core_stays_pure():
+    import ast
+    import pathlib
+
+    from stockledger.topics import INPUTS
+    from streams.core import fold as fold_module
+
+    assert {t for spec in INPUTS for t in spec.event_types} == set(fold_module.VALIDATORS)
+    assert fold_module.VALIDATORS["catalog.update"]({"product_group_id": "G", "variants": []}) == [
+        "a product group needs at least one variant"]
+    stdlib = {"__future__", "bisect", "collections", "contextlib", "dataclasses", "datetime", "decimal", "enum",
+              "functools", "hashlib", "json", "types", "typing"}
+    for path in pathlib.Path(fold_module.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert {a.name.split(".")[0] for a in node.names} <= stdlib, path
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module.split(".")[0] in stdlib, (path, node.module)
