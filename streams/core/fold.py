@@ -11,10 +11,11 @@ Rules (SPEC 2, "Effectively exactly once"):
 - An event_id seen again with the same fingerprint (business content) changes nothing and
   emits nothing: its outputs were sent when it was first applied. With other content it is
   refused: a sales.outcomes IDEMPOTENCY_CONFLICT for sales, refunds and payments, a dead
-  letter (stage "idempotency") for inventory, catalog and customer events. A sale_id, a
-  refund_id (on its sale) or a payment_id received again under another event_id is a
-  duplicate when its content is the same, else a conflict; a sale_id under another
-  event_id is always a conflict (as before).
+  letter (stage "idempotency") for inventory, catalog and customer events. A refund_id (on
+  its sale) or a payment_id received again under another event_id is a duplicate when its
+  content is the same, else a conflict; a sale_id under another event_id is always a
+  conflict (as before). A duplicate writes again, unchanged, the keys its event wrote
+  (FoldConfig.rewrite_duplicates), so a redelivery heals a changelog that lagged the store.
 - An order is all or nothing by one decision: lines (unknown, inactive, short of
   available stock), then pricing, then the customer's credit for ON_ACCOUNT. Nothing is
   held: an accepted order is deducted, booked and added to credit at once.
@@ -23,6 +24,8 @@ Rules (SPEC 2, "Effectively exactly once"):
 - A sale that breaks a rule found only here (NO_PRICE, PAYMENT_MISMATCH) is dead-lettered
   and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
   is recognised and a later sale under that sale_id is a conflict.
+- Atomic: an event's writes reach the state together, each changed key once, only when
+  the event is decided; an exception leaves the state untouched.
 - Deterministic: no wall clock (`decided_at` is the event's timestamp), no randomness; the
   same inputs in the same order give the same state and outputs.
 
@@ -449,7 +452,8 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
     return ctx.out
 
 
-def serial_fold(inputs: Iterable[Input], config: FoldConfig = FoldConfig()) -> tuple[DictState, list[Emit | DeadLetter]]:
+def serial_fold(inputs: Iterable[Input],
+                config: FoldConfig = FoldConfig()) -> tuple[DictState, list[Emit | DeadLetter]]:
     """The reference: every input folded in order over an empty state."""
     state = DictState()
     outputs: list[Emit | DeadLetter] = []
