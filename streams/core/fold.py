@@ -11,10 +11,11 @@ Rules (SPEC 2, "Effectively exactly once"):
 - An event_id seen again with the same fingerprint (business content) changes nothing and
   emits nothing: its outputs were sent when it was first applied. With other content it is
   refused: a sales.outcomes IDEMPOTENCY_CONFLICT for sales, refunds and payments, a dead
-  letter (stage "idempotency") for inventory, catalog and customer events. A sale_id, a
-  refund_id (on its sale) or a payment_id received again under another event_id is a
-  duplicate when its content is the same, else a conflict; a sale_id under another
-  event_id is always a conflict (as before).
+  letter (stage "idempotency") for inventory, catalog and customer events. A refund_id (on
+  its sale) or a payment_id received again under another event_id is a duplicate when its
+  content is the same, else a conflict; a sale_id under another event_id is always a
+  conflict (as before). A duplicate writes again, unchanged, the keys its event wrote
+  (FoldConfig.rewrite_duplicates), so a redelivery heals a changelog that lagged the store.
 - An order is all or nothing by one decision: lines (unknown, inactive, short of
   available stock), then pricing, then the customer's credit for ON_ACCOUNT. Nothing is
   held: an accepted order is deducted, booked and added to credit at once.
@@ -23,6 +24,8 @@ Rules (SPEC 2, "Effectively exactly once"):
 - A sale that breaks a rule found only here (NO_PRICE, PAYMENT_MISMATCH) is dead-lettered
   and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
   is recognised and a later sale under that sale_id is a conflict.
+- Atomic: an event's writes reach the state together, each changed key once, only when
+  the event is decided; an exception leaves the state untouched.
 - Deterministic: no wall clock (`decided_at` is the event's timestamp), no randomness; the
   same inputs in the same order give the same state and outputs.
 
@@ -40,23 +43,23 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
-from .catalog import CatalogEntry
+from .catalog import CatalogEntry, validate_catalog_update
 from .credit import (APPLIED, CreditState, PaymentReceived, add_invoice, apply_credit_refund, apply_payment,
-                     check_order, set_terms)
-from .documents import Invoice
+                     check_order, set_terms, validate_customer_credit, validate_payment)
+from .documents import DocumentLine, Invoice
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
 from .outcomes import (ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome,
                        Reason)
 from .pricing import CatalogItem, PricingError, price_lines
-from .refunds import UNKNOWN_SALE, RefundError, RefundRequest, RefundState, book_refund
-from .sales import ON_ACCOUNT, PAID, Sale
-from .serde import Plain, from_plain, to_plain
+from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
+from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
+from .serde import Plain
 from .stock import (REASON_ADJUSTMENT, REASON_CATALOG, REASON_COUNT, REASON_ORDER, REASON_RETURN, REASON_SALE,
                     RESTOCK)
 from .stock import SALE as SALE_DELTA
-from .stock import StockResult, StockState, apply_absolute, apply_delta
+from .stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
 
 __all__ = [
     "TABLES",
@@ -83,6 +86,7 @@ __all__ = [
     "payment_of",
     "seen_of",
     "datum",
+    "VALIDATORS",
 ]
 
 TABLES = ("stock", "catalog", "credit", "sales", "payments", "seen")
@@ -206,27 +210,61 @@ class SaleRecord(Plain):
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        """The generic `Plain` form, built directly: every sale writes one."""
+        outcome, invoice, refunds = self.outcome, self.invoice, self.refunds
         return {
             "tenant_id": self.tenant_id, "sale_id": self.sale_id, "event_id": self.event_id,
             "fingerprint": self.fingerprint, "kind": self.kind, "status": self.status, "currency": self.currency,
             "decided_at": self.decided_at, "payment_terms": self.payment_terms, "customer_ref": self.customer_ref,
-            "location_id": self.location_id, "outcome": None if self.outcome is None else to_plain(self.outcome),
+            "location_id": self.location_id, "outcome": None if outcome is None else outcome.to_dict(),
             "error": self.error, "document_ids": list(self.document_ids),
-            "invoice": None if self.invoice is None else to_plain(self.invoice),
-            "refunds": to_plain(self.refunds), "refund_results": [to_plain(r) for r in self.refund_results],
+            "invoice": None if invoice is None else _invoice_plain(invoice),
+            "refunds": {"refunded": [{"line_no": r.line_no, "quantity": r.quantity, "net": format(r.net, "f"),
+                                      "tax": format(r.tax, "f")} for r in refunds.refunded],
+                        "refund_ids": list(refunds.refund_ids)},
+            "refund_results": [{"refund_id": r.refund_id, "event_id": r.event_id, "fingerprint": r.fingerprint,
+                                "outcome": r.outcome.to_dict()} for r in self.refund_results],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SaleRecord":
-        outcome, invoice = data.get("outcome"), data.get("invoice")
+        outcome, invoice, refunds = data.get("outcome"), data.get("invoice"), data.get("refunds")
         return cls(
             data["tenant_id"], data["sale_id"], data["event_id"], data["fingerprint"], data["kind"], data["status"],
             data["currency"], data["decided_at"], data.get("payment_terms", PAID), data.get("customer_ref"),
-            data.get("location_id"), None if outcome is None else from_plain(Outcome, outcome), data.get("error"),
-            tuple(data.get("document_ids", ())), None if invoice is None else from_plain(Invoice, invoice),
-            from_plain(RefundState, data["refunds"]) if data.get("refunds") else RefundState(),
-            tuple(from_plain(RefundResult, r) for r in data.get("refund_results", ())),
+            data.get("location_id"), None if outcome is None else Outcome.from_dict(outcome), data.get("error"),
+            tuple(data.get("document_ids", ())), None if invoice is None else _invoice_from(invoice),
+            RefundState(tuple(LineRefunded(r["line_no"], r["quantity"], Decimal(r["net"]), Decimal(r["tax"]))
+                              for r in refunds.get("refunded", ())), tuple(refunds.get("refund_ids", ())))
+            if refunds else RefundState(),
+            tuple(RefundResult(r["refund_id"], r["event_id"], r["fingerprint"], Outcome.from_dict(r["outcome"]))
+                  for r in data.get("refund_results", ())),
         )
+
+
+def _invoice_plain(inv: Invoice) -> dict[str, Any]:
+    return {
+        "tenant_id": inv.tenant_id, "invoice_id": inv.invoice_id, "sale_id": inv.sale_id,
+        "customer_ref": inv.customer_ref, "channel": inv.channel, "currency": inv.currency,
+        "payment_terms": inv.payment_terms, "issued_at": inv.issued_at,
+        "lines": [{"line_no": li.line_no, "sku": li.sku, "quantity": li.quantity,
+                   "unit_price": format(li.unit_price, "f"), "discount_percent": format(li.discount_percent, "f"),
+                   "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
+                   "tax": format(li.tax, "f"), "total": format(li.total, "f")} for li in inv.lines],
+        "net_total": format(inv.net_total, "f"), "tax_total": format(inv.tax_total, "f"),
+        "total": format(inv.total, "f"),
+    }
+
+
+def _invoice_from(data: Mapping[str, Any]) -> Invoice:
+    return Invoice(
+        data["tenant_id"], data["invoice_id"], data["sale_id"], data.get("customer_ref"), data["channel"],
+        data["currency"], data["payment_terms"], data["issued_at"],
+        tuple(DocumentLine(li["line_no"], li["sku"], li["quantity"], Decimal(li["unit_price"]),
+                           Decimal(li["discount_percent"]), Decimal(li["tax_percent"]), Decimal(li["net"]),
+                           Decimal(li["tax"]), Decimal(li["total"])) for li in data["lines"]),
+        Decimal(data["net_total"]), Decimal(data["tax_total"]), Decimal(data["total"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,22 +321,29 @@ def seen_of(state: State, tenant: str, event_id: str) -> str | None:
 
 # -- output datums ------------------------------------------------------------------------------
 _NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, bool, float, Decimal, type(None)})
 
 
 def datum(value: Any) -> Any:
     """A core dataclass (document, journal entry, alert) as an Avro datum: dicts and lists,
     Decimal money and int epoch-millis kept as they are."""
-    names = _NAMES.get(type(value))
+    cls = value.__class__
+    if cls in _SCALARS:
+        return value
+    names = _NAMES.get(cls)
     if names is None:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            names = _NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
-        elif isinstance(value, (tuple, list)):
-            return [datum(v) for v in value]
-        elif isinstance(value, Mapping):
+        if cls is tuple or cls is list:
+            return [v if v.__class__ in _SCALARS else datum(v) for v in value]
+        if isinstance(value, Mapping):
             return {k: datum(v) for k, v in value.items()}
-        else:
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
             return value
-    return {name: datum(getattr(value, name)) for name in names}
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+    out = {}
+    for name in names:
+        v = getattr(value, name)
+        out[name] = v if v.__class__ in _SCALARS else datum(v)
+    return out
 
 
 def _millis(value: datetime | int) -> int:
@@ -310,6 +355,32 @@ def _millis(value: datetime | int) -> int:
 
 
 # -- the fold -----------------------------------------------------------------------------------
+_MISSING = object()
+
+
+class _Staged:
+    """The event's writes, kept apart until it is decided: an event is applied whole or not at all
+    (an exception leaves the state untouched), and each key it changes is written once."""
+
+    __slots__ = ("base", "writes")
+
+    def __init__(self, base: State):
+        self.base = base
+        self.writes: dict[tuple[str, str], Any] = {}
+
+    def get(self, table: str, key: str) -> Any | None:
+        value = self.writes.get((table, key), _MISSING)
+        return self.base.get(table, key) if value is _MISSING else value
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        self.writes[(table, key)] = value
+
+    def flush(self) -> None:
+        put = self.base.put
+        for (table, key), value in self.writes.items():
+            put(table, key, value)
+
+
 @dataclass(slots=True)
 class _Ctx:
     state: State
@@ -352,14 +423,19 @@ class _Ctx:
 
 
 def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLetter]:
-    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order."""
+    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order.
+
+    Atomic: the event's writes reach `state` together once it is decided, each changed key once; if
+    this raises (a bug, never data), `state` is untouched and the shell may dead-letter the input.
+    """
     rec = event.record
     event_type = rec["event_type"]
     handler = _HANDLERS.get(event_type)
     if handler is None:
         raise ValueError(f"the fold cannot apply a {event_type!r} event (topic {event.topic})")
     tenant, event_id, data = rec["tenant_id"], rec["event_id"], rec["data"]
-    ctx = _Ctx(state, event, config, tenant, event_id, event_type, _millis(rec["timestamp"]),
+    staged = _Staged(state)
+    ctx = _Ctx(staged, event, config, tenant, event_id, event_type, _millis(rec["timestamp"]),
                fingerprint(event_type, tenant, data), data)
     seen_key = f"{tenant}:{event_id}"
     stored = state.get("seen", seen_key)
@@ -368,13 +444,16 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
             _CONFLICTS[event_type](ctx, f"event_id {event_id} was used before with different content")
         elif config.rewrite_duplicates:
             _rewrite(ctx, seen_key)
+            staged.flush()
         return ctx.out  # a duplicate: applied before, its outputs already sent
     handler(ctx)
-    state.put("seen", seen_key, ctx.fp)
+    staged.put("seen", seen_key, ctx.fp)
+    staged.flush()
     return ctx.out
 
 
-def serial_fold(inputs: Iterable[Input], config: FoldConfig = FoldConfig()) -> tuple[DictState, list[Emit | DeadLetter]]:
+def serial_fold(inputs: Iterable[Input],
+                config: FoldConfig = FoldConfig()) -> tuple[DictState, list[Emit | DeadLetter]]:
     """The reference: every input folded in order over an empty state."""
     state = DictState()
     outputs: list[Emit | DeadLetter] = []
@@ -676,6 +755,17 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "sale.completed": _sale,
     "order.placed": _sale,
     "refund.issued": _refund,
+}
+
+# What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
+VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "inventory.change": validate_inventory_change,
+    "catalog.update": validate_catalog_update,
+    "customer.credit": validate_customer_credit,
+    "payment.received": validate_payment,
+    "sale.completed": validate_sale,
+    "order.placed": validate_sale,
+    "refund.issued": validate_refund,
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {

@@ -36,7 +36,24 @@ def _number(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+_INT_EXACT = 10**28
+
+
+def _string(value: str) -> str:
+    """json.dumps(value, ensure_ascii=True), without its cost for the common plain string."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=True)
+
+
 def _canon(value: Any) -> str:
+    cls = value.__class__
+    if cls is str:
+        return _string(value)
+    if cls is int and -_INT_EXACT < value < _INT_EXACT:
+        return str(value)  # the same text as _number(Decimal(value)), which rounds beyond 28 digits
+    if cls is Decimal:
+        return _number(value)
     if value is None:
         return "null"
     if value is True:
@@ -46,7 +63,7 @@ def _canon(value: Any) -> str:
     if isinstance(value, Enum):
         return _canon(value.value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=True)
+        return _string(value)
     if isinstance(value, int):
         return _number(Decimal(value))
     if isinstance(value, Decimal):
@@ -63,7 +80,7 @@ def _canon(value: Any) -> str:
         return json.dumps(bytes(value).hex())
     if isinstance(value, Mapping):
         items = sorted((str(k), v) for k, v in value.items() if v is not None)
-        return "{" + ",".join(json.dumps(k) + ":" + _canon(v) for k, v in items) + "}"
+        return "{" + ",".join(_string(k) + ":" + _canon(v) for k, v in items) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_canon(v) for v in value) + "]"
     raise TypeError(f"cannot fingerprint a {type(value).__name__}")

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from .credit import CreditCheck
-from .serde import Plain, from_plain
+from .serde import Plain
 
 __all__ = [
     "ACCEPTED",
@@ -88,6 +88,34 @@ class Outcome(Plain):
             "decided_at": self.decided_at,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The generic `Plain` form, built directly: every sale, refund and payment stores one."""
+        credit = self.credit
+        return {
+            "tenant_id": self.tenant_id, "kind": self.kind, "id": self.id, "event_id": self.event_id,
+            "outcome": self.outcome, "decided_at": self.decided_at, "sale_id": self.sale_id,
+            "customer_ref": self.customer_ref,
+            "reasons": [{"code": r.code, "message": r.message, "sku": r.sku, "requested": r.requested,
+                         "available": r.available} for r in self.reasons],
+            "credit": None if credit is None else {
+                "credit_limit": format(credit.credit_limit, "f"), "outstanding": format(credit.outstanding, "f"),
+                "available": None if credit.available is None else format(credit.available, "f"),
+                "order_amount": format(credit.order_amount, "f")},
+            "document_ids": list(self.document_ids), "total": None if self.total is None else format(self.total, "f"),
+            "currency": self.currency,
+        }
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Outcome":
-        return from_plain(cls, data)
+        credit, total = data.get("credit"), data.get("total")
+        return cls(
+            data["tenant_id"], data["kind"], data["id"], data["event_id"], data["outcome"], data["decided_at"],
+            data.get("sale_id"), data.get("customer_ref"),
+            tuple(Reason(r["code"], r["message"], r.get("sku"), r.get("requested"), r.get("available"))
+                  for r in data.get("reasons", ())),
+            None if credit is None else CreditFigures(
+                Decimal(credit["credit_limit"]), Decimal(credit["outstanding"]),
+                None if credit.get("available") is None else Decimal(credit["available"]),
+                Decimal(credit["order_amount"])),
+            tuple(data.get("document_ids", ())), None if total is None else Decimal(total), data.get("currency"),
+        )

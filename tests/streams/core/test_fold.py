@@ -542,6 +542,10 @@ def test_duplicates_anywhere_later_change_neither_state_nor_outputs(data):
         (copies if is_copy else originals).extend(out)
     assert state == once_state
     assert originals == once
+    # replaying the whole log onto the final state changes nothing either
+    for event in events:
+        copies.extend(fold(state, event, CFG))
+    assert state == once_state
     for out in copies:  # a copy is silent, unless its original was itself a refused conflict
         if isinstance(out, DeadLetter):
             assert out.stage == "idempotency"
@@ -564,3 +568,49 @@ def test_nothing_is_ever_reserved_and_sales_are_never_pending(events):
     state, _ = serial_fold(events)
     assert all(row["reserved"] == 0 for row in state.tables["stock"].values())
     assert {row["status"] for row in state.tables["sales"].values()} <= {ACCEPTED, REFUSED, FAILED}
+
+
+def test_an_event_writes_each_key_once_and_all_or_nothing(monkeypatch):
+    state = RecordingState()
+    run(state, catalog("G", [{"sku": "A", "price": "100.00", "stock_quantity": 10}], event_id="c1"),
+        sale("S1", [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 2}], event_id="e1", terms="ON_ACCOUNT",
+             customer="C1"))
+    state.puts.clear()
+    run(state, refund("R1", "S1", [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 1}], event_id="r1",
+                      method="CREDIT"))
+    assert sorted(state.puts) == [("credit", "t1:C1"), ("sales", "t1:S1"), ("seen", "t1:r1"), ("stock", "t1:A")]
+
+    import streams.core.fold as fold_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    before = copy.deepcopy(state.tables)
+    monkeypatch.setattr(fold_module, "add_invoice", broken)  # fails after the stock was deducted
+    try:
+        fold(state, sale("S2", [{"sku": "A", "quantity": 1}], event_id="e2", terms="ON_ACCOUNT", customer="C1"), CFG)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the fold should have raised")
+    assert state.tables == before
+
+
+def test_every_input_event_type_has_a_validator_and_the_core_stays_pure():
+    import ast
+    import pathlib
+
+    from stockledger.topics import INPUTS
+    from streams.core import fold as fold_module
+
+    assert {t for spec in INPUTS for t in spec.event_types} == set(fold_module.VALIDATORS)
+    assert fold_module.VALIDATORS["catalog.update"]({"product_group_id": "G", "variants": []}) == [
+        "a product group needs at least one variant"]
+    stdlib = {"__future__", "bisect", "collections", "contextlib", "dataclasses", "datetime", "decimal", "enum",
+              "functools", "hashlib", "json", "types", "typing"}
+    for path in pathlib.Path(fold_module.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert {a.name.split(".")[0] for a in node.names} <= stdlib, path
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module.split(".")[0] in stdlib, (path, node.module)

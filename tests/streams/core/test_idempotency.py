@@ -34,3 +34,13 @@ def test_decide():
     assert decide(fp, fp) is Decision.DUPLICATE
     other = fingerprint("payment.received", "t1", {"payment_id": "P1", "amount": D("11.00")})
     assert decide(fp, other) is Decision.CONFLICT
+
+
+def test_the_canonical_text_and_fingerprint_stay_what_they_were():
+    """Pinned from the first implementation: fingerprints already stored in `seen` must keep matching."""
+    data = {"sale_id": "S-1", "note": 'café "x"\\', "qty": 100, "big": 10**30, "price": D("10.5000"),
+            "lines": [{"sku": "A", "q": 0, "x": None}], "ok": True}
+    assert canonical_json(data) == ('{"big":1000000000000000000000000000000,"lines":[{"q":0,"sku":"A"}],'
+                                    '"note":"caf\\u00e9 \\"x\\"\\\\","ok":true,"price":10.5,"qty":100,"sale_id":"S-1"}')
+    assert fingerprint("sale.completed", "t1", data) == \
+        "e1241abb844d53b19de5917736dfdf71dd9f8d3a2cc556657577e0eb6ba12bc8"

@@ -35,3 +35,55 @@ def test_credit_state_forms_agree(state):
 def test_an_empty_state_round_trips():
     assert StockState.from_dict(StockState("t", "A").to_dict()) == StockState("t", "A")
     assert CreditState.from_dict(CreditState("t", "C").to_dict()).credit_limit == Decimal(0)
+
+
+# -- the fold's records -----------------------------------------------------------------------------
+from streams.core.catalog import CatalogEntry  # noqa: E402
+from streams.core.documents import DocumentLine, Invoice  # noqa: E402
+from streams.core.fold import PaymentRecord, RefundResult, SaleRecord  # noqa: E402
+from streams.core.outcomes import CreditFigures, Outcome, Reason  # noqa: E402
+from streams.core.refunds import LineRefunded, RefundState  # noqa: E402
+
+opt_ids = st.none() | ids
+reasons = st.builds(Reason, ids, ids, opt_ids, st.none() | st.integers(0, 99), st.none() | st.integers(0, 99))
+outcomes = st.builds(
+    Outcome, ids, st.sampled_from(["SALE", "REFUND", "PAYMENT"]), ids, ids,
+    st.sampled_from(["ACCEPTED", "REFUSED", "IDEMPOTENCY_CONFLICT"]), st.integers(0, 10**13), opt_ids, opt_ids,
+    st.lists(reasons, max_size=3).map(tuple),
+    st.none() | st.builds(CreditFigures, money, money, st.none() | money, money),
+    st.lists(ids, max_size=3).map(tuple), st.none() | money, opt_ids)
+lines = st.builds(DocumentLine, st.integers(1, 9), ids, st.integers(1, 99), money, money, money, money, money, money)
+invoices = st.builds(Invoice, ids, ids, ids, opt_ids, ids, ids, ids, st.integers(0, 10**13),
+                     st.lists(lines, max_size=3).map(tuple), money, money, money)
+sale_records = st.builds(
+    SaleRecord, ids, ids, ids, ids, st.sampled_from(["POS", "ORDER"]), st.sampled_from(["ACCEPTED", "REFUSED"]),
+    ids, st.integers(0, 10**13), st.sampled_from(["PAID", "ON_ACCOUNT"]), opt_ids, opt_ids, st.none() | outcomes,
+    opt_ids, st.lists(ids, max_size=3).map(tuple), st.none() | invoices,
+    st.builds(RefundState, st.lists(st.builds(LineRefunded, st.integers(1, 9), st.integers(0, 9), money, money),
+                                    max_size=3).map(tuple), st.lists(ids, max_size=3).map(tuple)),
+    st.lists(st.builds(RefundResult, ids, ids, ids, outcomes), max_size=3).map(tuple))
+
+
+@given(sale_records)
+def test_sale_record_forms_agree(record):
+    assert record.to_dict() == to_plain(record)
+    assert SaleRecord.from_dict(record.to_dict()) == record == from_plain(SaleRecord, to_plain(record))
+
+
+@given(outcomes)
+def test_outcome_forms_agree(outcome):
+    assert outcome.to_dict() == to_plain(outcome)
+    assert Outcome.from_dict(outcome.to_dict()) == outcome == from_plain(Outcome, to_plain(outcome))
+
+
+@given(st.builds(CatalogEntry, ids, ids, ids, ids, ids, money, st.integers(0, 10**13), ids, st.none() | money,
+                 st.none() | money, st.booleans(), opt_ids, st.dictionaries(ids, ids, max_size=3)))
+def test_catalog_entry_forms_agree(entry):
+    assert entry.to_dict() == to_plain(entry)
+    assert CatalogEntry.from_dict(entry.to_dict()) == entry == from_plain(CatalogEntry, to_plain(entry))
+
+
+@given(st.builds(PaymentRecord, ids, ids, ids, ids, ids, st.sampled_from(["APPLIED", "REFUSED"])))
+def test_payment_record_forms_agree(record):
+    assert record.to_dict() == to_plain(record)
+    assert PaymentRecord.from_dict(record.to_dict()) == record
