@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import psycopg2
@@ -122,6 +123,7 @@ class Sink:
         self.codec = Codec(settings.schema_registry_url)
         self.buffer: list[Message] = []
         self.next: dict[TPKey, int] = {}  # stored next offset of every assigned partition, as last read or written
+        self.holding = threading.Event()  # tests only: set while a batch is held (Settings.fault_hold_batches)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -311,12 +313,31 @@ class Sink:
                 if self.stop.is_set() and not final:
                     return  # the final flush in run() tries again
 
+    def _hold(self, moves: dict[TPKey, tuple[int, int]]) -> None:
+        """Tests only: while the file Settings.fault_hold_batches names exists, wait before committing.
+
+        Outside the transaction: a held batch holds no lock, so a replay can rewind its offsets."""
+        gate = Path(self.settings.fault_hold_batches)
+        if not gate.exists():
+            return
+        log.warning("fault_hold_batches: holding a batch of %s until %s is removed",
+                    ", ".join(f"{t}[{p}]@{a}..{b}" for (t, p), (a, b) in sorted(moves.items())), gate)
+        self.holding.set()
+        try:
+            while gate.exists():
+                if self.stop.wait(0.02):
+                    raise Stopped("commit a held batch")
+        finally:
+            self.holding.clear()
+
     def _write(self, items: list[_Item]) -> None:
         moves: dict[TPKey, tuple[int, int]] = {}
         for it in items:
             key = _key(it.msg)
             start, end = moves.get(key, (self.next[key], 0))
             moves[key] = (start, max(end, _offset(it.msg) + 1))
+        if self.settings.fault_hold_batches:
+            self._hold(moves)
         good = [(it.msg, it.rows) for it in items if it.rows is not None]
         failures = [it.failure for it in items if it.failure is not None]
         with self.engine.begin() as conn:

@@ -38,6 +38,9 @@ class Settings:
     # around rebalances and recovery; to prove such records are read again in order.
     fault_drop_every: int = field(default_factory=lambda: int(_env("FAULT_DROP_EVERY", "0")))
     fault_clear_every: int = field(default_factory=lambda: int(_env("FAULT_CLEAR_EVERY", "0")))
+    # For tests only, "" = off: a file path; while that file exists the sink holds each batch it has
+    # read, before committing it (connectors.sink), so a test can act while a batch is certainly in flight.
+    fault_hold_batches: str = field(default_factory=lambda: _env("FAULT_HOLD_BATCHES", ""))
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
     schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -247,18 +248,43 @@ def test_dlq_replay_republishes_the_chosen_dead_letters_after_the_fix(settings, 
 
 
 def test_sink_replay_while_the_sink_is_busy_throws_its_batch_away_and_duplicates_nothing(
-        settings, codec, tenant, sink_db, prefix, group):
+        settings, codec, tenant, sink_db, prefix, group, tmp_path):
     url, engine = sink_db
-    records = support.ledger_mix(tenant, 4000)
+    first = support.ledger_mix(tenant, 2000)
+    second = [(INVOICES, support.invoice(tenant, 100_000 + n)) for n in range(400)]  # only invoices: all rewound
+    records = first + second
     topics = [prefix + t for t in support.LEDGER_TOPICS]
-    support.publish(settings, codec, records, prefix)
-    with support.SinkThread(settings, url, prefix, group, batch_size=500) as st:
-        while sum(support.stored_offsets(engine, group).values()) < len(records) // 4:
-            time.sleep(0.01)
-        replay.sink_replay(settings, prefix + INVOICES, group=group, offset=0, engine=engine, out=lambda _l: None)
+    invoices = prefix + INVOICES
+    hold = tmp_path / "hold"  # while it exists the sink holds each batch before committing it
+    support.publish(settings, codec, first, prefix)
+    with support.SinkThread(replace(settings, fault_hold_batches=str(hold)), url, prefix, group,
+                            batch_size=500) as st:
+        # every invoice partition has records written (else a rewind to 0 would move nothing)...
+        support.wait_caught_up(engine, group, settings, topics, timeout=120)
+        written = support.stored_offsets(engine, group)
+        assert all(written[(invoices, p)] > 0 for p in range(settings.partitions))
+        # ...and the sink is certainly busy when the replay begins: it has read a batch and waits to commit it
+        hold.touch()
+        support.publish(settings, codec, second, prefix)
+        assert st.sink.holding.wait(60), f"the sink never held a batch: {st.sink.stats.line()}"
+        held = {(m.topic(), m.partition()) for m in st.sink.buffer}
+        assert held and all(t == invoices for t, _ in held)
+        assert all(st.sink.next[k] == written[k] > 0 for k in held)  # the batch goes on from what is stored
+        assert st.sink.stats.records == len(first)  # nothing of the second wave committed yet
+
+        moves = replay.sink_replay(settings, invoices, group=group, offset=0, engine=engine, out=lambda _l: None)
+        assert {(m.partition, m.current, m.target) for m in moves} == \
+            {(p, written[(invoices, p)], 0) for p in range(settings.partitions)}
+        assert st.sink.holding.is_set() and st.sink.stats.fenced == 0  # still mid-batch: the replay came first
+        hold.unlink()
         support.wait_caught_up(engine, group, settings, topics, timeout=120)
         # noticed either at its next commit (the batch it was building is fenced) or by the periodic
         # check, whichever comes first; either way the records buffered from the old offsets are dropped
         assert st.sink.stats.fenced + st.sink.stats.rewound >= 1
+        assert st.sink.stats.fenced >= 1  # held until after the replay: its commit is the first to see it
+        # exactly: every record once, then every invoice of the first wave again; the held batch never counted
+        again = len(records) + sum(1 for contract, _ in first if contract == INVOICES)
+        _wait_records(st, again)  # its counter moves just after the commit that wait_caught_up saw
         assert st.sink.stats.records > len(records)  # some invoices read and written again
+        assert st.sink.stats.records == again
     support.assert_books_equal(engine, tenant, support.expected_books(records))
