@@ -6,6 +6,7 @@ import bisect
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPa
 
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
-from stockledger.testing import end_offsets, stream_lag  # noqa: E402,F401 (the benchmarks import it from here)
+from stockledger.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
 from streams.codec import Codec  # noqa: E402
 
 TOPIC = "inventory.changes"
@@ -31,6 +32,25 @@ def say(msg: str) -> None:
 def load() -> str:
     """The machine's 1-minute load average, printed beside each figure: the cores are shared."""
     return f"load {os.getloadavg()[0]:.1f}/{os.cpu_count()} cores"
+
+
+def free_port(first: int, tries: int = 100) -> int:
+    """The first port from `first` on that loopback can bind now (a worker's web port; the range may
+    overlap the ephemeral ports, which outgoing connections take at random)."""
+    for port in range(first, first + tries):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + tries - 1}")
+
+
+def start_worker(worker: WorkerProcess, first_port: int, timeout: float = 300) -> WorkerProcess:
+    """Start `worker` on the first free web port from `first_port` and wait until it is ready."""
+    worker.web_port = free_port(first_port)
+    return worker.start().wait_ready(timeout)
 
 
 def position_group_at(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:

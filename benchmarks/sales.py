@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import (bare_loop, end_offsets, faust_ceiling, fresh_run, latency_line, load, percentile,  # noqa: E402
-                     publish_at_rate, read_records, say, verdict, wait_caught_up)
+                     publish_at_rate, read_records, say, start_worker, verdict, wait_caught_up)
 from stockledger.produce import prepare, publish  # noqa: E402
 from stockledger.testing import WorkerProcess  # noqa: E402
 
@@ -76,7 +76,8 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=20_000, help="sales for the throughput run (default 20000)")
     ap.add_argument("--rate", type=int, default=500, help="sales/s for the latency run (default 500)")
     ap.add_argument("--seconds", type=int, default=20, help="length of the latency run (default 20)")
-    ap.add_argument("--web-port", type=int, default=16066, help="the worker's HTTP port")
+    ap.add_argument("--web-port", type=int, default=16066,
+                    help="the worker's HTTP port: the first free one from this (default 16066)")
     args = ap.parse_args()
     run_id, settings, codec = fresh_run()
     tenant = f"bench-{run_id}"
@@ -96,7 +97,7 @@ def by_outcome(outcomes: list[tuple[float, dict]]) -> str:
 
 def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerProcess) -> None:  # noqa: ANN001
     say(f"applying the catalog and the customer (app id {settings.app_id})")
-    worker.start().wait_ready(300)
+    start_worker(worker, args.web_port)
     for topic, events in setup_events(tenant).items():
         publish(settings, topic, prepare(topic, "<bench>", events), codec=codec)
     wait_caught_up(settings, 300, "catalog and customer")
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     ceiling_s = faust_ceiling(settings, "sales", sales_start, args.n, timeout=max(120, args.n / 500))
     ceiling_load = load()
     say("starting the worker on the backlog")
-    worker.start().wait_ready(300)
+    start_worker(worker, args.web_port)
     wait_caught_up(settings, max(300, args.n / 20), "throughput backlog")
     worker_load = load()
     outcomes = [o for o in read_records(settings, codec, "sales.outcomes", tenant, out_start)

@@ -36,7 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import (TOPIC, bare_loop, end_offsets, faust_ceiling, fresh_run, latency_line, load,  # noqa: E402
-                     percentile, publish_at_rate, read_records, say, verdict, visible_times, wait_caught_up)
+                     percentile, publish_at_rate, read_records, say, start_worker, verdict, visible_times,
+                     wait_caught_up)
 from stockledger.produce import prepare, publish  # noqa: E402
 from stockledger.testing import WorkerProcess  # noqa: E402
 
@@ -56,7 +57,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15, help="length of the latency run (default 15)")
     ap.add_argument("--restart-skus", type=int, default=0,
                     help="SKUs held by the worker for the restart run; 0 (default) skips it")
-    ap.add_argument("--web-port", type=int, default=16066, help="the worker's HTTP port")
+    ap.add_argument("--web-port", type=int, default=16066,
+                    help="the worker's HTTP port: the first free one from this (default 16066)")
     args = ap.parse_args()
 
     run_id, settings, codec = fresh_run()
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     ceiling_s = faust_ceiling(settings, TOPIC, input_start, args.n, timeout=max(120, args.n / 500))
     ceiling_load = load()
     say(f"starting the worker (app id {settings.app_id}) on the backlog")
-    worker.start().wait_ready(300)
+    start_worker(worker, args.web_port)
     wait_caught_up(settings, max(300, args.n / 100), "throughput backlog")
     worker_load = load()
     outputs = read_records(settings, codec, "stock.levels", tenant, levels_start)
@@ -139,13 +141,13 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     time.sleep(3)  # a commit interval, so the kill loses at most what a crash loses
     worker.kill()
     t = time.monotonic()
-    worker.start().wait_ready(600)
+    start_worker(worker, args.web_port, 600)
     warm = time.monotonic() - t
     probe = worker.get(f"/stock/M{skus - 1:06d}", tenant=tenant3).json()["on_hand"]
     worker.kill()
     shutil.rmtree(settings.home / "workers" / worker.worker_id, ignore_errors=True)
     t = time.monotonic()
-    worker.start().wait_ready(900)
+    start_worker(worker, args.web_port, 900)
     cold = time.monotonic() - t
     probe2 = worker.get(f"/stock/M{skus - 1:06d}", tenant=tenant3).json()["on_hand"]
     assert probe == probe2 == (skus - 1) % 100, (probe, probe2)
