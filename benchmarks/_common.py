@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
+import json
+import os
+import signal
+import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -9,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition  # noqa: E402
 
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
-from stockledger.testing import end_offsets  # noqa: E402,F401 (the benchmarks import it from here)
+from stockledger.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
 from streams.codec import Codec  # noqa: E402
 
 TOPIC = "inventory.changes"
@@ -23,60 +29,193 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def position_group_at_end(settings: Settings, group: str, topics: list[str]) -> None:
-    """Commit the group at the current end of its inputs: the worker starts with nothing to do."""
+def load() -> str:
+    """The machine's 1-minute load average, printed beside each figure: the cores are shared."""
+    return f"load {os.getloadavg()[0]:.1f}/{os.cpu_count()} cores"
+
+
+def free_port(first: int, tries: int = 100) -> int:
+    """The first port from `first` on that loopback can bind now (a worker's web port; the range may
+    overlap the ephemeral ports, which outgoing connections take at random)."""
+    for port in range(first, first + tries):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + tries - 1}")
+
+
+def start_worker(worker: WorkerProcess, first_port: int, timeout: float = 300) -> WorkerProcess:
+    """Start `worker` on the first free web port from `first_port` and wait until it is ready."""
+    worker.web_port = free_port(first_port)
+    return worker.start().wait_ready(timeout)
+
+
+def position_group_at(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit `group` at `offsets` of `topic`: its next consumer starts there."""
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
     try:
-        tps = [TopicPartition(t, p, o) for t in topics for p, o in end_offsets(settings, t).items()]
-        c.commit(offsets=tps, asynchronous=False)
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
     finally:
         c.close()
 
 
-def count_records(settings: Settings, codec: Codec, topic: str, tenant: str, want: int, start: dict[int, int],
-                  timeout: float, latencies: dict[str, int] | None = None, id_field: str = "last_event_id"
-                  ) -> tuple[int, float]:
-    """Read `topic` from `start` until `want` records of `tenant`; returns (count, last record time).
-    With `latencies`, remember each record's timestamp under its `id_field`."""
+def position_group_at_end(settings: Settings, group: str, topics: list[str]) -> None:
+    """Commit the group at the current end of its inputs: the worker starts with nothing to do."""
+    for topic in topics:
+        position_group_at(settings, group, topic, end_offsets(settings, topic))
+
+
+def record_time(msg) -> tuple[float, bool]:  # noqa: ANN001
+    """A record's Kafka timestamp in epoch seconds: CreateTime, set by the worker's producer when it sent
+    the record (librdkafka and aiokafka both stamp the send call). The local receive time instead when
+    the timestamp is not wall-clock time (a producer that copies event times into records), with True."""
+    kind, ts = msg.timestamp()
+    now = time.time()
+    if kind == TIMESTAMP_NOT_AVAILABLE or not 0 <= now - ts / 1000 < 3600:
+        return now, True
+    return ts / 1000, False
+
+
+def read_records(settings: Settings, codec: Codec, topic: str, tenant: str, start: dict[int, int],
+                 timeout: float = 120) -> list[tuple[float, dict]]:
+    """Every record of `tenant` (key `tenant:...`) in `topic` from `start` to the current end, as
+    (record time, decoded value), in partition order. Read after the run, so the reader never takes
+    CPU from the worker it measures (the record times are the producer's, not the reader's)."""
+    end = end_offsets(settings, topic)
+    todo = {p: o for p, o in end.items() if o > start.get(p, 0)}
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, o) for p, o in start.items()])
+    c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in todo])
     prefix = f"{tenant}:".encode()
-    n, last_ts = 0, 0.0
+    out: list[tuple[float, dict]] = []
+    local = 0
     deadline = time.monotonic() + timeout
-    next_note = time.monotonic() + 5
     try:
-        while n < want and time.monotonic() < deadline:
+        while todo and time.monotonic() < deadline:
             for msg in c.consume(1000, 0.5):
-                if msg.error() or not msg.key().startswith(prefix):
+                if msg.error() or not (msg.key() or b"").startswith(prefix):
                     continue
-                n += 1
-                ts = msg.timestamp()[1]
-                last_ts = max(last_ts, ts / 1000)
-                if latencies is not None:
-                    latencies[codec.decode(msg.value())[id_field]] = ts
-            if time.monotonic() > next_note:
-                say(f"  ... {n}/{want} {topic} records")
-                next_note = time.monotonic() + 5
+                ts, was_local = record_time(msg)
+                local += was_local
+                out.append((ts, codec.decode(msg.value())))
+            # By position, not by the last record's offset: a transaction marker may end a partition.
+            for tp in c.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= todo[tp.partition]:
+                    del todo[tp.partition]
     finally:
         c.close()
-    return n, last_ts
+    if todo:
+        raise TimeoutError(f"{topic}: partitions {sorted(todo)} not read to their end in {timeout}s")
+    if local:
+        say(f"  note: {local} {topic} records carried no wall-clock timestamp; their receive time was used")
+    return out
 
 
-def bare_loop(settings: Settings, codec: Codec, topic: str, start: dict[int, int], n: int) -> float:
-    """consume -> decode -> fold -> encode -> produce over `n` records of `topic`: the floor any Kafka
-    stream job stands on. The fold keeps a per-key count and emits a stock.levels record per input."""
+def wait_caught_up(settings: Settings, timeout: float, what: str) -> float:
+    """Until the worker group has consumed and committed everything on every topic it reads (contract
+    inputs and its internal topics, `stockledger.topics.stream_inputs`), twice a commit interval
+    apart; returns the time it took. Polls lightly (one offsets query per second)."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    note = t0 + 10
+    zero_since = None
+    while True:
+        lag = stream_lag(settings)
+        now = time.monotonic()
+        if lag == 0:
+            if zero_since is not None and now - zero_since >= 1.2:
+                return now - t0
+            zero_since = zero_since or now
+        else:
+            zero_since = None
+        if now > deadline:
+            raise TimeoutError(f"{what}: the worker still has {lag} records to consume after {timeout:.0f}s")
+        if now > note:
+            say(f"  ... {what}: {lag} records still to consume")
+            note = now + 10
+        time.sleep(1.0)
+
+
+def visible_times(events: list[tuple[str, str]], outputs: list[tuple[str, str, float]]) -> dict[str, float]:
+    """When each event's effect became visible. `events`: (event id, key) in publication order;
+    `outputs`: (key, id of the last event the record reflects, record time). An event is visible at
+    the earliest output of its key that reflects it or a later event of that key, so a worker that
+    folds several events of a key into one record is measured as fairly as one that emits each."""
+    pos = {eid: i for i, (eid, _) in enumerate(events)}
+    by_key: dict[str, list[tuple[int, float]]] = {}
+    for key, eid, ts in outputs:
+        if eid in pos:
+            by_key.setdefault(key, []).append((pos[eid], ts))
+    seen: dict[str, float] = {}
+    events_by_key: dict[str, list[tuple[int, str]]] = {}
+    for i, (eid, key) in enumerate(events):
+        events_by_key.setdefault(key, []).append((i, eid))
+    for key, evs in events_by_key.items():
+        outs = sorted(by_key.get(key, []))
+        if not outs:
+            continue
+        suffix_min = [0.0] * len(outs)
+        best = float("inf")
+        for j in range(len(outs) - 1, -1, -1):
+            best = min(best, outs[j][1])
+            suffix_min[j] = best
+        positions = [o[0] for o in outs]
+        for i, eid in evs:
+            j = bisect.bisect_left(positions, i)
+            if j < len(outs):
+                seen[eid] = suffix_min[j]
+    return seen
+
+
+def latency_line(lat: list[float], total: int) -> str:
+    if not lat:
+        return f"no event measured (0/{total})"
+    return (f"p50 {percentile(lat, 0.5) * 1000:,.0f} ms, p99 {percentile(lat, 0.99) * 1000:,.0f} ms, "
+            f"max {max(lat) * 1000:,.0f} ms ({len(lat)}/{total} measured)")
+
+
+def verdict(value: float, aim: float, floor: float | None = None, higher_is_better: bool = True,
+            what: str = "", unit: str = "") -> str:
+    """The `[aim p99 <= 250 ms: met]` note printed next to a figure."""
+    op = ">=" if higher_is_better else "<="
+
+    def ok(limit: float) -> bool:
+        return value >= limit if higher_is_better else value <= limit
+    text = f"aim {what}{' ' if what else ''}{op} {aim:,.0f}{unit}" + (
+        f" (at least {floor:,.0f})" if floor is not None else "")
+    if ok(aim):
+        state = "met"
+    elif floor is not None and ok(floor):
+        state = "minimum met, aim missed"
+    else:
+        state = "MISSED"
+    return f"[{text}: {state}]"
+
+
+def bare_loop(settings: Settings, codec: Codec, topic: str, start: dict[int, int], n: int,
+              timeout: float = 300) -> float:
+    """consume -> decode -> fold -> encode -> produce over `n` records of `topic` from `start`: the floor
+    any Kafka stream job stands on. The fold keeps a per-key count and emits a stock.levels record per
+    input. Seconds from the first record received to the last output delivered (flush)."""
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, o) for p, o in start.items()])
     p = Producer(producer_config(settings))
     counts: dict[bytes, int] = {}
     done = 0
-    t0 = time.perf_counter()
+    t0 = 0.0
+    deadline = time.monotonic() + timeout
     while done < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bare loop: {done}/{n} records of {topic} after {timeout}s")
         for msg in c.consume(1000, 1.0):
             if msg.error():
                 continue
+            if not done:
+                t0 = time.perf_counter()
             rec = codec.decode(msg.value())
             key = msg.key()
             count = counts.get(key, 0) + 1
@@ -97,10 +236,44 @@ def bare_loop(settings: Settings, codec: Codec, topic: str, start: dict[int, int
     return elapsed
 
 
+def faust_ceiling(settings: Settings, topic: str, start_offsets: dict[int, int], n: int,
+                  timeout: float = 300) -> float:
+    """The Faust ceiling: seconds an empty faust-streaming agent (`_faust_empty.py`, its own process and
+    group, create_app's broker settings, memory store, raw bytes) takes from the first to the `n`-th
+    event of `topic` read from `start_offsets`. Start-up (Faust boot, group join, first fetch) is
+    excluded and reported on stderr. The process exits by itself after `n` events or `timeout`, and is
+    killed (its whole process group) if it is still there after that."""
+    group = f"bench-faust-empty-{uuid.uuid4().hex[:6]}"
+    position_group_at(settings, group, topic, start_offsets)
+    argv = [sys.executable, str(Path(__file__).resolve().parent / "_faust_empty.py"),
+            "--bootstrap", settings.bootstrap_servers, "--topic", topic, "--app-id", group,
+            "--partitions", str(len(start_offsets)), "--datadir", str(settings.home / "workers" / group),
+            "-n", str(n), "--timeout", str(timeout)]
+    log = settings.home / "workers" / f"{group}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout + 30)
+    except subprocess.TimeoutExpired:
+        out = b""
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    # Faust's terminal spinner may write escape codes before the line.
+    lines = [line[line.index('{"'):] for line in out.decode(errors="replace").splitlines() if '{"' in line]
+    result = json.loads(lines[-1]) if lines else {}
+    if "first_to_last_s" not in result:
+        raise RuntimeError(f"the empty Faust agent did not finish: {result or 'no result'} (exit "
+                           f"{proc.returncode}); log {log}")
+    say(f"  empty Faust agent: first event {result['start_to_first_s']:.1f}s after its process started")
+    return result["first_to_last_s"]
+
+
 def fresh_run() -> tuple[str, Settings, Codec]:
     """A run of its own: a fresh app id (group and tables) positioned at the end of every input topic."""
-    import os
-
     from stockledger.topics import INPUTS, ensure_topics
 
     run_id = uuid.uuid4().hex[:6]
