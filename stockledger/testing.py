@@ -162,3 +162,202 @@ def tenant_records(settings: Settings, topic: str, tenant: str) -> list[dict]:
     from stockledger.consume import records
 
     return [r for r in records(settings, topic) if r["key"] and r["key"].startswith(f"{tenant}:")]
+
+
+def read_topic(settings: Settings, topic: str) -> Iterable:
+    """Every message of `topic` from the start up to its end as of the call (raw confluent messages,
+    in order within each partition)."""
+    import uuid
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"read-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024})
+    try:
+        parts = sorted(c.list_topics(topic, timeout=15).topics[topic].partitions)
+        todo = set()
+        assign = []
+        for p in parts:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=15, cached=False)
+            if high > low:
+                todo.add(p)
+                assign.append(TopicPartition(topic, p, low))
+        if not todo:
+            return
+        c.assign(assign)
+        while todo:
+            for msg in c.consume(10_000, 1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == -191:  # _PARTITION_EOF
+                        todo.discard(msg.partition())
+                        continue
+                    raise RuntimeError(f"reading {topic}: {err}")
+                yield msg
+    finally:
+        c.close()
+
+
+class OutcomeFollower:
+    """A thread that follows `sales.outcomes` from its end at `start()` and, for each record of
+    `tenants`, publishes at once what `react(outcome)` returns ([(topic, contract event)]): a client
+    that acts the moment it sees an outcome (a payment naming the sale's invoice).
+
+    `sync()` returns once the thread has read every outcome on the topic at the time of the call and
+    Kafka has everything it published for them; it returns how many events it has published so far.
+    """
+
+    def __init__(self, settings: Settings, tenants: Iterable[str],
+                 react: Callable[[dict], list[tuple[str, dict]]]):
+        import threading
+
+        self.settings = settings
+        self.prefixes = tuple(f"{t}:" for t in tenants)
+        self.react = react
+        self.published = 0
+        self.seen = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._requests: list = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="outcome-follower", daemon=True)
+        self._started = threading.Event()
+
+    def start(self) -> "OutcomeFollower":
+        self._thread.start()
+        if not self._started.wait(60):
+            raise TimeoutError("the outcome follower did not start")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def _run(self) -> None:
+        import uuid
+
+        from confluent_kafka import Producer
+
+        from stockledger.produce import prepare, producer_config
+        from streams.codec import Codec
+
+        topic = "sales.outcomes"
+        codec = Codec(self.settings.schema_registry_url)
+        producer = Producer({**producer_config(self.settings), "linger.ms": 1, "message.timeout.ms": 0})
+        c = Consumer({"bootstrap.servers": self.settings.bootstrap_servers,
+                      "group.id": f"follower-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
+        failures: list[str] = []
+
+        def delivered(err, msg) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        try:
+            parts = sorted(c.list_topics(topic, timeout=15).topics[topic].partitions)
+            positions = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=15, cached=False)[1]
+                         for p in parts}
+            c.assign([TopicPartition(topic, p, o) for p, o in positions.items()])
+            self._started.set()
+            while not self._stop.is_set():
+                msgs = c.consume(500, 0.1)
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    positions[msg.partition()] = msg.offset() + 1
+                    key = msg.key()
+                    if key is None or not key.decode().startswith(self.prefixes):
+                        continue
+                    self.seen += 1
+                    for out_topic, event in self.react(codec.decode(msg.value())):
+                        item = prepare(out_topic, "<follower>", [event])[0]
+                        while True:
+                            try:
+                                producer.produce(out_topic, codec.encode(out_topic, item.record), item.key,
+                                                 on_delivery=delivered)
+                                break
+                            except BufferError:
+                                producer.poll(0.05)
+                        self.published += 1
+                producer.poll(0)
+                if failures:
+                    raise RuntimeError(f"the follower's publishing failed: {failures[:3]}")
+                with self._lock:
+                    requests, self._requests = self._requests, []
+                waiting = []
+                for marks, done in requests:
+                    if all(positions.get(p, 0) >= m for p, m in marks.items()):
+                        while producer.flush(1.0):
+                            if self._stop.is_set():
+                                return
+                        done.set()
+                    else:
+                        waiting.append((marks, done))
+                if waiting:
+                    with self._lock:
+                        self._requests = waiting + self._requests
+        except BaseException as exc:  # noqa: BLE001 - reported by sync()
+            self.error = exc
+            self._started.set()
+        finally:
+            producer.flush(30)
+            c.close()
+
+    def sync(self, timeout: float = 300) -> int:
+        import threading
+
+        marks = end_offsets(self.settings, "sales.outcomes")
+        done = threading.Event()
+        with self._lock:
+            self._requests.append((marks, done))
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.2):
+            if self.error is not None:
+                raise self.error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the outcome follower did not catch up in {timeout}s")
+        return self.published
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def tenant_log(settings: Settings, tenant: str) -> list:
+    """Every event admitted for `tenant`, in its tenant-log order (`streams.tenantlog.Entry`)."""
+    from streams import tenantlog
+    from streams.web import tenant_partition
+
+    topic = tenantlog.topic_name(settings.app_id)
+    partition = tenant_partition(tenant, settings.partitions)
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "tenant-log-probe",
+                  "enable.auto.commit": False})
+    try:
+        high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[1]
+        out: list = []
+        if high <= 0:
+            return out
+        c.assign([TopicPartition(topic, partition, 0)])
+        key = tenant.encode()
+        last = -1
+        while last < high - 1:
+            for msg in c.consume(1000, 1.0):
+                if msg.error():
+                    continue
+                last = msg.offset()
+                if msg.key() == key:
+                    out.extend(tenantlog.entries(msg.value()))
+        return out
+    finally:
+        c.close()
+
+
+def tenant_log_inputs(settings: Settings, codec, tenant: str) -> list:
+    """The tenant log as the fold sees it (`streams.core.fold.Input`s): what the serial reference folds."""
+    from streams.core.fold import Input
+
+    return [Input(e.topic, e.partition, e.offset, e.key, e.value, codec.decode(e.value))
+            for e in tenant_log(settings, tenant)]
+
+
+def admitted_event_ids(settings: Settings, tenant: str) -> list[str]:
+    """The event ids of the tenant log, in order (an event admitted twice appears twice)."""
+    from streams.codec import Codec
+
+    codec = Codec(settings.schema_registry_url)
+    return [codec.decode(e.value)["event_id"] for e in tenant_log(settings, tenant)]

@@ -6,7 +6,7 @@ and checked (envelope, the topic's event types, the rules of its payload); a bad
 Good records are forwarded, in the order read, to the tenant log keyed by their tenant, many per
 frame (`streams.tenantlog`). The batch's input offsets are acked only once Kafka has every frame and
 dead letter of it (at-least-once: a frame forwarded twice after a crash carries event ids the fold
-recognises).
+recognises); the agent goes on with the next batch meanwhile (`outbox.Acks`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from stockledger.topics import INPUTS
 from streams.codec import DecodeError, RegistryUnavailable
-from streams.core.credit import validate_customer_credit, validate_payment
-from streams.core.refunds import validate_refund
-from streams.core.sales import validate_sale
-from streams.core.stock import validate_inventory_change
-from streams.deadletter import DECODE, VALIDATE, Failure, dead_letter, dlq_topic
+from streams.core.fold import VALIDATORS
+from streams.outbox import Acks
+from streams.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 from streams.tenantlog import FrameWriter
 
 log = logging.getLogger("stockledger.worker")
@@ -29,50 +28,19 @@ log = logging.getLogger("stockledger.worker")
 BATCH, WITHIN = 2000, 0.005  # records per admit step, and how long a step waits to fill
 
 
-def validate_catalog(data: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    if not data.get("product_group_id"):
-        reasons.append("product_group_id is missing or empty")
-    variants = data.get("variants") or []
-    if not variants:
-        reasons.append("a product group needs at least one variant")
-    seen: set[str] = set()
-    for n, v in enumerate(variants):
-        sku = v.get("sku")
-        if not sku:
-            reasons.append(f"variants[{n}].sku is missing or empty")
-        elif sku in seen:
-            reasons.append(f"variants[{n}].sku {sku} appears twice")
-        seen.add(sku)
-        if v.get("price") is not None and v["price"] < 0:
-            reasons.append(f"variants[{n}].price must not be negative")
-        if v.get("stock_quantity") is not None and v["stock_quantity"] < 0:
-            reasons.append(f"variants[{n}].stock_quantity must not be negative")
-    if data.get("tax_rate") is not None and not (0 <= data["tax_rate"] <= 100):
-        reasons.append("tax_rate must be between 0 and 100")
-    return reasons
+EVENT_TYPES: dict[str, tuple[str, ...]] = {t.name: t.event_types for t in INPUTS}  # topic -> its event types
 
 
-# topic -> (event types, rules of the payload)
-RULES: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[str]]]] = {
-    "catalog.updates": (("catalog.update",), validate_catalog),
-    "inventory.changes": (("inventory.change",), validate_inventory_change),
-    "sales": (("sale.completed", "order.placed"), validate_sale),
-    "refunds": (("refund.issued",), validate_refund),
-    "payments": (("payment.received",), validate_payment),
-    "customers": (("customer.credit",), validate_customer_credit),
-}
-
-
-def check(record: Mapping[str, Any], topic: str) -> str | None:
-    """Why an input record must be dead-lettered, or None when it may go to the tenant log."""
-    event_types, rules = RULES[topic]
+def check(record: Mapping[str, Any], topic: str) -> tuple[str, str] | None:
+    """Why (reason, stage) an input record must be dead-lettered, or None when it may go to the tenant
+    log: the envelope is `validate`, the payload's rules are `rule`."""
+    event_types = EVENT_TYPES[topic]
     if record.get("event_type") not in event_types or not isinstance(record.get("data"), dict):
-        return f"expected {' or '.join(event_types)}, got {record.get('event_type')!r}"
+        return f"expected {' or '.join(event_types)}, got {record.get('event_type')!r}", VALIDATE
     if not record.get("tenant_id") or not record.get("event_id"):
-        return "tenant_id and event_id must not be empty"
-    reasons = rules(record["data"])
-    return "; ".join(reasons) if reasons else None
+        return "tenant_id and event_id must not be empty", VALIDATE
+    reasons = VALIDATORS[record["event_type"]](record["data"])
+    return ("; ".join(reasons), RULE) if reasons else None
 
 
 async def decode(codec: Any, value: bytes | None) -> dict:
@@ -87,7 +55,7 @@ async def decode(codec: Any, value: bytes | None) -> dict:
             delay = min(delay * 2, 30.0)
 
 
-async def admit(p: Any, events: list[Any]) -> None:
+async def admit(p: Any, events: list[Any], acks: Acks) -> None:
     """One step of an admit agent: forward the batch's good records, dead-letter the rest, then ack."""
     codec, outbox, metrics, track = p.codec, p.outbox, p.metrics, p.watchdog.track
     batch = outbox.batch()
@@ -103,14 +71,15 @@ async def admit(p: Any, events: list[Any]) -> None:
         except DecodeError as exc:
             reason, stage = str(exc), DECODE
         else:
-            reason, stage = check(record, topic), VALIDATE
-            if reason is None:
+            refusal = check(record, topic)
+            if refusal is None:
                 tenant = record["tenant_id"]
                 writer = writers.get(tenant)
                 if writer is None:
                     writer = writers[tenant] = FrameWriter()
                 writer.add(topic, msg.partition, msg.offset, msg.key, msg.value)
                 continue
+            reason, stage = refusal
         metrics.dead_lettered[topic] += 1
         log.warning("dead letter %s[%s]@%s: %s", topic, msg.partition, msg.offset, reason)
         failure = Failure(topic, msg.partition, msg.offset, msg.key, msg.value, stage, reason)
@@ -119,18 +88,17 @@ async def admit(p: Any, events: list[Any]) -> None:
         key = tenant.encode()
         for frame in writer.close():
             outbox.produce(batch, p.log_topic, frame, key)
-    await batch.sent()
-    for event in events:
-        event.ack()
+    await acks.after(batch, events)
 
 
 def install(p: Any) -> None:
-    for name in RULES:
+    for name in EVENT_TYPES:
         _agent(p, name)
 
 
 def _agent(p: Any, name: str) -> None:
     @p.app.agent(p.topic(name), name=f"admit-{name}")
     async def admit_agent(stream: Any) -> None:
+        acks = Acks()
         async for events in stream.noack_take(BATCH, within=WITHIN):
-            await admit(p, list(events))
+            await admit(p, list(events), acks)

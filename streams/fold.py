@@ -20,6 +20,7 @@ from faust.types import TP
 from streams.admit import decode
 from streams.core.fold import DeadLetter, FoldConfig, Input, fold
 from streams.deadletter import Failure, dead_letter, dlq_topic
+from streams.outbox import Acks
 from streams.state import PartitionStore, View
 from streams.tenantlog import entries
 
@@ -28,35 +29,17 @@ log = logging.getLogger("stockledger.worker")
 BATCH, WITHIN = 500, 0.005  # frames per fold step, and how long a step waits to fill
 
 
-class Overlay:
-    """One event's writes over the batch's view, merged only when the event was folded whole."""
-
-    __slots__ = ("base", "changes")
-
-    def __init__(self, base: View):
-        self.base = base
-        self.changes: dict[tuple[str, str], Any] = {}
-
-    def get(self, table: str, key: str) -> Any | None:
-        hit = self.changes.get((table, key), self)
-        return self.base.get(table, key) if hit is self else hit
-
-    def put(self, table: str, key: str, value: Any) -> None:
-        self.changes[(table, key)] = value
-
-    def merge(self) -> None:
-        for (table, key), value in self.changes.items():
-            self.base.put(table, key, value)
-
-
 class Folder:
     """The fold's shell: the partition stores of this worker and the step that folds a batch."""
 
     def __init__(self, p: Any):
         self.p = p
-        self.config = FoldConfig(default_tax_percent=Decimal(p.settings.tenant_default_tax))
+        # No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a
+        # changelog that fell behind catch up, by folding again from the committed offset.
+        self.config = FoldConfig(default_tax_percent=Decimal(p.settings.tenant_default_tax), rewrite_duplicates=False)
         self.stores: dict[int, PartitionStore] = {}
         self._restoring: dict[int, asyncio.Task] = {}
+        self.acks = Acks()
 
     def store(self, partition: int) -> PartitionStore:
         s = self.stores.get(partition)
@@ -122,14 +105,11 @@ class Folder:
             for entry in entries(event.message.value):
                 record = await decode(codec, entry.value)
                 inp = Input(entry.topic, entry.partition, entry.offset, entry.key, entry.value, record)
-                overlay = Overlay(view)
-                try:
-                    out = fold(overlay, inp, config)
+                try:  # the core applies an event's writes only once it is decided whole
+                    out = fold(view, inp, config)
                 except Exception as exc:  # a defect of ours must not stop the stream: dead-letter it
                     log.exception("fold failed on %s[%s]@%s", entry.topic, entry.partition, entry.offset)
                     out = [DeadLetter(inp, f"INTERNAL_ERROR: {exc!r}", "rule")]
-                else:
-                    overlay.merge()
                 results.append((inp, out))
         if store.session != session:
             return
@@ -147,22 +127,22 @@ class Folder:
                                    src.key)
                 else:
                     outbox.produce(batch, r.topic, codec.encode(r.topic, r.value), r.key)
+        # Faust commits what was acked every second; history entries older than that go at the next write.
+        committed = p.app.consumer._committed_offset.get(TP(p.log_topic, partition))  # noqa: SLF001
+        if committed is not None:
+            store.committed = max(store.committed, min(committed, store.next))
         store.write(outbox, batch, todo[0].message.offset, view.changes)
         store.next = todo[-1].message.offset + 1
-        await batch.sent()
-        if store.session != session:  # revoked meanwhile: the next owner reads these frames again
-            return
-        store.delivered(batch)
         metrics.folded += len(results)
-        for event in events:
-            event.ack()
-        tp = TP(p.log_topic, partition)
-        consumer = p.app.consumer
-        await consumer.commit({tp})
-        committed = consumer._committed_offset.get(tp)  # noqa: SLF001 (Faust has no public accessor)
-        if committed is not None and store.session == session:
-            store.committed = max(store.committed, min(committed, store.next))
 
+        async def settle() -> bool:
+            """The batch is in Kafka: ack it, unless the partition moved meanwhile."""
+            if store.session != session:
+                return False
+            store.delivered(batch)
+            return True
+
+        await self.acks.after(batch, events, settle)
 
 def install(p: Any) -> Folder:
     folder = Folder(p)
@@ -171,5 +151,4 @@ def install(p: Any) -> Folder:
     async def fold_agent(stream: Any) -> None:
         async for events in stream.noack_take(BATCH, within=WITHIN):
             await folder.step(list(events))
-
     return folder

@@ -95,3 +95,42 @@ class Outbox:
         self._thread.join(5)
         return remaining
 
+
+
+class Acks:
+    """Acks a step's input once its batch is in Kafka, while the step goes on with the next batch.
+
+    At most `window` batches wait for Kafka at once (then the step waits: backpressure while the
+    broker is away). Batches settle in the order they were produced; `settle` may say a batch must
+    not be acked after all (its partition moved meanwhile: the next owner reads it again).
+    """
+
+    def __init__(self, window: int = 8):
+        self.window = window
+        self._tail: asyncio.Future | None = None
+        self._inflight: set[asyncio.Future] = set()
+
+    async def after(self, batch: Batch, events: list[Any], settle: Any = None) -> None:
+        while len(self._inflight) >= self.window:
+            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+        previous = self._tail
+        task = asyncio.ensure_future(self._ack(previous, batch, events, settle))
+        self._tail = task
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _ack(self, previous: asyncio.Future | None, batch: Batch, events: list[Any], settle: Any) -> None:
+        if previous is not None:
+            try:
+                await asyncio.shield(previous)
+            except Exception:  # noqa: BLE001 (logged where it happened; order is all we wait for)
+                pass
+        try:
+            await batch.sent()
+        except DeliveryFailed as exc:  # not acked: the commit stalls and the watchdog reads it again
+            log.error("%s; %d records left unacked", exc, len(events))
+            return
+        if settle is not None and not await settle():
+            return
+        for event in events:
+            event.ack()

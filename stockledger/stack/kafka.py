@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -120,3 +121,7 @@ class Kafka:
 
     def stop(self) -> bool:
         return self.proc.stop(timeout=60)
+
+    def kill(self) -> bool:
+        """SIGKILL the broker, as a crash does (fault tests); `start` and `wait` bring it back."""
+        return self.proc.stop(timeout=30, sig=signal.SIGKILL)

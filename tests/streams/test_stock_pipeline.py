@@ -84,7 +84,7 @@ def test_catalog_stock_quantity_is_an_absolute_count(worker, settings, tenant):
     black, blue = stock(worker, tenant, "IPH15-128-BLK"), stock(worker, tenant, "IPH15-128-BLU")
     assert black["on_hand"] == 49  # the 003 scenario: 50 in the catalog, then a count of 49 five minutes later
     assert blue["on_hand"] == 42
-    assert black["catalog"] == {"display_name": "iPhone 15 128GB Black", "price": "79900.0000", "is_active": True,
+    assert black["catalog"] == {"display_name": "iPhone 15 128GB Black", "price": "79900.00", "is_active": True,
                                 "product_group_id": "PG-1001"}
     last = {r["key"]: r["value"] for r in tenant_records(settings, "stock.levels", tenant)}
     assert last[f"{tenant}:IPH15-128-BLK"]["on_hand"] == 49
