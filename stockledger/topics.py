@@ -86,7 +86,7 @@ def ensure_topics(bootstrap: str, partitions: int, names: list[str] | None = Non
         if name in existing:
             continue
         compact = name in compacted or BY_NAME.get(name, TopicSpec(name, "")).compacted
-        config = {"cleanup.policy": "compact"} if compact else {}
+        config = {"cleanup.policy": "compact", "max.message.bytes": str(16 * 1024 * 1024)} if compact else {}
         new.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
     if not new:
         return []

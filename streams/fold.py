@@ -93,6 +93,8 @@ class Folder:
         store = self.store(partition)
         await store.ready.wait()
         session = store.session
+        if not store.started:
+            store.first_frame(events[0].message.offset)
         todo = [e for e in events if e.message.offset >= store.next]
         if not todo:  # read again after a buffer clear: applied in this session already
             for event in events:

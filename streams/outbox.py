@@ -63,7 +63,8 @@ class Batch:
 class Outbox:
     def __init__(self, settings: Settings, extra: dict | None = None):
         # No compression: Faust's aiokafka reads the tenant log, and it has no lz4/zstd codec installed.
-        config = {**producer_config(settings), "linger.ms": 5, "message.timeout.ms": 0, **(extra or {})}
+        config = {**producer_config(settings), "linger.ms": 5, "message.timeout.ms": 0,
+                  "message.max.bytes": 16 * 1024 * 1024 + 4096, **(extra or {})}
         self.producer = Producer(config)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="outbox-poller", daemon=True)

@@ -41,6 +41,7 @@ log = logging.getLogger("stockledger.worker")
 SEP = "\x1f"
 _OFFSET_KEY = b"\x00changelog-offset"  # next changelog offset this store has (sorts before every table key)
 _CACHE_MAX = 200_000
+MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
@@ -58,12 +59,13 @@ class PartitionStore:
         self.topic = state_topic(settings.app_id)
         self.log_topic = log_topic
         self.group = group
-        path = datadir / f"state-{partition}"
+        path = datadir / f"{self.topic}-{partition}"  # per app id: two groups never share a store
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = Rdict(str(path), options=Options(raw_mode=True))
         self.session: str | None = None  # None while not assigned here
-        self.start = 0  # committed tenant-log offset when the session began (C)
+        self.start = 0  # where this session began reading the tenant log (C)
         self.next = 0  # next tenant-log offset to apply in this session
+        self.started = False  # whether the session has read its first frame (which fixes C)
         self.committed = 0  # highest committed tenant-log offset known (entries below it are dropped)
         self.ready = asyncio.Event()
         self._cache: dict[str, list] = {}
@@ -77,11 +79,21 @@ class PartitionStore:
         loop = asyncio.get_running_loop()
         restored, committed = await loop.run_in_executor(None, self._restore, progress)
         session = f"{worker_id}-{uuid.uuid4().hex[:8]}"
+        # The committed offset as the group has it; the first frame this session reads fixes C for good
+        # (`first_frame`), since that is where Faust really resumed.
         self.start = self.next = self.committed = committed
+        self.started = False
         self.session = session
         self.ready.set()
         log.info("state %s[%s]: %d changelog records restored; session %s from tenant-log offset %d",
                  self.topic, self.partition, restored, session, committed)
+
+    def first_frame(self, offset: int) -> None:
+        """The session's first frame: history entries of other sessions from here on are undone, and
+        frames from here on are applied (all earlier ones are committed, so in the state already)."""
+        self.start = self.next = offset
+        self.committed = min(self.committed, offset)
+        self.started = True
 
     def end(self) -> None:
         """Revoked: a batch still in flight sees the session gone and acks nothing."""
