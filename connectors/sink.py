@@ -26,8 +26,8 @@ from sqlalchemy import Engine
 
 from connectors import migrate, store
 from connectors.dlq import DECODE, RULE, VALIDATE, DeadLetters, Failure, dlq_topic
-from connectors.offsets import (REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, TPKey, first_line,
-                                install_signal_handlers, key_of, offset_of)
+from connectors.offsets import (REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, TPKey, first_line, key_of,
+                                offset_of)
 from connectors.rows import LEDGER_TOPICS, RecordError, RecordRows, contract_topic, to_rows
 from stockledger.config import Settings
 from stockledger.produce import producer_config
@@ -39,7 +39,6 @@ log = logging.getLogger("stockledger.sink")
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_BATCH_MS = 100
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
-__all__ = ["Sink", "Stats", "Stopped", "Fenced", "install_signal_handlers", "default_group", "ledger_topics"]  # with re-exports
 
 
 def default_group(settings: Settings) -> str:

@@ -212,7 +212,8 @@ webhook_deliveries = Table(
     Column("delivered_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, server_default=text("0")),  # failed tries of the pending chain
     Column("first_failed_at", DateTime(timezone=True)),
-    Column("next_attempt_at", DateTime(timezone=True)),  # due time, or the lease of a try in flight
+    Column("next_attempt_at", DateTime(timezone=True)),  # when the pending level is due
+    Column("lease_until", DateTime(timezone=True)),  # a try is in flight until then (claimed by a notifier)
     Column("last_error", Text),
     ForeignKeyConstraint(["subscription_id"], ["webhook_subscriptions.subscription_id"], ondelete="CASCADE",
                          name="webhook_deliveries_subscription_fkey"),

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("first_failed_at", TS),
         sa.Column("next_attempt_at", TS),
+        sa.Column("lease_until", TS),
         sa.Column("last_error", sa.Text),
         sa.ForeignKeyConstraint(["subscription_id"], ["webhook_subscriptions.subscription_id"], ondelete="CASCADE",
                                 name="webhook_deliveries_subscription_fkey"),
