@@ -165,15 +165,28 @@ class NotifierThread:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def metric(self, name: str, **labels: str) -> float:
-        from connectors.notify.metrics import scrape
-
         import requests
+
+        from connectors.notify.metrics import scrape
 
         samples = scrape([requests.get(self.metrics_url, timeout=5).text])
         return sum(v for lab, v in samples.get(name, ()) if all(lab.get(k) == x for k, x in labels.items()))
 
     def __enter__(self) -> "NotifierThread":
+        import requests
+
+        from stockledger.testing import wait_for
+
         self.thread.start()
+
+        def up() -> bool:
+            assert self.thread.is_alive(), f"notifier stopped: {self.error!r}"
+            try:
+                return requests.get(self.metrics_url, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, 60, "the notifier's metrics", interval=0.05)
         return self
 
     def __exit__(self, *exc) -> None:
