@@ -257,14 +257,13 @@ class Deliverer:
                         log.warning("claiming due deliveries failed (%s: %s); trying again", type(exc).__name__,
                                     first_line(exc))
                         await asyncio.sleep(1.0)
+                backlog = free > 0 and len(claims) == free  # maybe more are due: claim again as slots free up
                 for c in claims:
                     t = asyncio.create_task(self._try(session, c))
                     tasks.add(t)
-                    t.add_done_callback(tasks.discard)
-                if claims and len(claims) == free:
-                    await asyncio.sleep(0)
-                    if len(tasks) < self.concurrency:
-                        continue  # maybe more due
+                    t.add_done_callback(lambda t: self._done(tasks, t, backlog))
+                if backlog and len(tasks) < self.concurrency:
+                    continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
                 except asyncio.TimeoutError:
@@ -275,6 +274,11 @@ class Deliverer:
             self._closing = True
             await writer
             gauges.cancel()
+
+    def _done(self, tasks: set, task: asyncio.Task, backlog: bool) -> None:
+        tasks.discard(task)
+        if backlog:
+            self._wake.set()
 
     def _claim(self, n: int) -> list[state.Claim]:
         with self.n.engine.begin() as conn:
