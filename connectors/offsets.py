@@ -80,6 +80,19 @@ class OffsetWorker:
     buffer: list[Message]
     next: dict[TPKey, int]  # stored next offset of every assigned partition, as last read or written
 
+    def prepare(self) -> None:
+        """Make ready to consume (migrations, topics); outages retried with `retrying`."""
+        raise NotImplementedError
+
+    def prepared(self) -> bool:
+        """`prepare()`; False (logged) when asked to stop while waiting for an outage to end."""
+        try:
+            self.prepare()
+            return True
+        except Stopped:
+            log.info("stopped before starting")
+            return False
+
     def consumer_config(self) -> dict:
         conf = {
             "bootstrap.servers": self.settings.bootstrap_servers,

@@ -106,10 +106,7 @@ class Sink(OffsetWorker):
 
     def run(self) -> Stats:
         """Consume, batch and write until `stop` is set; then write what is buffered and leave."""
-        try:
-            self.prepare()
-        except Stopped:
-            log.info("stopped before starting")
+        if not self.prepared():
             return self.stats
         self.dead_letters = DeadLetters(Producer(producer_config(self.settings)), self.codec)
         self.open_consumer()

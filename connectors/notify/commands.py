@@ -6,15 +6,8 @@ import argparse
 import json
 import sys
 
+from connectors.commands import EXIT_USAGE, _cli, _logging
 from connectors.notify.metrics import FAILURE_CLASSES
-
-EXIT_USAGE = 2
-
-
-def _cli():
-    from stockledger import cli
-
-    return cli
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,15 +89,12 @@ def _notify_settings(args: argparse.Namespace):
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    import logging
     import threading
 
     from connectors.notify.worker import Notifier
     from connectors.offsets import install_signal_handlers
 
-    logging.basicConfig(level=args.loglevel.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _logging(args.loglevel.upper())
     try:
         settings = _notify_settings(args)
     except ValueError as exc:

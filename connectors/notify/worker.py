@@ -100,10 +100,7 @@ class Notifier(OffsetWorker):
         ensure_topics(self.settings.bootstrap_servers, self.settings.partitions, self.topics)
 
     def run(self) -> Stats:
-        try:
-            self.prepare()
-        except Stopped:
-            log.info("stopped before starting")
+        if not self.prepared():
             return self.stats
         if self.metrics_port:
             from prometheus_client import start_http_server

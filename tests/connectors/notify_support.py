@@ -11,12 +11,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import requests
 from aiohttp import web
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
 from stockledger.config import Settings
 from stockledger.produce import producer_config
+from stockledger.testing import wait_for
+from tests.connectors.support import WorkerThread
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
 # Every test's receivers and notifier metrics ports (loopback only).
@@ -141,43 +144,31 @@ def notify_settings(settings: Settings, url: str, **knobs: object) -> Settings:
     return replace(settings, **{**base, **knobs})
 
 
-class NotifierThread:
+class NotifierThread(WorkerThread):
     """A notifier in this process (for tests that do not kill it), metrics on a port of its own."""
+
+    name = "notifier"
 
     def __init__(self, settings: Settings, prefix: str, group: str):
         from connectors.notify.worker import Notifier
 
-        self.stop = threading.Event()
+        stop = threading.Event()
         self.metrics_port = free_port()
-        self.notifier = Notifier(settings, group=group, topic_prefix=prefix, stop=self.stop,
-                                 metrics_port=self.metrics_port)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.notifier.run()
-        except BaseException as exc:  # surfaced by close()
-            self.error = exc
+        self.notifier = Notifier(settings, group=group, topic_prefix=prefix, stop=stop, metrics_port=self.metrics_port)
+        super().__init__(self.notifier, stop)
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def metric(self, name: str, **labels: str) -> float:
-        import requests
-
         from connectors.notify.metrics import scrape
 
         samples = scrape([requests.get(self.metrics_url, timeout=5).text])
         return sum(v for lab, v in samples.get(name, ()) if all(lab.get(k) == x for k, x in labels.items()))
 
     def __enter__(self) -> "NotifierThread":
-        import requests
-
-        from stockledger.testing import wait_for
-
-        self.thread.start()
+        super().__enter__()
 
         def up() -> bool:
             assert self.thread.is_alive(), f"notifier stopped: {self.error!r}"
@@ -189,15 +180,8 @@ class NotifierThread:
         wait_for(up, 60, "the notifier's metrics", interval=0.05)
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "notifier thread did not stop"
-        if self.error:
-            raise self.error
+        super().close()
         if self.notifier.deliverer.error:
             raise self.notifier.deliverer.error
 
