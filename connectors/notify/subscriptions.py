@@ -103,10 +103,12 @@ def remove(engine: Engine, subscription_id: str) -> Subscription:
 
 
 def by_tenant(conn: Connection, tenants: list[str], event: str) -> dict[str, list[str]]:
-    """tenant -> ids of its subscriptions to `event` (read inside the batch's transaction)."""
+    """tenant -> ids of its subscriptions to `event`, read inside the batch's transaction and locked
+    FOR SHARE, so a `webhook remove` waits for the batch instead of pulling a row from under it."""
     rows = conn.execute(text("""
         SELECT tenant_id, subscription_id FROM webhook_subscriptions
-         WHERE tenant_id = ANY(CAST(:tenants AS text[])) AND :event = ANY(events) ORDER BY subscription_id"""),
+         WHERE tenant_id = ANY(CAST(:tenants AS text[])) AND :event = ANY(events) ORDER BY subscription_id
+           FOR SHARE"""),
                         {"tenants": tenants, "event": event}).all()
     out: dict[str, list[str]] = {}
     for tenant, sid in rows:

@@ -160,7 +160,8 @@ class Notifier(OffsetWorker):
             subs = subscriptions.by_tenant(conn, tenants, payload.EVENT_TYPE) if tenants else {}
             for msg in msgs:
                 key = msg.key()
-                ids = subs.get(key.split(b":", 1)[0].decode("utf-8", "replace")) if key else None
+                tenant = key.split(b":", 1)[0].decode("utf-8", "replace") if key else ""
+                ids = subs.get(tenant)
                 if not ids or msg.value() is None:
                     continue  # no subscriber (no need to decode), or a tombstone
                 try:
@@ -168,6 +169,11 @@ class Notifier(OffsetWorker):
                 except DecodeError as exc:
                     self.stats.undecodable += 1
                     log.warning("%s[%d]@%d skipped: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+                    continue
+                if rec["tenant_id"] != tenant:
+                    self.stats.undecodable += 1
+                    log.warning("%s[%d]@%d skipped: key %r is not of tenant %r", msg.topic(), msg.partition(),
+                                msg.offset(), key, rec["tenant_id"])
                     continue
                 eid, body = payload.body(rec)
                 for sid in ids:

@@ -192,6 +192,30 @@ def test_1000_changes_of_10_skus_to_a_slow_receiver(env, settings, codec, tenant
     assert len(rx.requests) <= 1000 and all(r.status == 200 for r in rx.requests)
 
 
+def test_two_notifiers_share_the_work_and_never_send_a_level_twice(env, settings, codec, tenant):
+    url, engine, prefix, topic, group = env
+    skus = [f"S-{i:02d}" for i in range(20)]
+    records = [level(tenant, skus[i % 20], 10_000 - i, i // 20 + 1) for i in range(600)]
+    last = {rec["sku"]: rec["available"] for rec in records}
+    with Receiver(delay=0.05) as rx:
+        _subscribe(engine, settings, tenant, rx.url)
+        s = notify_settings(settings, url)
+        with NotifierThread(s, prefix, group):
+            publish_levels(settings, codec, topic, records[:200])
+            with NotifierThread(s, prefix, group):  # joins mid-stream: a rebalance under load
+                for i in range(200, 600, 100):
+                    publish_levels(settings, codec, topic, records[i:i + 100])
+                    time.sleep(0.2)
+                wait_for(lambda: {r.sku: r.quantity for r in rx.ok()} == last and
+                         all(d["pending_offset"] is None for d in deliveries(engine, tenant).values()), 60,
+                         "every SKU's last value")
+    ids = [r.doc["event_id"] for r in rx.requests]
+    assert len(ids) == len(set(ids))  # claims are exclusive and a re-read record never becomes pending again
+    for sku in skus:
+        got = [r.quantity for r in rx.requests if r.sku == sku]
+        assert got[-1] == last[sku] and got == sorted(got, reverse=True), (sku, got)
+
+
 def test_sigkill_of_the_notifier_mid_delivery_loses_no_change(env, settings, codec, tenant):
     from stockledger.testing import WorkerProcess
 

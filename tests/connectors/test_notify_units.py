@@ -85,3 +85,20 @@ def test_subscription_input():
     for bad in ("ftp://x/y", "shop.example/hooks", "http://"):
         with pytest.raises(SubscriptionError):
             check_url(bad)
+
+
+def test_the_secret_resolver_signs_with_the_tenants_newest_secret_once_the_registry_is_plugged_in(monkeypatch):
+    from connectors.notify import subscriptions
+    from stockledger.security import seal
+
+    key = bytes(32)
+    resolver = subscriptions.SecretResolver(None, key, ttl=60)  # type: ignore[arg-type]
+    assert resolver.secret("wh_1", "acme", seal(key, "acme", "own-secret-0123456789"), False, 0) == "own-secret-0123456789"
+    with pytest.raises(LookupError):
+        resolver.secret("wh_2", "acme", None, True, 0)  # issue 11's registry not wired in
+    asked = []
+    monkeypatch.setattr(subscriptions, "TENANT_SECRETS", lambda engine, master, tenant: asked.append(tenant) or
+                        ["newest", "previous"])
+    assert resolver.secret("wh_2", "acme", None, True, 0) == "newest"
+    assert resolver.secret("wh_2", "acme", None, True, 59) == "newest" and asked == ["acme"]  # cached
+    assert resolver.secret("wh_2", "acme", None, True, 61) == "newest" and asked == ["acme", "acme"]  # asked again
