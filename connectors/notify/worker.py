@@ -237,10 +237,10 @@ class Deliverer:
 
     # -- the loop ---------------------------------------------------------------------------------------
     async def _run(self) -> None:
-        self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._results = asyncio.Event()
+        self.loop = asyncio.get_running_loop()  # last: wake() may be called from now on
         connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         tasks: set[asyncio.Task] = set()
@@ -262,7 +262,7 @@ class Deliverer:
                         await asyncio.sleep(1.0)
                 backlog = free > 0 and len(claims) == free  # maybe more are due: claim again as slots free up
                 for c in claims:
-                    t = asyncio.create_task(self._try(session, c))
+                    t = asyncio.create_task(self._guarded(session, c))
                     tasks.add(t)
                     t.add_done_callback(lambda t: self._done(tasks, t, backlog))
                 if backlog and len(tasks) < self.concurrency:
@@ -293,6 +293,13 @@ class Deliverer:
             br = self.breakers[url] = Breaker(self.n.settings.notify_breaker_failures, self.n.settings.notify_breaker_open_s)
             self.n.metrics.breaker.labels(url).set(STATE_VALUE[CLOSED])
         return br
+
+    async def _guarded(self, session: aiohttp.ClientSession, c: state.Claim) -> None:
+        try:
+            await self._try(session, c)
+        except Exception:  # a bug, not the endpoint: the row is tried again when its lease ends
+            log.exception("delivery of %s %s to %s failed unexpectedly; tried again in %g s", c.tenant_id, c.sku,
+                          c.url, self.lease)
 
     async def _try(self, session: aiohttp.ClientSession, c: state.Claim) -> None:
         br = self._breaker(c.url)
