@@ -59,13 +59,15 @@ class Request:
 
 class Receiver:
     """An aiohttp server on 127.0.0.1 in its own thread. `respond(n, body)` picks each answer's status
-    (n counts requests from 0); `delay` holds every answer that long. It stops by itself after
+    (n counts requests from 0); `delay` holds every answer that long, `hold` chosen ones until the
+    test lets them go. It stops by itself after
     `lifetime` seconds, so a failing test never leaves it running."""
 
     def __init__(self, respond: Callable[[int, bytes], int] = lambda n, body: 200, delay: float = 0.0,
-                 lifetime: float = 240.0):
+                 lifetime: float = 240.0, hold: dict[int, threading.Event] | None = None):
         self.respond = respond
         self.delay = delay
+        self.hold = hold or {}  # request n is answered only once hold[n] is set (at most 30 s)
         self.lifetime = lifetime
         self.port = free_port()
         self.requests: list[Request] = []
@@ -88,6 +90,8 @@ class Receiver:
             self.requests.append(Request(n, status, body, dict(request.headers)))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if n in self.hold:
+            await asyncio.to_thread(self.hold[n].wait, 30)
         return web.Response(status=status, text="ok" if status < 400 else "refused")
 
     async def _main(self) -> None:

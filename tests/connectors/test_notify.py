@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 import uuid
 
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from connectors import migrate
-from connectors.notify import subscriptions
+from connectors.notify import payload, subscriptions
 from stockledger.security import sign, verify
 from stockledger.testing import wait_for
 from tests.connectors import support
@@ -78,21 +79,24 @@ def test_a_change_reaches_the_receiver_signed_and_verifiable(env, settings, code
 
 def test_503_three_times_then_success_delivers_the_newest_level(env, settings, codec, tenant):
     url, engine, prefix, topic, group = env
-    with Receiver(respond=lambda n, body: 503 if n < 3 else 200) as rx:
+    first_answer = threading.Event()
+    with Receiver(respond=lambda n, body: 503 if n < 3 else 200, hold={0: first_answer}) as rx:
         _subscribe(engine, settings, tenant, rx.url)
-        with NotifierThread(notify_settings(settings, url, notify_retry_schedule="1s,1s,2s"), prefix, group):
+        knobs = {"notify_retry_schedule": "500ms", "notify_timeout": "30s"}
+        with NotifierThread(notify_settings(settings, url, **knobs), prefix, group):
             publish_levels(settings, codec, topic, [level(tenant, "A", 10, 1)])
-            wait_for(lambda: len(rx.requests) >= 1, 30, "the first try", interval=0.02)
-            publish_levels(settings, codec, topic, [level(tenant, "A", 9, 2), level(tenant, "A", 8, 3)])
+            wait_for(lambda: len(rx.requests) == 1, 30, "the first try", interval=0.02)
+            # while the first try waits for its 503, two newer levels arrive and the newest is pending
+            newest = level(tenant, "A", 8, 3)
+            publish_levels(settings, codec, topic, [level(tenant, "A", 9, 2), newest])
+            wait_for(lambda: deliveries(engine, tenant)["A"]["pending_event_id"] == payload.event_id(newest), 30,
+                     "the newest level pending")
+            first_answer.set()
             wait_for(lambda: rx.ok(), 30, "a success")
             wait_for(lambda: deliveries(engine, tenant)["A"]["pending_offset"] is None, 10, "the success recorded")
             row = deliveries(engine, tenant)["A"]
-    assert [r.status for r in rx.requests] == [503, 503, 503, 200]
-    assert rx.requests[0].quantity == 10
-    assert rx.requests[-1].quantity == 8  # the newest level, once
-    quantities = [r.quantity for r in rx.requests]
-    assert quantities == sorted(quantities, reverse=True)  # never an older level after a newer one
-    assert row["attempts"] == 0 and row["delivered_event_id"] == rx.requests[-1].doc["event_id"]
+    assert [(r.status, r.quantity) for r in rx.requests] == [(503, 10), (503, 8), (503, 8), (200, 8)]
+    assert row["attempts"] == 0 and row["delivered_event_id"] == payload.event_id(newest)
     assert failures(engine, tenant) == []
 
 
