@@ -1,4 +1,5 @@
-"""The `sink` and `replay` subcommands; `register(subparsers)` adds them to the `stockledger` CLI."""
+"""The `sink`, `replay`, `notify` and `webhook` subcommands; `register(subparsers)` adds them to the
+`stockledger` CLI."""
 
 from __future__ import annotations
 
@@ -65,16 +66,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cli._connection_flags(p)
     p.set_defaults(func=cmd_replay)
 
+    from connectors.notify.commands import register as register_notify
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    register_notify(subparsers)
+
+
+def _logging(level: int | str = logging.INFO) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
     import threading
 
-    from connectors.sink import Sink, install_signal_handlers
+    from connectors.offsets import install_signal_handlers
+    from connectors.sink import Sink
 
     _logging()
     stop = threading.Event()

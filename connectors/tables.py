@@ -11,6 +11,7 @@ can express, named here so the code that writes can refer to it.
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -18,11 +19,14 @@ from sqlalchemy import (
     Index,
     DateTime,
     ForeignKeyConstraint,
+    Identity,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -174,6 +178,67 @@ sink_offsets = Table(
     # The next offset to read: written in the same transaction as the rows it covers.
     Column("next_offset", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# -- outbound webhooks (connectors/notify, revision 0003) ----------------------------------------------
+webhook_subscriptions = Table(
+    "webhook_subscriptions", metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(Text), nullable=False),
+    # stockledger.security.seal(master key, tenant, secret); NULL when the tenant's own secret signs
+    Column("secret_sealed", LargeBinary),
+    Column("secret_from_tenant", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("secret_sealed IS NOT NULL OR secret_from_tenant", name="webhook_subscriptions_has_secret"),
+    Index("webhook_subscriptions_tenant", "tenant_id"),
+)
+
+# One row per (subscription, SKU): the newest level not yet delivered (pending_*, NULL when none) and
+# the last one delivered; offsets are the stock.levels record's (one SKU stays on one partition).
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("sku", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("pending_offset", BigInteger),
+    Column("pending_event_id", Text),
+    Column("pending_body", Text),
+    Column("pending_record_ms", BigInteger),  # the stock.levels record's timestamp (latency)
+    Column("delivered_offset", BigInteger),
+    Column("delivered_event_id", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),  # failed tries of the pending chain
+    Column("first_failed_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),  # when the pending level is due
+    Column("lease_until", DateTime(timezone=True)),  # a try is in flight until then (claimed by a notifier)
+    Column("last_error", Text),
+    ForeignKeyConstraint(["subscription_id"], ["webhook_subscriptions.subscription_id"], ondelete="CASCADE",
+                         name="webhook_deliveries_subscription_fkey"),
+    Index("webhook_deliveries_due", "next_attempt_at", postgresql_where=text("pending_offset IS NOT NULL")),
+)
+
+WEBHOOK_FAILURE_KINDS = ("data_error", "rejected", "dead_letter")
+webhook_failures = Table(
+    "webhook_failures", metadata,
+    Column("failure_id", BigInteger, Identity(), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("subscription_id", Text, nullable=False),  # no foreign key: failures outlive a removed subscription
+    Column("url", Text, nullable=False),
+    Column("sku", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Integer),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("first_failed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("kind IN ('data_error', 'rejected', 'dead_letter')", name="webhook_failures_kind_known"),
+    UniqueConstraint("subscription_id", "event_id", "kind", name="webhook_failures_once"),
+    Index("webhook_failures_tenant", "tenant_id", "created_at"),
 )
 
 BOOKS = (invoices, invoice_lines, credit_notes, credit_note_lines, payments, payment_allocations,

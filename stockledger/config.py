@@ -17,6 +17,28 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"STOCKLEDGER_{name}", default)
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `500ms`, `1.5s`, `5m`, `1h`, `2d` or a bare number of seconds; ValueError otherwise."""
+    t = text.strip().lower()
+    for unit in ("ms", "s", "m", "h", "d"):
+        if t.endswith(unit) and t[:-len(unit)].replace(".", "", 1).isdigit():
+            return float(t[:-len(unit)]) * _UNITS[unit]
+    if t.replace(".", "", 1).isdigit():
+        return float(t)
+    raise ValueError(f"not a duration: {text!r} (give e.g. 500ms, 30s, 5m, 1h)")
+
+
+def parse_durations(text: str) -> tuple[float, ...]:
+    """`1m,5m,15m,1h,6h` as seconds; at least one."""
+    values = tuple(parse_duration(part) for part in text.split(",") if part.strip())
+    if not values:
+        raise ValueError(f"no durations in {text!r}")
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob in one place; flags override it with `replace`."""
@@ -50,6 +72,16 @@ class Settings:
     # The key that seals secrets at rest (stockledger/security.py): hex or base64, else the key file.
     master_key_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY"))
     master_key_file_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY_FILE"))
+    # Outbound webhooks (`stockledger notify`, seed 003 section 7.1 and seed 001's circuit breaker).
+    # Delays between tries after a failure (the last one repeats), as durations.
+    notify_retry_schedule: str = field(default_factory=lambda: _env("NOTIFY_RETRY_SCHEDULE", "1m,5m,15m,1h,6h"))
+    # A delivery still failing this long after its first failure is dead-lettered (ERROR log, metric, row).
+    notify_dead_letter_after: str = field(default_factory=lambda: _env("NOTIFY_DEAD_LETTER_AFTER", "24h"))
+    notify_timeout: str = field(default_factory=lambda: _env("NOTIFY_TIMEOUT", "5s"))  # per request, all of it
+    notify_breaker_failures: int = field(default_factory=lambda: int(_env("NOTIFY_BREAKER_FAILURES", "5")))
+    notify_breaker_open: str = field(default_factory=lambda: _env("NOTIFY_BREAKER_OPEN", "60s"))  # then half-open
+    notify_concurrency: int = field(default_factory=lambda: int(_env("NOTIFY_CONCURRENCY", "64")))  # requests in flight
+    notify_metrics_port: int = field(default_factory=lambda: int(_env("NOTIFY_METRICS_PORT", "6067")))  # 0: none
 
     @property
     def bootstrap_servers(self) -> str:
@@ -76,6 +108,22 @@ class Settings:
     def registry_database_url(self) -> str:
         """JDBC URL of the database the schema registry keeps its data in."""
         return f"jdbc:postgresql://127.0.0.1:{self.pg_port}/registry"
+
+    @property
+    def notify_retry_delays(self) -> tuple[float, ...]:
+        return parse_durations(self.notify_retry_schedule)
+
+    @property
+    def notify_dead_letter_after_s(self) -> float:
+        return parse_duration(self.notify_dead_letter_after)
+
+    @property
+    def notify_timeout_s(self) -> float:
+        return parse_duration(self.notify_timeout)
+
+    @property
+    def notify_breaker_open_s(self) -> float:
+        return parse_duration(self.notify_breaker_open)
 
     def with_overrides(self, **changes: object) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -21,13 +21,16 @@ from stockledger.topics import stream_inputs
 
 @dataclass
 class WorkerProcess:
-    """A `stockledger worker` subprocess with its own state folder and web port."""
+    """A `stockledger worker` subprocess with its own state folder and web port; or, with `command`,
+    `port_flag` and `ready_path`, another long-running command (`notify` with its metrics port)."""
 
     settings: Settings
     worker_id: str
     web_port: int
     command: str = "worker"
     extra_args: list[str] = field(default_factory=list)
+    port_flag: str = "--web-port"
+    ready_path: str = "/health"  # answers 200 once the process is ready
     env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     proc: subprocess.Popen | None = None
 
@@ -43,14 +46,14 @@ class WorkerProcess:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
         argv = [sys.executable, "-m", "stockledger.cli", self.command, "--id", self.worker_id,
-                "--web-port", str(self.web_port), "--loglevel", "warning", *self.extra_args]
+                self.port_flag, str(self.web_port), "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)
         log.close()
         return self
 
     def wait_ready(self, timeout: float = 90) -> "WorkerProcess":
-        """Until /health says the tables are recovered (it answers 503 while recovering). A worker
+        """Until `ready_path` answers 200 (a worker's /health answers 503 while recovering). A worker
         not ready in time is stopped, so a failed start never leaves a process holding its port."""
         try:
             return self._wait_ready(timeout)
@@ -64,7 +67,7 @@ class WorkerProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.worker_id} exited {self.proc.returncode}; log {self.logfile}")
             try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                if requests.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return self
             except requests.RequestException:
                 pass

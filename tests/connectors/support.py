@@ -316,25 +316,25 @@ def wait_caught_up(engine: Engine, group: str, settings: Settings, topics: list[
 
 
 # -- sink workers ------------------------------------------------------------------------------------
-class SinkThread:
-    """A sink worker in this process (for tests that do not kill it)."""
+class WorkerThread:
+    """A connector worker (anything with `run()` that returns when `stop` is set) in this process, for
+    tests that do not kill it; errors surface at close()."""
 
-    def __init__(self, settings: Settings, url: str, prefix: str, group: str, **kwargs):
-        from connectors.sink import Sink
+    name = "worker"
 
-        self.stop = threading.Event()
-        self.sink = Sink(replace(settings, database_url_env=url), group=group, topic_prefix=prefix,
-                         stop=self.stop, **kwargs)
+    def __init__(self, worker, stop: threading.Event):
+        self.worker = worker
+        self.stop = stop
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
-            self.sink.run()
+            self.worker.run()
         except BaseException as exc:  # surfaced by close()
             self.error = exc
 
-    def __enter__(self) -> "SinkThread":
+    def __enter__(self):
         self.thread.start()
         return self
 
@@ -344,9 +344,23 @@ class SinkThread:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(60)
-        assert not self.thread.is_alive(), "sink thread did not stop"
+        assert not self.thread.is_alive(), f"{self.name} thread did not stop"
         if self.error:
             raise self.error
+
+
+class SinkThread(WorkerThread):
+    """A sink worker in this process."""
+
+    name = "sink"
+
+    def __init__(self, settings: Settings, url: str, prefix: str, group: str, **kwargs):
+        from connectors.sink import Sink
+
+        stop = threading.Event()
+        super().__init__(Sink(replace(settings, database_url_env=url), group=group, topic_prefix=prefix, stop=stop,
+                              **kwargs), stop)
+        self.sink = self.worker
 
 
 def spawn_sink(url: str, prefix: str, group: str, log: Path, *extra: str) -> subprocess.Popen:

@@ -1,0 +1,146 @@
+"""Webhook subscriptions in PostgreSQL (`webhook_subscriptions`), their secrets sealed at rest.
+
+A subscription's own secret is sealed with `stockledger.security.seal` (AES-256-GCM under the master
+key, the tenant as associated data). With `--secret-from-tenant` the tenant's ERP webhook secret
+(issue 11's tenant registry) signs instead: `TENANT_SECRETS` is that hook, a function
+`webhook_secrets(engine, master_key, tenant) -> list[str]` (newest first); until it is set, such
+subscriptions cannot be added.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection, Engine, text
+
+from connectors.notify.payload import EVENTS
+from stockledger.security import new_token, seal, unseal
+
+# Set at merge to the API's `webhook_secrets(engine, master_key, tenant) -> list[str]` (issue 11).
+TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] | None = None
+
+
+class SubscriptionError(ValueError):
+    """A subscription that cannot be added or found (the CLI says it and exits 2)."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscription_id: str
+    tenant_id: str
+    url: str
+    events: tuple[str, ...]
+    secret_from_tenant: bool
+    created_at: object = None
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SubscriptionError(f"not an http(s) URL: {url!r}")
+    return url
+
+
+def parse_events(text_: str | None) -> tuple[str, ...]:
+    if not text_:
+        return ("inventory.change",)
+    events = tuple(dict.fromkeys(e.strip() for e in text_.split(",") if e.strip()))
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown or not events:
+        raise SubscriptionError(f"unknown event type(s) {', '.join(unknown) or '(none)'}; known: {', '.join(EVENTS)}")
+    return events
+
+
+def add(engine: Engine, master_key: bytes, tenant: str, url: str, *, events: tuple[str, ...] = ("inventory.change",),
+        secret: str | None = None, secret_from_tenant: bool = False) -> tuple[Subscription, str | None]:
+    """Store a subscription; returns it and the secret to print once (generated when none was given;
+    None with `secret_from_tenant`)."""
+    check_url(url)
+    if secret_from_tenant:
+        if secret is not None:
+            raise SubscriptionError("give --secret or --secret-from-tenant, not both")
+        if TENANT_SECRETS is None:
+            raise SubscriptionError("--secret-from-tenant needs the tenant registry (stockledger tenant add, issue 11)")
+        if not TENANT_SECRETS(engine, master_key, tenant):
+            raise SubscriptionError(f"tenant {tenant!r} has no webhook secret")
+        sealed = None
+    else:
+        if secret is not None and len(secret) < 16:
+            raise SubscriptionError("a webhook secret must have at least 16 characters")
+        secret = secret if secret is not None else new_token("whsec_")
+        sealed = seal(master_key, tenant, secret)
+    sub = Subscription("wh_" + uuid.uuid4().hex[:16], tenant, url, events, secret_from_tenant)
+    with engine.begin() as conn:
+        conn.execute(text("""
+            INSERT INTO webhook_subscriptions (subscription_id, tenant_id, url, events, secret_sealed, secret_from_tenant)
+            VALUES (:id, :t, :url, :events, :sealed, :from_tenant)"""),
+                     {"id": sub.subscription_id, "t": tenant, "url": url, "events": list(events), "sealed": sealed,
+                      "from_tenant": secret_from_tenant})
+    return sub, (None if secret_from_tenant else secret)
+
+
+def list_for(engine: Engine, tenant: str) -> list[Subscription]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("""
+            SELECT subscription_id, tenant_id, url, events, secret_from_tenant, created_at FROM webhook_subscriptions
+             WHERE tenant_id = :t ORDER BY created_at, subscription_id"""), {"t": tenant}).all()
+    return [Subscription(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
+
+
+def remove(engine: Engine, subscription_id: str) -> Subscription:
+    """Delete a subscription and its pending deliveries (its failures stay listed)."""
+    with engine.begin() as conn:
+        row = conn.execute(text("""
+            DELETE FROM webhook_subscriptions WHERE subscription_id = :id
+            RETURNING subscription_id, tenant_id, url, events, secret_from_tenant, created_at"""),
+                           {"id": subscription_id}).first()
+    if row is None:
+        raise SubscriptionError(f"no subscription {subscription_id!r}")
+    return Subscription(row[0], row[1], row[2], tuple(row[3]), row[4], row[5])
+
+
+def by_tenant(conn: Connection, tenants: list[str], event: str) -> dict[str, list[str]]:
+    """tenant -> ids of its subscriptions to `event`, read inside the batch's transaction and locked
+    FOR SHARE, so a `webhook remove` waits for the batch instead of pulling a row from under it."""
+    rows = conn.execute(text("""
+        SELECT tenant_id, subscription_id FROM webhook_subscriptions
+         WHERE tenant_id = ANY(CAST(:tenants AS text[])) AND :event = ANY(events) ORDER BY subscription_id
+           FOR SHARE"""),
+                        {"tenants": tenants, "event": event}).all()
+    out: dict[str, list[str]] = {}
+    for tenant, sid in rows:
+        out.setdefault(tenant, []).append(sid)
+    return out
+
+
+class SecretResolver:
+    """The secret that signs a subscription's deliveries: its own (unsealed once, then kept), or the
+    tenant's newest webhook secret through TENANT_SECRETS (asked again at most every `ttl` seconds, so a
+    rotation reaches the notifier within the rotation overlap)."""
+
+    def __init__(self, engine: Engine, master_key: bytes, ttl: float = 60.0):
+        self.engine = engine
+        self.master_key = master_key
+        self.ttl = ttl
+        self._own: dict[str, str] = {}
+        self._tenant: dict[str, tuple[float, str]] = {}
+
+    def secret(self, subscription_id: str, tenant: str, sealed: bytes | None, from_tenant: bool, now: float) -> str:
+        if not from_tenant:
+            s = self._own.get(subscription_id)
+            if s is None:
+                s = self._own[subscription_id] = unseal(self.master_key, tenant, sealed)  # type: ignore[arg-type]
+            return s
+        cached = self._tenant.get(tenant)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        if TENANT_SECRETS is None:
+            raise LookupError("--secret-from-tenant subscription but no tenant registry (issue 11) is wired in")
+        secrets = TENANT_SECRETS(self.engine, self.master_key, tenant)
+        if not secrets:
+            raise LookupError(f"tenant {tenant!r} has no webhook secret")
+        self._tenant[tenant] = (now, secrets[0])
+        return secrets[0]
