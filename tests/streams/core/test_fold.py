@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from streams.core.catalog import CatalogEntry
 from streams.core.fold import (ACCEPTED, FAILED, ORDER, POS, REFUSED, TABLES, DeadLetter, DictState, Emit,
-                               FoldConfig, SaleRecord, catalog_of, credit_of, fold, payment_of, sale_of, seen_of,
-                               serial_fold, stock_of)
+                               FoldConfig, SaleRecord, catalog_of, credit_of, fold, open_invoices_of, payment_of,
+                               sale_of, seen_of, serial_fold, stock_of)
 from streams.core.serde import from_plain, to_plain
 
 from .foldkit import catalog, check_outputs, count, delta, emits, payment, refund, sale, terms, topics
@@ -88,7 +88,8 @@ def test_an_on_account_pos_sale_adds_its_invoice_to_credit():
                            "sales.outcomes"]
     assert outcome_of(out)["credit"] is None  # a POS sale happened: its credit is not checked
     credit = credit_of(state, "t1", "C2")
-    assert [(i.invoice_id, i.total) for i in credit.open_invoices] == [("INV-S1", D("58.00"))]
+    assert [(i.invoice_id, i.total) for i in open_invoices_of(state, "t1", "C2")] == [("INV-S1", D("58.00"))]
+    assert (credit.open_count, credit.oldest, credit.newest) == (1, "INV-S1", "INV-S1")
     assert (credit.outstanding, credit.available) == (D("58.00"), D("242"))
 
 
@@ -213,7 +214,13 @@ def test_a_payment_right_after_its_on_account_sale_is_applied():
         "outcome": "ACCEPTED", "reasons": [], "credit": None, "document_ids": ["PAY-P1", "JE-PAY-P1"],
         "total": D("116.00"), "currency": "KES", "decided_at": 2001}
     credit = credit_of(state, "t1", "C1")
-    assert (credit.open_invoices, credit.outstanding) == ((), D(0))
+    assert (open_invoices_of(state, "t1", "C1"), credit.outstanding, credit.open_count) == ([], D(0), 0)
+    paid_off = state.tables["invoices"]["t1:INV-S1"]  # left the chain, kept: a payment naming it is refused
+    assert (paid_off["paid"], paid_off["prev"], paid_off["next"]) == ("116.0000", None, None)
+    again = run(state, payment("P2", "C1", "1.00", event_id="p2", invoice="INV-S1", ts=2002))
+    assert outcome_of(again)["reasons"] == [{"sku": None, "code": "UNKNOWN_INVOICE", "requested": None,
+                                             "available": None,
+                                             "message": "INV-S1 is not an open invoice of customer C1"}]
     assert payment_of(state, "t1", "P1").status == "APPLIED"
 
 
@@ -578,7 +585,8 @@ def test_an_event_writes_each_key_once_and_all_or_nothing(monkeypatch):
     state.puts.clear()
     run(state, refund("R1", "S1", [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 1}], event_id="r1",
                       method="CREDIT"))
-    assert sorted(state.puts) == [("credit", "t1:C1"), ("sales", "t1:S1"), ("seen", "t1:r1"), ("stock", "t1:A")]
+    assert sorted(state.puts) == [("credit", "t1:C1"), ("invoices", "t1:INV-S1"), ("invoices", "t1:refund:C1:R1"),
+                                  ("sales", "t1:S1"), ("seen", "t1:r1"), ("stock", "t1:A")]
 
     import streams.core.fold as fold_module
 
