@@ -622,3 +622,27 @@ def test_every_input_event_type_has_a_validator_and_the_core_stays_pure():
                 assert {a.name.split(".")[0] for a in node.names} <= stdlib, path
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert node.module.split(".")[0] in stdlib, (path, node.module)
+
+
+def test_a_duplicate_payment_or_refund_writes_again_the_invoice_keys_it_wrote():
+    state = RecordingState()
+    run(state, catalog("G", [{"sku": "A", "price": "100.00", "stock_quantity": 50}], event_id="c1"),
+        *[sale(f"S{n}", [{"sku": "A", "quantity": 1}], event_id=f"e{n}", ts=2000 + n, terms="ON_ACCOUNT",
+               customer="C1") for n in range(5)])
+    events = [payment("P1", "C1", "150.00", event_id="p1"),  # pays INV-S0 off, INV-S1 in part
+              payment("P2", "C1", "100.00", event_id="p2", invoice="INV-S3"),  # off, from the chain's middle
+              refund("R1", "S2", [{"sku": "A", "quantity": 1}], event_id="r1", method="CREDIT", restock=False),
+              sale("S5", [{"sku": "A", "quantity": 1}], event_id="e5", ts=2003, terms="ON_ACCOUNT",
+                   customer="C1")]  # linked in between INV-S1 and INV-S4
+    for event in events:
+        state.puts.clear()
+        out = run(state, event)
+        first = set(state.puts)
+        assert any(table == "invoices" for table, _ in first), (event.record["event_id"], out)
+        before = copy.deepcopy(state.tables)
+        state.puts.clear()
+        assert fold(state, event, CFG) == []
+        again = set(state.puts)  # (a refund without restock rewrites its stock keys too, as it always did)
+        assert {p for p in again if p[0] == "invoices"} == {p for p in first if p[0] == "invoices"}
+        assert again >= first and state.tables == before, event.record["event_id"]
+    assert [i.invoice_id for i in open_invoices_of(state, "t1", "C1")] == ["INV-S1", "INV-S5", "INV-S4"]
