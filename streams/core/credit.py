@@ -405,7 +405,9 @@ class _Book:
     def write(self) -> tuple[str, ...]:
         put, tenant = self.store.put, self.tenant
         for invoice_id in self.changed:
-            put(INVOICES, invoice_key(tenant, invoice_id), self.entries[invoice_id].to_dict())  # type: ignore[union-attr]
+            entry = self.entries[invoice_id]
+            assert entry is not None
+            put(INVOICES, invoice_key(tenant, invoice_id), entry.to_dict())
         return tuple(self.changed)
 
 
