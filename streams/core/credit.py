@@ -13,9 +13,20 @@ Choices where SPEC is silent:
   its invoice in one decision, so two orders cannot both spend the same credit.
 - A payment applies only to invoices in its own currency. A customer is
   assumed to trade in one currency: outstanding sums invoices as they are.
-- Fully paid invoices leave `open_invoices`; ids of applied invoices,
-  payments and refunds stay in `applied`, so every operation
-  applied twice is a no-op.
+- A payment.received, sale or refund is applied once (the fold's seen, sales and
+  payments tables); an invoice already kept is not added again, and a CREDIT
+  refund leaves a RefundMark per customer and refund_id, so a refund_id
+  credited before to the customer (on another of its sales) credits nothing again.
+
+State layout (a sale, payment or refund touches O(1) keys of its customer):
+- `credit` `<tenant>:<customer_ref>` -> CreditState, constant-size: limit, hold,
+  credit_balance, the count of open invoices, the ends (oldest, newest) of their
+  chain, and per currency what they still owe (Due).
+- `invoices` `<tenant>:<invoice_id>` -> InvoiceEntry: every ON_ACCOUNT invoice with
+  total, paid, credited and the prev/next links of the customer's open invoices
+  ordered by (issued_at, invoice_id). A paid-off invoice leaves the chain, keeps
+  its key (status PAID): a payment naming it is refused as UNKNOWN_INVOICE.
+- `invoices` `<tenant>:refund:<customer_ref>:<refund_id>` -> RefundMark.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from .documents import PAID_STATUS, PARTIALLY_PAID, UNPAID, Allocation
 from .money import ZERO, is_known_currency, is_whole_minor, to_decimal
@@ -33,18 +44,28 @@ __all__ = [
     "CREDIT_HOLD",
     "CREDIT_LIMIT_EXCEEDED",
     "APPLIED",
-    "DUPLICATE",
     "REFUSED",
     "OVERPAYMENT",
     "UNKNOWN_INVOICE",
     "CURRENCY_MISMATCH",
     "INVALID_AMOUNT",
+    "CREDIT",
+    "INVOICES",
+    "Store",
+    "credit_key",
+    "invoice_key",
+    "refund_mark_key",
     "OpenInvoice",
+    "InvoiceEntry",
+    "Due",
     "CreditState",
+    "RefundMark",
     "CreditCheck",
     "CreditUpdate",
     "PaymentResult",
     "PaymentReceived",
+    "invoice_of",
+    "open_invoices_of",
     "check_order",
     "add_invoice",
     "apply_payment",
@@ -58,7 +79,6 @@ CREDIT_HOLD = "CREDIT_HOLD"
 CREDIT_LIMIT_EXCEEDED = "CREDIT_LIMIT_EXCEEDED"
 
 APPLIED = "APPLIED"
-DUPLICATE = "DUPLICATE"
 REFUSED = "REFUSED"
 
 OVERPAYMENT = "OVERPAYMENT"
@@ -66,7 +86,30 @@ UNKNOWN_INVOICE = "UNKNOWN_INVOICE"
 CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
 INVALID_AMOUNT = "INVALID_AMOUNT"
 
+CREDIT, INVOICES = "credit", "invoices"  # the tables credit keeps
+
 _METHODS = frozenset({"CASH", "CARD", "MOBILE", "BANK"})
+
+
+class Store(Protocol):
+    """The tenant's state as the fold holds it (fold.State): JSON-plain values by table and key."""
+
+    def get(self, table: str, key: str) -> Any | None: ...
+
+    def put(self, table: str, key: str, value: Any) -> None: ...
+
+
+def credit_key(tenant_id: str, customer_ref: str) -> str:
+    return f"{tenant_id}:{customer_ref}"
+
+
+def invoice_key(tenant_id: str, invoice_id: str) -> str:
+    return f"{tenant_id}:{invoice_id}"
+
+
+def refund_mark_key(tenant_id: str, customer_ref: str, refund_id: str) -> str:
+    """A customer's CREDIT refund, in `invoices` beside the invoices (ids INV-..., never "refund:...")."""
+    return f"{tenant_id}:refund:{customer_ref}:{refund_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,43 +135,119 @@ class OpenInvoice(Plain):
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceEntry(Plain):
+    """An ON_ACCOUNT invoice as kept (`invoices` `<tenant>:<invoice_id>`); open while something is due.
+
+    The open invoices of a customer form a chain ordered by (issued_at, invoice_id): `prev` is the
+    next older open invoice, `next` the next newer (None at the ends). A paid-off invoice leaves the
+    chain (both None) and keeps its key: status PAID."""
+
+    tenant_id: str
+    customer_ref: str
+    invoice_id: str
+    issued_at: int
+    currency: str
+    total: Decimal
+    paid: Decimal = ZERO
+    credited: Decimal = ZERO
+    prev: str | None = None
+    next: str | None = None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.total - self.paid - self.credited
+
+    @property
+    def is_open(self) -> bool:
+        return self.remaining > 0
+
+    @property
+    def status(self) -> str:
+        if self.remaining == 0:
+            return PAID_STATUS
+        return PARTIALLY_PAID if self.paid or self.credited else UNPAID
+
+    def view(self) -> OpenInvoice:
+        return OpenInvoice(self.invoice_id, self.issued_at, self.currency, self.total, self.paid, self.credited)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant_id": self.tenant_id, "customer_ref": self.customer_ref, "invoice_id": self.invoice_id,
+                "issued_at": self.issued_at, "currency": self.currency, "total": format(self.total, "f"),
+                "paid": format(self.paid, "f"), "credited": format(self.credited, "f"), "prev": self.prev,
+                "next": self.next}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "InvoiceEntry":
+        return cls(data["tenant_id"], data["customer_ref"], data["invoice_id"], data["issued_at"], data["currency"],
+                   Decimal(data["total"]), Decimal(data["paid"]), Decimal(data["credited"]), data.get("prev"),
+                   data.get("next"))
+
+
+@dataclass(frozen=True, slots=True)
+class Due(Plain):
+    """What a customer's open invoices in one currency still owe: the sum of their remaining amounts,
+    with the exponent that sum has when added up invoice by invoice (the smallest exponent among them,
+    and 0), so figures and messages read exactly as they always did. `scales` counts the open
+    invoices by the exponent of their remaining amount: (exponent, count), sorted."""
+
+    currency: str
+    amount: Decimal
+    scales: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CreditState(Plain):
-    """Credit of one customer; `CreditState(tenant_id, customer_ref)` is the empty state."""
+    """Credit of one customer (`credit` `<tenant>:<customer_ref>`), constant-size: its open invoices
+    live in their own keys (InvoiceEntry), linked from `oldest` to `newest`.
+    `CreditState(tenant_id, customer_ref)` is the empty state."""
 
     tenant_id: str
     customer_ref: str
     credit_limit: Decimal = ZERO  # 0 = no limit
     on_hold: bool = False
-    open_invoices: tuple[OpenInvoice, ...] = ()
     credit_balance: Decimal = ZERO  # customer's unallocated credit from CREDIT refunds
-    applied: tuple[str, ...] = ()  # "invoice:<id>", "payment:<id>", "refund:<id>"
+    open_count: int = 0  # open invoices
+    oldest: str | None = None  # the ends of the chain of open invoices
+    newest: str | None = None
+    due: tuple[Due, ...] = ()  # by currency, in order of first appearance; none for a currency owing nothing
 
     def to_dict(self) -> dict[str, Any]:
-        """The generic `Plain` form, built directly: a customer may hold many open invoices."""
         return {
             "tenant_id": self.tenant_id, "customer_ref": self.customer_ref,
             "credit_limit": format(self.credit_limit, "f"), "on_hold": self.on_hold,
-            "open_invoices": [{"invoice_id": i.invoice_id, "issued_at": i.issued_at, "currency": i.currency,
-                               "total": format(i.total, "f"), "paid": format(i.paid, "f"),
-                               "credited": format(i.credited, "f")} for i in self.open_invoices],
-            "credit_balance": format(self.credit_balance, "f"), "applied": list(self.applied),
+            "credit_balance": format(self.credit_balance, "f"), "open_count": self.open_count,
+            "oldest": self.oldest, "newest": self.newest,
+            "due": [{"currency": d.currency, "amount": format(d.amount, "f"), "scales": [list(s) for s in d.scales]}
+                    for d in self.due],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CreditState":
+        if "open_invoices" in data:
+            raise ValueError(f"credit of {data.get('customer_ref')!r} is in the layout before open invoices got "
+                             "their own keys (open_invoices inside the value); rebuild the state from the tenant log")
         return cls(
             data["tenant_id"], data["customer_ref"], Decimal(data.get("credit_limit", "0")),
-            data.get("on_hold", False),
-            tuple(OpenInvoice(i["invoice_id"], i["issued_at"], i["currency"], Decimal(i["total"]),
-                              Decimal(i.get("paid", "0")), Decimal(i.get("credited", "0")))
-                  for i in data.get("open_invoices", ())),
-            Decimal(data.get("credit_balance", "0")), tuple(data.get("applied", ())),
+            data.get("on_hold", False), Decimal(data.get("credit_balance", "0")), data.get("open_count", 0),
+            data.get("oldest"), data.get("newest"),
+            tuple(Due(d["currency"], Decimal(d["amount"]), tuple((e, n) for e, n in d["scales"]))
+                  for d in data.get("due", ())),
         )
+
+    def due_in(self, currency: str) -> Decimal:
+        """What the open invoices in `currency` still owe."""
+        for d in self.due:
+            if d.currency == currency:
+                return d.amount
+        return ZERO
 
     @property
     def outstanding(self) -> Decimal:
         """Unpaid amount of the open invoices, less any credit the customer holds."""
-        return sum((i.remaining for i in self.open_invoices), ZERO) - self.credit_balance
+        total = ZERO
+        for d in self.due:
+            total += d.amount
+        return total - self.credit_balance
 
     @property
     def unlimited(self) -> bool:
@@ -140,6 +259,27 @@ class CreditState(Plain):
         if self.unlimited:
             return None
         return self.credit_limit - self.outstanding
+
+
+@dataclass(frozen=True, slots=True)
+class RefundMark(Plain):
+    """A CREDIT refund applied to a customer (`invoices` refund_mark_key): the same refund_id on
+    another of the customer's sales credits nothing again. `invoice_ids`: the invoice keys it wrote."""
+
+    tenant_id: str
+    customer_ref: str
+    refund_id: str
+    invoice_id: str
+    invoice_ids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant_id": self.tenant_id, "customer_ref": self.customer_ref, "refund_id": self.refund_id,
+                "invoice_id": self.invoice_id, "invoice_ids": list(self.invoice_ids)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RefundMark":
+        return cls(data["tenant_id"], data["customer_ref"], data["refund_id"], data["invoice_id"],
+                   tuple(data.get("invoice_ids", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,21 +297,25 @@ class CreditCheck(Plain):
 
 @dataclass(frozen=True, slots=True)
 class CreditUpdate:
-    """New state; `changed` False when the operation was a repeat or changed nothing."""
+    """New state; `changed` False when the operation was a repeat or changed nothing.
+    `invoice_ids`: the invoice keys the operation wrote."""
 
     state: CreditState
     changed: bool
+    invoice_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentResult:
-    """APPLIED with allocations, DUPLICATE (already applied: no-op), or REFUSED with a reason."""
+    """APPLIED with allocations, or REFUSED with a reason (nothing written).
+    `invoice_ids`: the invoice keys an applied payment wrote."""
 
     state: CreditState
     status: str
     allocations: tuple[Allocation, ...] = ()
     code: str | None = None
     reason: str | None = None
+    invoice_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +344,146 @@ class PaymentReceived(Plain):
         )
 
 
+# -- reading ------------------------------------------------------------------------------------
+def invoice_of(store: Store, tenant_id: str, invoice_id: str) -> InvoiceEntry | None:
+    raw = store.get(INVOICES, invoice_key(tenant_id, invoice_id))
+    return None if raw is None else InvoiceEntry.from_dict(raw)
+
+
+def open_invoices_of(store: Store, tenant_id: str, customer_ref: str) -> list[OpenInvoice]:
+    """The customer's open invoices, oldest first (issued_at, then id): a walk of the chain (reads only)."""
+    raw = store.get(CREDIT, credit_key(tenant_id, customer_ref))
+    out: list[OpenInvoice] = []
+    at = None if raw is None else raw.get("oldest")
+    while at is not None:
+        entry = invoice_of(store, tenant_id, at)
+        if entry is None:
+            raise ValueError(f"open invoice {at} of customer {customer_ref} is missing from the state")
+        out.append(entry.view())
+        at = entry.next
+    return out
+
+
+# -- the chain ----------------------------------------------------------------------------------
+_MISSING: Any = object()
+_UNITS: dict[int, Decimal] = {}
+
+
+def _unit(exponent: int) -> Decimal:
+    unit = _UNITS.get(exponent)
+    if unit is None:
+        unit = _UNITS[exponent] = Decimal((0, (1,), exponent))
+    return unit
+
+
+class _Book:
+    """The invoices one operation reads and changes: each read once, each changed one written once."""
+
+    __slots__ = ("store", "tenant", "entries", "changed")
+
+    def __init__(self, store: Store, tenant: str):
+        self.store, self.tenant = store, tenant
+        self.entries: dict[str, InvoiceEntry | None] = {}
+        self.changed: dict[str, None] = {}  # ordered set
+
+    def entry(self, invoice_id: str) -> InvoiceEntry | None:
+        entry = self.entries.get(invoice_id, _MISSING)
+        if entry is _MISSING:
+            entry = self.entries[invoice_id] = invoice_of(self.store, self.tenant, invoice_id)
+        return entry
+
+    def linked(self, invoice_id: str) -> InvoiceEntry:
+        entry = self.entry(invoice_id)
+        if entry is None:
+            raise ValueError(f"open invoice {invoice_id} is missing from the state")
+        return entry
+
+    def set(self, entry: InvoiceEntry) -> None:
+        self.entries[entry.invoice_id] = entry
+        self.changed[entry.invoice_id] = None
+
+    def write(self) -> tuple[str, ...]:
+        put, tenant = self.store.put, self.tenant
+        for invoice_id in self.changed:
+            entry = self.entries[invoice_id]
+            assert entry is not None
+            put(INVOICES, invoice_key(tenant, invoice_id), entry.to_dict())
+        return tuple(self.changed)
+
+
+def _adjust(due: tuple[Due, ...], currency: str, before: Decimal | None, after: Decimal | None) -> tuple[Due, ...]:
+    """`due` with one open invoice's remaining amount changed from `before` to `after` (None: not open)."""
+    at = next((n for n, d in enumerate(due) if d.currency == currency), len(due))
+    old = due[at] if at < len(due) else Due(currency, ZERO)
+    counts = dict(old.scales)
+    amount = old.amount
+    if before is not None:
+        e = before.as_tuple().exponent
+        counts[e] -= 1  # type: ignore[index]
+        if not counts[e]:  # type: ignore[index]
+            del counts[e]  # type: ignore[arg-type]
+        amount -= before
+    if after is not None:
+        e = after.as_tuple().exponent
+        counts[e] = counts.get(e, 0) + 1  # type: ignore[call-overload,index]
+        amount += after
+    if not counts:
+        return due[:at] + due[at + 1:]
+    amount = amount.quantize(_unit(min(0, *counts)))  # type: ignore[type-var]
+    new = Due(currency, amount, tuple(sorted(counts.items())))  # type: ignore[arg-type]
+    return due[:at] + (new,) + due[at + 1:]
+
+
+def _link(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditState:
+    """Insert an open invoice in its place in the chain, walking back from the newest end."""
+    order = (entry.issued_at, entry.invoice_id)
+    after, before = credit.newest, None  # it goes between `after` (older) and `before` (newer)
+    while after is not None:
+        cur = book.linked(after)
+        if (cur.issued_at, cur.invoice_id) < order:
+            break
+        before, after = after, cur.prev
+    book.set(replace(entry, prev=after, next=before))
+    oldest, newest = credit.oldest, credit.newest
+    if after is None:
+        oldest = entry.invoice_id
+    else:
+        book.set(replace(book.linked(after), next=entry.invoice_id))
+    if before is None:
+        newest = entry.invoice_id
+    else:
+        book.set(replace(book.linked(before), prev=entry.invoice_id))
+    return replace(credit, oldest=oldest, newest=newest, open_count=credit.open_count + 1)
+
+
+def _unlink(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditState:
+    """Take a (now paid-off) invoice out of the chain; it keeps its key, unlinked."""
+    prev, nxt = entry.prev, entry.next
+    oldest, newest = credit.oldest, credit.newest
+    if prev is None:
+        oldest = nxt
+    else:
+        book.set(replace(book.linked(prev), next=nxt))
+    if nxt is None:
+        newest = prev
+    else:
+        book.set(replace(book.linked(nxt), prev=prev))
+    book.set(replace(entry, prev=None, next=None))
+    return replace(credit, oldest=oldest, newest=newest, open_count=credit.open_count - 1)
+
+
+def _settle(book: _Book, credit: CreditState, before: InvoiceEntry, after: InvoiceEntry) -> CreditState:
+    """An open invoice paid or credited: its new amounts, out of the chain when nothing is left."""
+    still_open = after.is_open
+    credit = replace(credit, due=_adjust(credit.due, before.currency, before.remaining,
+                                         after.remaining if still_open else None))
+    if still_open:
+        book.set(after)
+        return credit
+    return _unlink(book, credit, after)
+
+
+# -- operations ---------------------------------------------------------------------------------
 def _figures(state: CreditState, amount: Decimal, approved: bool, reason: str | None, message: str) -> CreditCheck:
     return CreditCheck(approved, reason, state.credit_limit, state.outstanding, state.available, amount, message)
 
@@ -216,27 +500,27 @@ def check_order(state: CreditState, order_amount: Decimal) -> CreditCheck:
     return _figures(state, order_amount, True, None, "")
 
 
-def _remember(state: CreditState, *marks: str) -> tuple[str, ...]:
-    return state.applied + marks
-
-
 def add_invoice(
+    store: Store,
     state: CreditState,
     invoice_id: str,
     issued_at: int,
     currency: str,
     total: Decimal,
 ) -> CreditUpdate:
-    """An ON_ACCOUNT invoice becomes outstanding (a fact: never refused)."""
-    mark = f"invoice:{invoice_id}"
-    if mark in state.applied:
-        return CreditUpdate(state, False)
+    """An ON_ACCOUNT invoice becomes outstanding (a fact: never refused): its key is written and,
+    when something is due, linked in the customer's chain. An invoice already kept is a no-op."""
     if total < 0:
         raise ValueError(f"invoice total cannot be negative: {total}")
-    invoices = state.open_invoices
-    if total > 0:
-        invoices = invoices + (OpenInvoice(invoice_id, issued_at, currency, total),)
-    return CreditUpdate(replace(state, open_invoices=invoices, applied=_remember(state, mark)), True)
+    book = _Book(store, state.tenant_id)
+    if book.entry(invoice_id) is not None:
+        return CreditUpdate(state, False)
+    entry = InvoiceEntry(state.tenant_id, state.customer_ref, invoice_id, issued_at, currency, total)
+    if entry.is_open:
+        state = _link(book, replace(state, due=_adjust(state.due, currency, None, entry.remaining)), entry)
+    else:
+        book.set(entry)  # nothing due (a zero total): kept, PAID, never in the chain
+    return CreditUpdate(state, True, book.write())
 
 
 def _refuse(state: CreditState, code: str, reason: str) -> PaymentResult:
@@ -244,19 +528,18 @@ def _refuse(state: CreditState, code: str, reason: str) -> PaymentResult:
 
 
 def apply_payment(
-    state: CreditState, payment_id: str, amount: Decimal, invoice_id: str | None, currency: str
+    store: Store, state: CreditState, amount: Decimal, invoice_id: str | None, currency: str
 ) -> PaymentResult:
     """Apply a payment to `invoice_id`, else to the oldest unpaid invoices first (issued_at,
     then id). Paying more than is due (on that invoice, or in total) is refused and nothing
-    is applied; so is an unknown invoice or another currency."""
-    mark = f"payment:{payment_id}"
-    if mark in state.applied:
-        return PaymentResult(state, DUPLICATE)
+    is applied; so is an unknown (or paid-off, or another customer's) invoice or another currency.
+    Reads the named invoice, or walks the chain from the oldest end only as far as the amount goes."""
     if amount <= 0:
         return _refuse(state, INVALID_AMOUNT, f"payment amount must be positive, got {amount}")
+    book = _Book(store, state.tenant_id)
     if invoice_id is not None:
-        target = next((i for i in state.open_invoices if i.invoice_id == invoice_id), None)
-        if target is None:
+        target = book.entry(invoice_id)
+        if target is None or target.customer_ref != state.customer_ref or not target.is_open:
             return _refuse(
                 state, UNKNOWN_INVOICE, f"{invoice_id} is not an open invoice of customer {state.customer_ref}"
             )
@@ -268,13 +551,8 @@ def apply_payment(
             return _refuse(
                 state, OVERPAYMENT, f"payment of {amount} exceeds the {target.remaining} due on {invoice_id}"
             )
-        candidates = [target]
     else:
-        candidates = sorted(
-            (i for i in state.open_invoices if i.currency == currency and i.remaining > 0),
-            key=lambda i: (i.issued_at, i.invoice_id),
-        )
-        due = sum((i.remaining for i in candidates), ZERO)
+        due = state.due_in(currency)
         if amount > due:
             return _refuse(
                 state,
@@ -282,46 +560,43 @@ def apply_payment(
                 f"payment of {amount} {currency} exceeds the {due} due on customer {state.customer_ref}'s open invoices",
             )
     left = amount
-    updated: dict[str, OpenInvoice] = {}
     allocations: list[Allocation] = []
-    for inv in candidates:
-        if left == 0:
-            break
+    at = invoice_id if invoice_id is not None else state.oldest
+    while at is not None and left != 0:
+        inv = book.linked(at)
+        at = None if invoice_id is not None else inv.next
+        if inv.currency != currency:
+            continue
         take = min(left, inv.remaining)
         new = replace(inv, paid=inv.paid + take)
-        updated[inv.invoice_id] = new
         allocations.append(Allocation(inv.invoice_id, take, new.status, new.paid))
         left -= take
-    invoices = tuple(
-        updated.get(i.invoice_id, i) for i in state.open_invoices if updated.get(i.invoice_id, i).remaining > 0
-    )
-    new_state = replace(state, open_invoices=invoices, applied=_remember(state, mark))
-    return PaymentResult(new_state, APPLIED, tuple(allocations))
+        state = _settle(book, state, inv, new)
+    return PaymentResult(state, APPLIED, tuple(allocations), invoice_ids=book.write())
 
 
-def apply_credit_refund(state: CreditState, refund_id: str, invoice_id: str, amount: Decimal) -> CreditUpdate:
-    """A CREDIT refund lowers what is due on `invoice_id`; any excess becomes credit_balance."""
-    mark = f"refund:{refund_id}"
-    if mark in state.applied:
+def apply_credit_refund(
+    store: Store, state: CreditState, refund_id: str, invoice_id: str, amount: Decimal
+) -> CreditUpdate:
+    """A CREDIT refund lowers what is due on `invoice_id`; any excess becomes credit_balance.
+    A refund_id already credited to this customer credits nothing again (its RefundMark)."""
+    mark = refund_mark_key(state.tenant_id, state.customer_ref, refund_id)
+    if store.get(INVOICES, mark) is not None:
         return CreditUpdate(state, False)
     if amount < 0:
         raise ValueError(f"refund amount cannot be negative: {amount}")
-    invoices: list[OpenInvoice] = []
+    book = _Book(store, state.tenant_id)
     excess = amount
-    for inv in state.open_invoices:
-        if inv.invoice_id == invoice_id:
-            take = min(excess, inv.remaining)
-            inv = replace(inv, credited=inv.credited + take)
-            excess -= take
-        if inv.remaining > 0:
-            invoices.append(inv)
-    new = replace(
-        state,
-        open_invoices=tuple(invoices),
-        credit_balance=state.credit_balance + excess,
-        applied=_remember(state, mark),
-    )
-    return CreditUpdate(new, amount != 0)
+    inv = book.entry(invoice_id)
+    if inv is not None and inv.customer_ref == state.customer_ref and inv.is_open:
+        take = min(excess, inv.remaining)
+        excess -= take
+        state = _settle(book, state, inv, replace(inv, credited=inv.credited + take))
+    state = replace(state, credit_balance=state.credit_balance + excess)
+    written = book.write()
+    store.put(INVOICES, mark, RefundMark(state.tenant_id, state.customer_ref, refund_id, invoice_id,
+                                         written).to_dict())
+    return CreditUpdate(state, amount != 0, written)
 
 
 def set_terms(state: CreditState, credit_limit: Decimal, on_hold: bool) -> CreditUpdate:

@@ -30,8 +30,10 @@ Rules (SPEC 2, "Effectively exactly once"):
   same inputs in the same order give the same state and outputs.
 
 State values are JSON-plain (Decimal as text). Tables and keys:
-stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>`, sales `<tenant>:<sale_id>`,
-payments `<tenant>:<payment_id>`, seen `<tenant>:<event_id>` -> the event's fingerprint.
+stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-size), invoices
+`<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
+marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
+`<tenant>:<event_id>` -> the event's fingerprint.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ from decimal import Decimal
 from typing import Any, Callable, Protocol
 
 from .catalog import CatalogEntry, validate_catalog_update
-from .credit import (APPLIED, CreditState, PaymentReceived, add_invoice, apply_credit_refund, apply_payment,
-                     check_order, set_terms, validate_customer_credit, validate_payment)
-from .documents import DocumentLine, Invoice
+from .credit import (APPLIED, CreditState, PaymentReceived, RefundMark, add_invoice,
+                     apply_credit_refund, apply_payment, check_order, invoice_key, open_invoices_of,
+                     refund_mark_key, set_terms, validate_customer_credit, validate_payment)
+from .documents import DocumentLine, Invoice, invoice_id_for
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
@@ -82,6 +85,7 @@ __all__ = [
     "stock_of",
     "catalog_of",
     "credit_of",
+    "open_invoices_of",
     "sale_of",
     "payment_of",
     "seen_of",
@@ -89,7 +93,7 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "sales", "payments", "seen")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen")
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
@@ -277,15 +281,17 @@ class PaymentRecord(Plain):
     event_id: str
     fingerprint: str
     status: str  # APPLIED / REFUSED (credit.apply_payment's status)
+    invoice_ids: tuple[str, ...] = ()  # the invoice keys it wrote (APPLIED), for a duplicate's rewrite
 
     def to_dict(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "payment_id": self.payment_id, "customer_ref": self.customer_ref,
-                "event_id": self.event_id, "fingerprint": self.fingerprint, "status": self.status}
+                "event_id": self.event_id, "fingerprint": self.fingerprint, "status": self.status,
+                "invoice_ids": list(self.invoice_ids)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PaymentRecord":
         return cls(data["tenant_id"], data["payment_id"], data["customer_ref"], data["event_id"],
-                   data["fingerprint"], data["status"])
+                   data["fingerprint"], data["status"], tuple(data.get("invoice_ids", ())))
 
 
 # -- typed readers ------------------------------------------------------------------------------
@@ -527,7 +533,7 @@ def _payment(ctx: _Ctx) -> None:
             _payment_conflict(ctx, f"payment {received.payment_id} was received before with other content")
         return
     credit = ctx.credit(received.customer_ref)
-    result = apply_payment(credit, received.payment_id, received.amount, received.invoice_id, received.currency)
+    result = apply_payment(ctx.state, credit, received.amount, received.invoice_id, received.currency)
     if result.status == APPLIED:
         booking = book_payment(ctx.tenant, received, result.allocations, ctx.ts)
         pay, entry = booking.payment, booking.journal
@@ -540,7 +546,7 @@ def _payment(ctx: _Ctx) -> None:
         _payment_outcome(ctx, REFUSED, (Reason(result.code or REFUSED, result.reason or ""),), total=received.amount,
                          currency=received.currency)
     record = PaymentRecord(ctx.tenant, received.payment_id, received.customer_ref, ctx.event_id, ctx.fp,
-                           result.status)
+                           result.status, result.invoice_ids)
     ctx.state.put("payments", pkey, record.to_dict())
 
 
@@ -628,7 +634,7 @@ def _sale(ctx: _Ctx) -> None:
                                             reason))
     if sale.payment_terms == ON_ACCOUNT:
         credit = ctx.credit(sale.customer_ref or "")
-        update = add_invoice(credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total)
+        update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total)
         ctx.store_credit(update.state)
     documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), entry.entry_id)
     outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
@@ -701,7 +707,7 @@ def _refund(ctx: _Ctx) -> None:
                                             REASON_RETURN))
     if request.refund_method == "CREDIT" and invoice.payment_terms == ON_ACCOUNT and invoice.customer_ref:
         credit = ctx.credit(invoice.customer_ref)
-        update = apply_credit_refund(credit, request.refund_id, invoice.invoice_id, note.total)
+        update = apply_credit_refund(ctx.state, credit, request.refund_id, invoice.invoice_id, note.total)
         if update.state is not credit:
             ctx.store_credit(update.state)
     outcome = _refund_outcome(ctx, record, ACCEPTED, documents=(note.credit_note_id, entry.entry_id),
@@ -719,18 +725,32 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
     if et == "payment.received":
-        return [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}")]
+        keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}")]
+        done = ctx.state.get("payments", f"{tenant}:{data['payment_id']}")
+        if done is not None:
+            keys += [("invoices", invoice_key(tenant, i)) for i in done.get("invoice_ids", ())]
+        return keys
     if et == "refund.issued":
         keys = [("sales", f"{tenant}:{data['sale_id']}")]
         keys += [("stock", f"{tenant}:{line['sku']}") for line in data["lines"]]
         record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
         if record is not None and record.get("customer_ref"):
             keys.append(("credit", f"{tenant}:{record['customer_ref']}"))
+            mark_key = refund_mark_key(tenant, record["customer_ref"], data["refund_id"])
+            mark = ctx.state.get("invoices", mark_key)
+            if mark is not None:
+                keys.append(("invoices", mark_key))
+                keys += [("invoices", invoice_key(tenant, i)) for i in RefundMark.from_dict(mark).invoice_ids]
         return keys
     keys = [("sales", f"{tenant}:{data['sale_id']}")]
     keys += [("stock", f"{tenant}:{line['sku']}") for line in data["line_items"]]
     if data.get("customer_ref"):
         keys.append(("credit", f"{tenant}:{data['customer_ref']}"))
+        ikey = invoice_key(tenant, invoice_id_for(data["sale_id"]))
+        entry = ctx.state.get("invoices", ikey)
+        if entry is not None:  # the invoice, and the neighbours it was linked between (if still open)
+            keys.append(("invoices", ikey))
+            keys += [("invoices", invoice_key(tenant, n)) for n in (entry.get("prev"), entry.get("next")) if n]
     return keys
 
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from streams.core.catalog import CatalogEntry
 from streams.core.fold import (ACCEPTED, FAILED, ORDER, POS, REFUSED, TABLES, DeadLetter, DictState, Emit,
-                               FoldConfig, SaleRecord, catalog_of, credit_of, fold, payment_of, sale_of, seen_of,
-                               serial_fold, stock_of)
+                               FoldConfig, SaleRecord, catalog_of, credit_of, fold, open_invoices_of, payment_of,
+                               sale_of, seen_of, serial_fold, stock_of)
 from streams.core.serde import from_plain, to_plain
 
 from .foldkit import catalog, check_outputs, count, delta, emits, payment, refund, sale, terms, topics
@@ -88,7 +88,8 @@ def test_an_on_account_pos_sale_adds_its_invoice_to_credit():
                            "sales.outcomes"]
     assert outcome_of(out)["credit"] is None  # a POS sale happened: its credit is not checked
     credit = credit_of(state, "t1", "C2")
-    assert [(i.invoice_id, i.total) for i in credit.open_invoices] == [("INV-S1", D("58.00"))]
+    assert [(i.invoice_id, i.total) for i in open_invoices_of(state, "t1", "C2")] == [("INV-S1", D("58.00"))]
+    assert (credit.open_count, credit.oldest, credit.newest) == (1, "INV-S1", "INV-S1")
     assert (credit.outstanding, credit.available) == (D("58.00"), D("242"))
 
 
@@ -213,7 +214,13 @@ def test_a_payment_right_after_its_on_account_sale_is_applied():
         "outcome": "ACCEPTED", "reasons": [], "credit": None, "document_ids": ["PAY-P1", "JE-PAY-P1"],
         "total": D("116.00"), "currency": "KES", "decided_at": 2001}
     credit = credit_of(state, "t1", "C1")
-    assert (credit.open_invoices, credit.outstanding) == ((), D(0))
+    assert (open_invoices_of(state, "t1", "C1"), credit.outstanding, credit.open_count) == ([], D(0), 0)
+    paid_off = state.tables["invoices"]["t1:INV-S1"]  # left the chain, kept: a payment naming it is refused
+    assert (paid_off["paid"], paid_off["prev"], paid_off["next"]) == ("116.0000", None, None)
+    again = run(state, payment("P2", "C1", "1.00", event_id="p2", invoice="INV-S1", ts=2002))
+    assert outcome_of(again)["reasons"] == [{"sku": None, "code": "UNKNOWN_INVOICE", "requested": None,
+                                             "available": None,
+                                             "message": "INV-S1 is not an open invoice of customer C1"}]
     assert payment_of(state, "t1", "P1").status == "APPLIED"
 
 
@@ -578,7 +585,8 @@ def test_an_event_writes_each_key_once_and_all_or_nothing(monkeypatch):
     state.puts.clear()
     run(state, refund("R1", "S1", [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 1}], event_id="r1",
                       method="CREDIT"))
-    assert sorted(state.puts) == [("credit", "t1:C1"), ("sales", "t1:S1"), ("seen", "t1:r1"), ("stock", "t1:A")]
+    assert sorted(state.puts) == [("credit", "t1:C1"), ("invoices", "t1:INV-S1"), ("invoices", "t1:refund:C1:R1"),
+                                  ("sales", "t1:S1"), ("seen", "t1:r1"), ("stock", "t1:A")]
 
     import streams.core.fold as fold_module
 
@@ -614,3 +622,27 @@ def test_every_input_event_type_has_a_validator_and_the_core_stays_pure():
                 assert {a.name.split(".")[0] for a in node.names} <= stdlib, path
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert node.module.split(".")[0] in stdlib, (path, node.module)
+
+
+def test_a_duplicate_payment_or_refund_writes_again_the_invoice_keys_it_wrote():
+    state = RecordingState()
+    run(state, catalog("G", [{"sku": "A", "price": "100.00", "stock_quantity": 50}], event_id="c1"),
+        *[sale(f"S{n}", [{"sku": "A", "quantity": 1}], event_id=f"e{n}", ts=2000 + n, terms="ON_ACCOUNT",
+               customer="C1") for n in range(5)])
+    events = [payment("P1", "C1", "150.00", event_id="p1"),  # pays INV-S0 off, INV-S1 in part
+              payment("P2", "C1", "100.00", event_id="p2", invoice="INV-S3"),  # off, from the chain's middle
+              refund("R1", "S2", [{"sku": "A", "quantity": 1}], event_id="r1", method="CREDIT", restock=False),
+              sale("S5", [{"sku": "A", "quantity": 1}], event_id="e5", ts=2003, terms="ON_ACCOUNT",
+                   customer="C1")]  # linked in between INV-S1 and INV-S4
+    for event in events:
+        state.puts.clear()
+        out = run(state, event)
+        first = set(state.puts)
+        assert any(table == "invoices" for table, _ in first), (event.record["event_id"], out)
+        before = copy.deepcopy(state.tables)
+        state.puts.clear()
+        assert fold(state, event, CFG) == []
+        again = set(state.puts)  # (a refund without restock rewrites its stock keys too, as it always did)
+        assert {p for p in again if p[0] == "invoices"} == {p for p in first if p[0] == "invoices"}
+        assert again >= first and state.tables == before, event.record["event_id"]
+    assert [i.invoice_id for i in open_invoices_of(state, "t1", "C1")] == ["INV-S1", "INV-S5", "INV-S4"]

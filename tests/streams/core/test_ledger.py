@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core import credit
+from streams.core.fold import DictState
 from streams.core.journal import ACCOUNT_NAMES, make_entry
 from streams.core.ledger import (
     PAYMENT_MISMATCH,
@@ -229,11 +230,12 @@ def test_every_journal_entry_balances(currency, lines, terms, default_tax, data)
     assert booking.journal.total_debit == priced.total
 
     if terms == "ON_ACCOUNT":
-        state = credit.add_invoice(credit.CreditState("t1", "C1"), "INV-S1", T0, currency, priced.total).state
+        book = DictState()
+        state = credit.add_invoice(book, credit.CreditState("t1", "C1"), "INV-S1", T0, currency, priced.total).state
         for n, amount in enumerate(_split(data, priced.total, currency, 3)):
             if amount == 0:
                 continue
-            result = credit.apply_payment(state, f"P{n}", amount, None, currency)
+            result = credit.apply_payment(book, state, amount, None, currency)
             assert result.status == credit.APPLIED
             state = result.state
             method = data.draw(st.sampled_from(["CASH", "CARD", "MOBILE", "BANK"]))

@@ -7,7 +7,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.core.credit import CreditState, OpenInvoice
+from streams.core.credit import CreditState, Due, InvoiceEntry, RefundMark
 from streams.core.serde import from_plain, to_plain
 from streams.core.stock import StockState
 
@@ -23,13 +23,30 @@ def test_stock_state_forms_agree(state):
     assert StockState.from_dict(state.to_dict()) == state == from_plain(StockState, to_plain(state))
 
 
-@given(st.builds(CreditState, ids, ids, money, st.booleans(),
-                 st.lists(st.builds(OpenInvoice, ids, st.integers(0, 10**13), st.just("KES"), money, money,
-                                    money)).map(tuple),
-                 money, st.lists(ids).map(tuple)))
+exps = st.integers(-6, 0)
+link = st.none() | ids
+
+
+@given(st.builds(CreditState, ids, ids, money, st.booleans(), money, st.integers(0, 10**6), link, link,
+                 st.lists(st.builds(Due, ids, money, st.lists(st.tuples(exps, st.integers(1, 99)),
+                                                              unique_by=lambda t: t[0]).map(
+                                                                  lambda xs: tuple(sorted(xs))))).map(tuple)))
 def test_credit_state_forms_agree(state):
     assert state.to_dict() == to_plain(state)
     assert CreditState.from_dict(state.to_dict()) == state == from_plain(CreditState, to_plain(state))
+
+
+@given(st.builds(InvoiceEntry, ids, ids, ids, st.integers(0, 10**13), st.just("KES"), money, money, money, link,
+                 link))
+def test_invoice_entry_forms_agree(entry):
+    assert entry.to_dict() == to_plain(entry)
+    assert InvoiceEntry.from_dict(entry.to_dict()) == entry == from_plain(InvoiceEntry, to_plain(entry))
+
+
+@given(st.builds(RefundMark, ids, ids, ids, ids, st.lists(ids).map(tuple)))
+def test_refund_mark_forms_agree(mark):
+    assert mark.to_dict() == to_plain(mark)
+    assert RefundMark.from_dict(mark.to_dict()) == mark == from_plain(RefundMark, to_plain(mark))
 
 
 def test_an_empty_state_round_trips():
