@@ -20,6 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
+from streams.core.credit import open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
 from streams.jsonconv import format_decimal
@@ -113,7 +114,7 @@ def stock_view(state: Any, catalog: Any) -> dict:
     return body
 
 
-def credit_view(state: Any) -> dict:
+def credit_view(state: Any, invoices: list) -> dict:
     available = state.available
     return {
         "tenant_id": state.tenant_id, "customer_ref": state.customer_ref,
@@ -121,7 +122,7 @@ def credit_view(state: Any) -> dict:
         "available": None if available is None else format_decimal(available), "on_hold": state.on_hold,
         "open_invoices": [{"invoice_id": i.invoice_id, "total": format_decimal(i.total),
                            "paid": format_decimal(i.paid), "credited": format_decimal(i.credited),
-                           "remaining": format_decimal(i.remaining), "status": i.status} for i in state.open_invoices],
+                           "remaining": format_decimal(i.remaining), "status": i.status} for i in invoices],
     }
 
 
@@ -171,7 +172,7 @@ def install(p: Pipeline, folder: Any) -> Views:
             state = core.credit_of(store, tenant, customer_ref)
             if state is None:
                 return error(404, f"unknown customer {customer_ref!r} for tenant {tenant!r}")
-            return aioweb.json_response(credit_view(state))
+            return aioweb.json_response(credit_view(state, open_invoices_of(store, tenant, customer_ref)))
 
         return await views.routed(request, local)
 
