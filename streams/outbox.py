@@ -28,33 +28,41 @@ class DeliveryFailed(Exception):
 
 
 class Batch:
-    """The records one agent step produced; `sent()` waits until every one of them is in Kafka."""
+    """The records one agent step produced; `sent()` waits until every one of them is in Kafka.
 
-    __slots__ = ("_loop", "_pending", "_done", "_error", "offsets")
+    Delivery reports are counted on the poller thread; the event loop is woken once per batch (when
+    the last report arrives after `sent()` was called), not once per record."""
+
+    __slots__ = ("_loop", "_produced", "_acked", "_closed", "_done", "_error", "offsets")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
-        self._pending = 0
+        self._produced = 0  # event loop thread only
+        self._acked = 0  # poller thread only
+        self._closed = False
         self._done = loop.create_future()
         self._error: str | None = None
         self.offsets: dict[tuple[str, int], int] = {}  # highest delivered offset per (topic, partition)
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:  # on the poller thread
-        self._loop.call_soon_threadsafe(self._settle, err, msg.topic(), msg.partition(), msg.offset())
-
-    def _settle(self, err: KafkaError | None, topic: str, partition: int, offset: int) -> None:
         if err is not None:
-            self._error = self._error or f"{topic}[{partition}]: {err}"
+            self._error = self._error or f"{msg.topic()}[{msg.partition()}]: {err}"
         else:
-            key = (topic, partition)
+            key = (msg.topic(), msg.partition())
+            offset = msg.offset()
             if offset > self.offsets.get(key, -1):
                 self.offsets[key] = offset
-        self._pending -= 1
-        if self._pending == 0 and not self._done.done():
+        self._acked += 1
+        if self._closed and self._acked == self._produced:
+            self._loop.call_soon_threadsafe(self._finish)
+
+    def _finish(self) -> None:
+        if not self._done.done():
             self._done.set_result(None)
 
     async def sent(self) -> None:
-        if self._pending:
+        self._closed = True
+        if self._acked != self._produced:
             await self._done
         if self._error is not None:
             raise DeliveryFailed(self._error)
@@ -88,7 +96,7 @@ class Outbox:
                 break
             except BufferError:  # the local queue is full: let the poller drain it
                 self._stop.wait(0.01)
-        batch._pending += 1
+        batch._produced += 1
 
     def close(self, timeout: float = 30.0) -> int:
         remaining = self.producer.flush(timeout)

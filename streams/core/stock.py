@@ -20,11 +20,14 @@ Choices where SPEC is silent:
 from __future__ import annotations
 
 import bisect
+from itertools import chain as _chain_iter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .serde import Plain
+
+_chain = _chain_iter.from_iterable
 
 __all__ = [
     "INVENTORY",
@@ -109,15 +112,16 @@ class StockState(Plain):
         return {
             "tenant_id": self.tenant_id, "sku": self.sku, "on_hand": self.on_hand, "reserved": self.reserved,
             "absolute_ts": self.absolute_ts, "absolute_qty": self.absolute_qty,
-            "deltas": [list(d) for d in self.deltas], "updated_at": self.updated_at,
+            "deltas": list(_chain(self.deltas)), "updated_at": self.updated_at,
             "last_event_id": self.last_event_id, "location_id": self.location_id, "reason": self.reason,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StockState":
+        flat = iter(data.get("deltas", ()))  # [ts1, qty1, ts2, qty2, ...]: one flat list, cheap both ways
         return cls(
             data["tenant_id"], data["sku"], data.get("on_hand", 0), data.get("reserved", 0),
-            data.get("absolute_ts"), data.get("absolute_qty"), tuple((t, q) for t, q in data.get("deltas", ())),
+            data.get("absolute_ts"), data.get("absolute_qty"), tuple(zip(flat, flat)),
             data.get("updated_at", 0), data.get("last_event_id"), data.get("location_id"), data.get("reason"),
         )
 

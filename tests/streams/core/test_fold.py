@@ -614,7 +614,7 @@ def test_every_input_event_type_has_a_validator_and_the_core_stays_pure():
     assert {t for spec in INPUTS for t in spec.event_types} == set(fold_module.VALIDATORS)
     assert fold_module.VALIDATORS["catalog.update"]({"product_group_id": "G", "variants": []}) == [
         "a product group needs at least one variant"]
-    stdlib = {"__future__", "bisect", "collections", "contextlib", "dataclasses", "datetime", "decimal", "enum",
+    stdlib = {"__future__", "bisect", "itertools", "collections", "contextlib", "dataclasses", "datetime", "decimal", "enum",
               "functools", "hashlib", "json", "types", "typing"}
     for path in pathlib.Path(fold_module.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -109,7 +109,7 @@ def test_state_round_trips_through_json():
     s = apply_absolute(EMPTY, 10, 100, "e0", "WH1").state
     s = apply_delta(s, -3, 150, "e1").state
     plain = json.loads(json.dumps(s.to_dict()))
-    assert plain["deltas"] == [[150, -3]]
+    assert plain["deltas"] == [150, -3]
     assert StockState.from_dict(plain) == s
     assert s.level() == {
         "tenant_id": "t1",
