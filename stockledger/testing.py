@@ -21,12 +21,14 @@ from stockledger.topics import stream_inputs
 
 @dataclass
 class WorkerProcess:
-    """A `stockledger worker` subprocess with its own state folder and web port."""
+    """A `stockledger worker` (or, with `command="api"` and `port_flag="--port"`, `stockledger api`)
+    subprocess with its own id and port, ready when its /health answers 200."""
 
     settings: Settings
     worker_id: str
     web_port: int
     command: str = "worker"
+    port_flag: str = "--web-port"
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     proc: subprocess.Popen | None = None
@@ -43,7 +45,7 @@ class WorkerProcess:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
         argv = [sys.executable, "-m", "stockledger.cli", self.command, "--id", self.worker_id,
-                "--web-port", str(self.web_port), "--loglevel", "warning", *self.extra_args]
+                self.port_flag, str(self.web_port), "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)
         log.close()
