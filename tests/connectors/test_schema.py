@@ -27,8 +27,8 @@ def books(sink_db):
 def test_upgrade_reaches_head_and_matches_the_table_definitions(sink_db):
     _, engine = sink_db
     assert migrate.current(engine) is None
-    assert migrate.upgrade(engine) == migrate.head() == "0001"
-    assert migrate.upgrade(engine) == "0001"  # again: nothing to do
+    assert migrate.upgrade(engine) == migrate.head() == "0002"
+    assert migrate.upgrade(engine) == "0002"  # again: nothing to do
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE,
                                                      "compare_server_default": True})
@@ -58,7 +58,7 @@ def test_workers_starting_together_migrate_once(sink_db):
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and results == ["0001"] * 3
+    assert errors == [] and results == ["0002"] * 3
 
 
 def _entry(conn, entry_id: str, lines: list[tuple[str, str, str]], tenant: str = "t1") -> None:
