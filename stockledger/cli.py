@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from connectors.commands import register as register_connectors
 
     register_connectors(sub)
+    from api.commands import register as register_api
+
+    register_api(sub)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)
