@@ -1,0 +1,57 @@
+"""Fixtures of the API tests: real `stockledger api` processes on the test stack (ports 36100-36199
+unless STOCKLEDGER_TEST_API_PORT moves them), and a tenant with fresh credentials per test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.api import support
+
+API_PORT = int(os.environ.get("STOCKLEDGER_TEST_API_PORT", "36101"))
+
+
+@pytest.fixture(scope="session")
+def api_engine(stack, settings):
+    from sqlalchemy import create_engine
+
+    from connectors import migrate
+
+    engine = create_engine(settings.database_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _start(settings, name: str, port: int, **env: str):
+    from stockledger.testing import WorkerProcess
+
+    return WorkerProcess(settings, name, port, command="api", port_flag="--port",
+                         env={"STOCKLEDGER_API_RATE_LIMIT": "0", **env}).start().wait_ready(90)
+
+
+@pytest.fixture(scope="session")
+def api(stack, api_engine, settings):
+    """The API as tills and ERPs meet it: no rate limit, 5 s outcome wait."""
+    proc = _start(settings, "api-main", API_PORT)
+    yield support.Api(proc.url)
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_api(stack, api_engine, settings):
+    """A second process with a rate limit of 1 request/s in bursts of 3 per tenant, and no outcome
+    wait (every sale is answered 202 at once): the refusals a busy or slow pipeline brings."""
+    proc = _start(settings, "api-strict", API_PORT + 1, STOCKLEDGER_API_RATE_LIMIT="1",
+                  STOCKLEDGER_API_RATE_BURST="3", STOCKLEDGER_API_OUTCOME_WAIT="0")
+    yield support.Api(proc.url)
+    proc.stop()
+
+
+@pytest.fixture
+def creds(api_engine, settings, tenant) -> support.Creds:
+    """A tenant of the test's own with fresh credentials (as `stockledger tenant add` makes them)."""
+    from api import tenants
+
+    return support.Creds(tenants.add(api_engine, settings.master_key(), tenant))
