@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
@@ -43,6 +44,7 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+STREAMING = "stockledger.streaming"  # set on a request whose answer has started: no other answer is possible
 
 
 def services_of(request: web.Request) -> Services:
@@ -66,6 +68,8 @@ async def refusals(request: web.Request, handler: Callable[[web.Request], Awaita
         return Problem(exc.status, exc.reason, headers=headers).response()
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
+        if request.get(STREAMING):
+            raise
         return Problem(500, "internal error").response()
 
 
@@ -121,6 +125,8 @@ def parse_json(raw: bytes) -> Any:
         raise Problem(400, "malformed JSON: not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise Problem(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Problem(400, "malformed JSON: nested too deeply") from None
 
 
 def respond(answer: Answer, replayed: bool = False) -> web.Response:
@@ -221,19 +227,22 @@ async def snapshot(request: web.Request) -> web.StreamResponse:
     offered = {"csv": [negotiation.CSV], "json": [negotiation.JSON], None: [negotiation.JSON, negotiation.CSV]}[fmt]
     tenant, chosen = await intake(request, READ_CREDENTIALS, offered=offered)
     want = "csv" if chosen == negotiation.CSV else "json"
+    out = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8" if want == "csv" else negotiation.JSON})
     try:
         async with services_of(request).workers.open("inventory/snapshot", tenant, format=want) as upstream:
             if upstream.status != 200:
-                raise Problem(503, f"the workers answered {upstream.status}")
-            out = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8" if want == "csv"
-                                              else negotiation.JSON})
+                raise Problem(503, f"the workers answered {upstream.status}", headers={"Retry-After": "1"})
+            request[STREAMING] = True
             await out.prepare(request)
             async for chunk in upstream.content.iter_chunked(64 * 1024):
                 await out.write(chunk)
             await out.write_eof()
             return out
-    except OSError as exc:  # aiohttp.ClientError is one
-        raise Problem(503, f"the stream workers cannot answer right now ({exc.__class__.__name__})") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        if out.prepared:  # half streamed: the connection is dropped, the client sees a cut answer
+            raise
+        raise Problem(503, f"the stream workers cannot answer right now ({exc.__class__.__name__})",
+                      headers={"Retry-After": "1"}) from None
 
 
 # -- signed webhooks --------------------------------------------------------------------------------------

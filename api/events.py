@@ -112,8 +112,8 @@ def inventory_adjust(tenant: str, body: Any, event_id: str) -> Published:
 def _envelope(tenant: str, body: Any) -> dict:
     body = _object(body)
     _require(body, "event_id", "event_type", "data")
-    if not isinstance(body["event_id"], str) or not body["event_id"].strip():
-        raise invalid("event_id", "expected a non-empty string")
+    if not isinstance(body["event_id"], str) or not body["event_id"].strip() or len(body["event_id"]) > 255:
+        raise invalid("event_id", "expected a non-empty string of at most 255 characters")
     _same_tenant(body, tenant)
     return body
 

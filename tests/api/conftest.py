@@ -25,10 +25,19 @@ def api_engine(stack, settings):
 
 
 def _start(settings, name: str, port: int, **env: str):
+    """An API process on `port`, or on one 10, 20... above when that one is taken (36100-36199 lie in
+    Linux's ephemeral range, so a client socket of anything on the machine may hold it)."""
     from stockledger.testing import WorkerProcess
 
-    return WorkerProcess(settings, name, port, command="api", port_flag="--port",
-                         env={"STOCKLEDGER_API_RATE_LIMIT": "0", **env}).start().wait_ready(90)
+    for attempt in range(5):
+        proc = WorkerProcess(settings, name, port + 10 * attempt, command="api", port_flag="--port",
+                             env={"STOCKLEDGER_API_RATE_LIMIT": "0", **env}).start()
+        try:
+            return proc.wait_ready(90)
+        except RuntimeError:  # exited: the port was taken (its log says so); the next one
+            if "address already in use" not in proc.logfile.read_text(errors="replace")[-3000:]:
+                raise
+    raise RuntimeError(f"no free port for {name} from {port}")
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ def test_every_refusal_is_clear_and_publishes_nothing(api, creds, settings, work
         assert problem(api.post(path, sale("S7"), headers=headers), 400)["field"] == "Idempotency-Key"
     # bodies
     assert "malformed JSON" in problem(api.post(path, raw=b'{"sale_id": "S7",', headers=good), 400)["detail"]
+    assert "malformed JSON" in problem(api.post(path, raw=b"[" * 100_000, headers=good), 400)["detail"]
     bad = problem(api.post(path, {**sale("S7"), "line_items": [{"sku": "A", "quantity": "two"}]}, headers=good), 400)
     assert bad["field"] == "line_items[0].quantity"
     assert problem(api.post(path, {"currency": "KES"}, headers=good), 400)["field"] == "sale_id"

@@ -64,6 +64,8 @@ def test_seed_002_stock_updated_sets_an_absolute_count(api, creds, publish, sett
     assert problem(api.webhook("erp", creds.tenant, creds.secret, bad), 400)["field"] == "data.stock_level"
     wrong_tenant = {**body, "event_id": "evt-002-3", "tenant_id": "someone-else"}
     assert problem(api.webhook("erp", creds.tenant, creds.secret, wrong_tenant), 400)["field"] == "tenant_id"
+    too_long = {**body, "event_id": "e" * 256}
+    assert problem(api.webhook("erp", creds.tenant, creds.secret, too_long), 400)["field"] == "event_id"
     assert len(records(settings, "inventory.changes", creds.tenant)) == 1
 
 
