@@ -169,10 +169,11 @@ async def keyed_post(request: web.Request, tenant: str, build: Build, wait_outco
         return answers.pending(ids, event_id) if outcome is None else answers.from_outcome(ids, event_id, outcome)
 
     async def refresh(stored: Answer) -> Answer | None:
-        if stored.status != 202 or not wait_outcome:
+        sale_id = stored.json().get("sale_id") if stored.status == 202 and wait_outcome else None
+        if not sale_id:
             return None
         try:
-            status, view = await s.workers.get_json("sales", stored.json()["sale_id"], tenant)
+            status, view = await s.workers.get_json("sales", sale_id, tenant)
         except Problem:
             return None
         return answers.from_sale_view(stored, view) if status == 200 else None

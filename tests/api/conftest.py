@@ -50,10 +50,12 @@ def api(stack, api_engine, settings):
 
 @pytest.fixture(scope="session")
 def strict_api(stack, api_engine, settings):
-    """A second process with a rate limit of 1 request/s in bursts of 3 per tenant, and no outcome
-    wait (every sale is answered 202 at once): the refusals a busy or slow pipeline brings."""
+    """A second process with a rate limit of 1 request/s in bursts of 3 per tenant, no outcome wait
+    (every sale is answered 202 at once) and a duplicate wait of 1 s: the refusals a busy or slow
+    pipeline brings."""
     proc = _start(settings, "api-strict", API_PORT + 1, STOCKLEDGER_API_RATE_LIMIT="1",
-                  STOCKLEDGER_API_RATE_BURST="3", STOCKLEDGER_API_OUTCOME_WAIT="0")
+                  STOCKLEDGER_API_RATE_BURST="3", STOCKLEDGER_API_OUTCOME_WAIT="0",
+                  STOCKLEDGER_API_DUPLICATE_WAIT="1")
     yield support.Api(proc.url)
     proc.stop()
 

@@ -159,3 +159,26 @@ def test_the_rate_limit_answers_429_with_retry_after_and_stores_nothing(strict_a
     again = strict_api.pos(creds, "sales", sale("S9-3"), "k-S9-3")
     assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
     assert len(records(settings, "sales", creds.tenant)) == 4
+
+
+def test_a_duplicate_of_a_request_still_running_elsewhere_gets_409_then_its_answer(strict_api, creds, api_engine,
+                                                                                   settings):
+    from datetime import timedelta
+
+    from api import idempotency as idem
+
+    body, path = sale("S10"), f"/integrations/piti/companies/{creds.tenant}/sales"
+    # another API process has claimed the key and is still publishing
+    assert idem.claim(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S10", idem.fingerprint("POST", path, body),
+                      timedelta(days=7)) == (True, None)
+    busy = strict_api.pos(creds, "sales", body, "k-S10")
+    problem(busy, 409)
+    assert busy.headers["Retry-After"] == "1"
+    problem(strict_api.pos(creds, "sales", sale("S10", qty=5), "k-S10"), 422)  # another body: refused at once
+    assert records(settings, "sales", creds.tenant) == []
+    from api.answers import pending
+
+    answer = pending({"sale_id": "S10"}, idem.event_id(creds.tenant, "k-S10"))
+    idem.store(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S10", answer)  # ... and has answered
+    replay = strict_api.pos(creds, "sales", body, "k-S10")
+    assert (replay.status_code, replay.content, replay.headers["Idempotent-Replayed"]) == (202, answer.body, "true")
