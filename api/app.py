@@ -137,7 +137,7 @@ def respond(answer: Answer, replayed: bool = False) -> web.Response:
 
 
 # -- POSTs with an Idempotency-Key ------------------------------------------------------------------
-Build = Callable[[str, Any, str], events.Published]
+Build = Callable[[str, Any, str, str], events.Published]  # (tenant, body, event id, timestamp)
 
 
 def _ids(published: events.Published) -> dict:
@@ -150,10 +150,11 @@ async def keyed_post(request: web.Request, tenant: str, build: Build, wait_outco
     key = idempotency.check_key(request.headers.get("Idempotency-Key"))
     body = parse_json(await read_body(request))
     event_id = idempotency.event_id(tenant, key)
-    published = build(tenant, body, event_id)  # a 400 here is never stored
+    build(tenant, body, event_id, events.now_iso())  # a 400 here is never stored
     fp = idempotency.fingerprint(request.method, request.path, body)
 
-    async def execute() -> Answer:
+    async def execute(at: str) -> Answer:
+        published = build(tenant, body, event_id, at)  # at: the key's first claim, the same on every retry
         fut = s.outcomes.expect(event_id) if wait_outcome else None
         try:
             await s.publisher.publish(published)
@@ -263,7 +264,7 @@ async def _signed(request: web.Request) -> tuple[str, bytes, Any]:
 
 
 async def _nonce(request: web.Request, tenant: str, scope: str, raw: bytes, nonce: str,
-                 execute: Callable[[], Awaitable[Answer]]) -> web.Response:
+                 execute: Callable[[str], Awaitable[Answer]]) -> web.Response:
     s = services_of(request)
     mismatch = Problem(409, "this event_id was received before with another body", field="event_id")
     answer, replayed = await s.idempotency.answer(tenant, scope, nonce, idempotency.raw_fingerprint(raw), execute,
@@ -274,10 +275,10 @@ async def _nonce(request: web.Request, tenant: str, scope: str, raw: bytes, nonc
 async def erp_webhook(request: web.Request) -> web.Response:
     s = services_of(request)
     tenant, raw, body = await _signed(request)
-    published = events.erp_webhook(tenant, body)
+    events.erp_webhook(tenant, body, events.now_iso())  # a 400 here is never stored
 
-    async def execute() -> Answer:
-        await _publish(s, published)
+    async def execute(at: str) -> Answer:
+        await _publish(s, events.erp_webhook(tenant, body, at))
         return answers.json_answer(200, {"event_id": body["event_id"], "status": "ACCEPTED"})
 
     return await _nonce(request, tenant, "erp", raw, body["event_id"], execute)
@@ -289,7 +290,7 @@ async def treasury_webhook(request: web.Request) -> web.Response:
     body = events.treasury_payment(tenant, body)
     order_id = body["data"]["order_id"]
 
-    async def execute() -> Answer:
+    async def execute(at: str) -> Answer:
         status, sale = await s.workers.get_json("sales", order_id, tenant)
         if status == 404:
             raise Problem(422, f"unknown order {order_id!r}", field="data.order_id")
@@ -299,7 +300,7 @@ async def treasury_webhook(request: web.Request) -> web.Response:
             await s.db.run(books_customer, tenant, order_id)
         if not customer:
             raise Problem(422, f"order {order_id!r} has no customer to credit", field="data.order_id")
-        published = events.payment_received(tenant, body, customer, sale["currency"])
+        published = events.payment_received(tenant, body, customer, sale["currency"], at)
         await _publish(s, published)
         data = published[0][1].record["data"]
         return answers.json_answer(200, {"event_id": body["event_id"], "status": "ACCEPTED",

@@ -21,7 +21,13 @@ AS_DATA = {"data.": ""}  # the body is the event's data: name its fields as the 
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return iso(datetime.now(timezone.utc))
+
+
+def iso(at: datetime) -> str:
+    """The `timestamp` the API gives an event that names none: when its key was first claimed, so a
+    request executed again (after a crash or a failed publish) publishes the very same record."""
+    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def invalid(field: str, message: str) -> Problem:
@@ -58,17 +64,17 @@ def _same_tenant(body: dict, tenant: str) -> None:
         raise invalid("tenant_id", "does not match the tenant of the request")
 
 
-def pos_sale(tenant: str, body: Any, event_id: str) -> Published:
+def pos_sale(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 000's sale: the body is `sale.completed`'s data (channel POS unless it says otherwise)."""
     data = {"channel": "POS", **_object(body)}
-    event = {"event_id": event_id, "event_type": "sale.completed", "tenant_id": tenant, "timestamp": now_iso(),
+    event = {"event_id": event_id, "event_type": "sale.completed", "tenant_id": tenant, "timestamp": at,
              "source": "pos", "data": data}
     return [("sales", _convert("sales", event, AS_DATA))]
 
 
-def pos_refund(tenant: str, body: Any, event_id: str) -> Published:
+def pos_refund(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 000's refund: the body is `refund.issued`'s data."""
-    event = {"event_id": event_id, "event_type": "refund.issued", "tenant_id": tenant, "timestamp": now_iso(),
+    event = {"event_id": event_id, "event_type": "refund.issued", "tenant_id": tenant, "timestamp": at,
              "source": "pos", "data": _object(body)}
     return [("refunds", _convert("refunds", event, AS_DATA))]
 
@@ -76,19 +82,19 @@ def pos_refund(tenant: str, body: Any, event_id: str) -> Published:
 ORDER_RENAME = {"data.sale_id": "order_id", "timestamp": "order_date", "data.": ""}
 
 
-def order_import(tenant: str, body: Any, event_id: str) -> Published:
+def order_import(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 003's order import, mapped to `order.placed` exactly as `produce` maps it."""
     body = _object(body)
     _require(body, "order_id", "line_items")
     _same_tenant(body, tenant)
     if not isinstance(body["line_items"], list) or not all(isinstance(li, dict) for li in body["line_items"]):
         raise invalid("line_items", "expected an array of objects")
-    event = mapping.order_import(body, tenant, DEFAULT_CURRENCY)
+    event = mapping.order_import({**body, "order_date": body.get("order_date") or at}, tenant, DEFAULT_CURRENCY)
     event["event_id"] = event_id
     return [("sales", _convert("sales", event, ORDER_RENAME))]
 
 
-def inventory_adjust(tenant: str, body: Any, event_id: str) -> Published:
+def inventory_adjust(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 003's adjust: one `inventory.change` (a delta) per adjustment."""
     body = _object(body)
     _require(body, "reference_id", "adjustments")
@@ -101,7 +107,7 @@ def inventory_adjust(tenant: str, body: Any, event_id: str) -> Published:
             raise invalid(f"adjustments[{n}]", "expected an object")
         _require(adj, "sku", "quantity_change", prefix=f"adjustments[{n}].")
     out = []
-    for n, event in enumerate(mapping.adjust(body, tenant)):
+    for n, event in enumerate(mapping.adjust({**body, "timestamp": body.get("timestamp") or at}, tenant)):
         event["event_id"] = f"{event_id}:{n + 1}"
         rename = {"data.location_id": f"adjustments[{n}].warehouse_id", "data.reference_id": "reference_id",
                   "data.": f"adjustments[{n}]."}
@@ -118,7 +124,7 @@ def _envelope(tenant: str, body: Any) -> dict:
     return body
 
 
-def erp_webhook(tenant: str, body: Any) -> Published:
+def erp_webhook(tenant: str, body: Any, at: str) -> Published:
     """Seed 003's `catalog.update` and `inventory.change`, and seed 002's `inventory.stock.updated`
     (`item_id` the SKU, `stock_level` an absolute count, `warehouse_id` the location)."""
     body = _envelope(tenant, body)
@@ -126,7 +132,7 @@ def erp_webhook(tenant: str, body: Any) -> Published:
     topic = ERP_TOPICS.get(kind)
     if topic is None:
         raise invalid("event_type", f"{kind!r} is not taken here (expected {', '.join(ERP_TOPICS)})")
-    event = {"source": "erp", "timestamp": now_iso(), **body, "tenant_id": tenant}
+    event = {"source": "erp", "timestamp": at, **body, "tenant_id": tenant}
     rename: dict[str, str] = {}
     if kind == "inventory.stock.updated":
         data = _object(body["data"], "data")
@@ -151,11 +157,11 @@ def treasury_payment(tenant: str, body: Any) -> dict:
     return body
 
 
-def payment_received(tenant: str, body: dict, customer_ref: str, currency: str) -> Published:
+def payment_received(tenant: str, body: dict, customer_ref: str, currency: str, at: str) -> Published:
     """The treasury payment as a `payment.received` against `INV-<order_id>` for the sale's customer."""
     data = body["data"]
     event = {"event_id": body["event_id"], "event_type": "payment.received", "tenant_id": tenant,
-             "timestamp": body.get("timestamp") or now_iso(), "source": "treasury",
+             "timestamp": body.get("timestamp") or at, "source": "treasury",
              "data": {"payment_id": data["payment_id"], "customer_ref": customer_ref,
                       "invoice_id": f"INV-{data['order_id']}", "amount": data["amount"], "currency": currency,
                       "method": data.get("method", "BANK"), "reference": data.get("provider_reference")}}

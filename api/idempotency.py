@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from sqlalchemy import Engine, text
 
+from api.events import iso
 from api.problems import Problem
 
 MAX_KEY_LENGTH = 255
@@ -92,7 +93,7 @@ def decide(claimed: bool, row: dict | None, fp: str) -> str:
     """What a request does given the outcome of its claim and the row it found."""
     if claimed:
         return EXECUTE
-    if row is None:  # released (5xx) or pruned between the claim and the read: claim again
+    if row is None or row["state"] == "released":  # released or pruned meanwhile: claim again
         return IN_FLIGHT
     if row["fingerprint"] != fp:
         return MISMATCH
@@ -101,21 +102,26 @@ def decide(claimed: bool, row: dict | None, fp: str) -> str:
 
 # -- the table ---------------------------------------------------------------------------------------
 def claim(engine: Engine, tenant: str, scope: str, key: str, fp: str, retention: timedelta) -> tuple[bool, dict | None]:
-    """Claim the key (a new row, an expired one, or a running one past its lease); else the row."""
+    """Claim the key: a new row, one past its retention, one released (5xx, 429), or one still
+    running past its lease (its process died). (True, {"event_time"}) when claimed, the row's
+    event time kept for the same request; else (False, the row)."""
     params = {"t": tenant, "s": scope, "k": key, "f": fp, "keep": retention, "lease": LEASE}
     with engine.begin() as conn:
         got = conn.execute(text("""
-            INSERT INTO api_requests AS r (tenant_id, scope, request_key, fingerprint, state, claimed_at, expires_at)
-            VALUES (:t, :s, :k, :f, 'running', now(), now() + :keep)
+            INSERT INTO api_requests AS r (tenant_id, scope, request_key, fingerprint, state, claimed_at, event_time,
+                                           expires_at)
+            VALUES (:t, :s, :k, :f, 'running', now(), now(), now() + :keep)
             ON CONFLICT (tenant_id, scope, request_key) DO UPDATE
               SET fingerprint = EXCLUDED.fingerprint, state = 'running', claimed_at = now(),
+                  event_time = CASE WHEN r.expires_at < now() OR r.fingerprint <> EXCLUDED.fingerprint
+                                    THEN now() ELSE r.event_time END,
                   expires_at = EXCLUDED.expires_at, response_status = NULL, response_headers = NULL,
                   response_body = NULL
-              WHERE r.expires_at < now()
+              WHERE r.expires_at < now() OR r.state = 'released'
                  OR (r.state = 'running' AND r.claimed_at < now() - :lease AND r.fingerprint = EXCLUDED.fingerprint)
-            RETURNING 1"""), params).first()
+            RETURNING event_time"""), params).first()
         if got is not None:
-            return True, None
+            return True, {"event_time": got[0]}
         row = conn.execute(text("""SELECT fingerprint, state, response_status, response_headers, response_body
                                    FROM api_requests WHERE tenant_id = :t AND scope = :s AND request_key = :k"""),
                            params).mappings().first()
@@ -131,9 +137,10 @@ def store(engine: Engine, tenant: str, scope: str, key: str, answer: Answer) -> 
 
 
 def release(engine: Engine, tenant: str, scope: str, key: str) -> None:
+    """Nothing stored (a 5xx or 429): the next request with the key executes, at the same event time."""
     with engine.begin() as conn:
-        conn.execute(text("""DELETE FROM api_requests WHERE tenant_id = :t AND scope = :s AND request_key = :k
-                             AND state = 'running'"""), {"t": tenant, "s": scope, "k": key})
+        conn.execute(text("""UPDATE api_requests SET state = 'released' WHERE tenant_id = :t AND scope = :s
+                             AND request_key = :k AND state = 'running'"""), {"t": tenant, "s": scope, "k": key})
 
 
 def prune(engine: Engine, batch: int = 5000) -> int:
@@ -165,10 +172,11 @@ class Idempotency:
     wait: float  # how long a duplicate waits for the first request's answer
     poll: float = 0.05
 
-    async def answer(self, tenant: str, scope: str, key: str, fp: str, execute: Callable[[], Awaitable[Answer]],
+    async def answer(self, tenant: str, scope: str, key: str, fp: str, execute: Callable[[str], Awaitable[Answer]],
                      mismatch: Problem, refresh: Callable[[Answer], Awaitable[Answer | None]] | None = None
                      ) -> tuple[Answer, bool]:
         """(answer, replayed): execute once per key, replay for the same request, refuse another.
+        `execute(at)` gets the ISO time of the claim (the `timestamp` of events whose body names none).
         `refresh` may bring a stored answer up to date (a 202 whose outcome is known by now)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait
@@ -177,7 +185,8 @@ class Idempotency:
             claimed, row = await self.run(claim, tenant, scope, key, fp, self.retention)
             what = decide(claimed, row, fp)
             if what == EXECUTE:
-                return await self._execute(tenant, scope, key, execute), False
+                at = iso(row["event_time"])  # type: ignore[index]
+                return await self._execute(tenant, scope, key, lambda: execute(at)), False
             if what == MISMATCH:
                 raise mismatch
             if what == REPLAY:

@@ -56,7 +56,8 @@ def bare_server(port: int) -> None:
 
         tenant = request.match_info["company_id"]
         data = json.loads(await request.read(), parse_float=Decimal)
-        [(topic, item)] = events.pos_sale(tenant, data, event_id(tenant, request.headers["Idempotency-Key"]))
+        [(topic, item)] = events.pos_sale(tenant, data, event_id(tenant, request.headers["Idempotency-Key"]),
+                                         events.now_iso())
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         producer.produce(topic, codec.encode(topic, item.record), item.key,

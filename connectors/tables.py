@@ -183,7 +183,7 @@ BOOKS = (invoices, invoice_lines, credit_notes, credit_note_lines, payments, pay
 
 # -- the HTTP API service's own state (api/, revision 0002) -----------------------------------------
 CREDENTIAL_KINDS = ("key", "token", "webhook_secret")
-REQUEST_STATES = ("running", "done")
+REQUEST_STATES = ("running", "done", "released")
 
 api_tenants = Table(
     "api_tenants", metadata,
@@ -211,7 +211,8 @@ Index("api_credentials_hash_idx", api_credentials.c.credential_hash, unique=True
 Index("api_credentials_tenant_idx", api_credentials.c.tenant_id, api_credentials.c.kind)
 
 # One row per Idempotency-Key (scope 'idempotency') or webhook event id (scope 'erp', 'treasury'):
-# claimed 'running' by the request that executes it, then 'done' with the answer to replay.
+# claimed 'running' by the request that executes it, then 'done' with the answer to replay, or
+# 'released' (a 5xx or 429: nothing stored, the next request with the key executes).
 api_requests = Table(
     "api_requests", metadata,
     Column("tenant_id", Text, primary_key=True),
@@ -220,11 +221,14 @@ api_requests = Table(
     Column("fingerprint", Text, nullable=False),
     Column("state", Text, nullable=False),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
+    # The `timestamp` of the events the request publishes when its body names none: kept when a claim
+    # is taken over or released, so executing again publishes the very same record.
+    Column("event_time", DateTime(timezone=True), nullable=False),
     Column("response_status", Integer),
     Column("response_headers", Text),  # JSON object
     Column("response_body", LargeBinary),
     Column("expires_at", DateTime(timezone=True), nullable=False),
-    CheckConstraint("state IN ('running', 'done')", name="api_requests_state_known"),
-    CheckConstraint("state = 'running' OR response_status IS NOT NULL", name="api_requests_done_has_answer"),
+    CheckConstraint("state IN ('running', 'done', 'released')", name="api_requests_state_known"),
+    CheckConstraint("state <> 'done' OR response_status IS NOT NULL", name="api_requests_done_has_answer"),
 )
 Index("api_requests_expires_idx", api_requests.c.expires_at)

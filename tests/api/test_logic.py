@@ -45,7 +45,8 @@ def test_claim_decisions():
     assert decide(False, row, "g") == MISMATCH
     assert decide(False, {**row, "state": "running"}, "f") == IN_FLIGHT
     assert decide(False, {**row, "state": "running"}, "g") == MISMATCH
-    assert decide(False, None, "f") == IN_FLIGHT  # released meanwhile: claim again
+    assert decide(False, None, "f") == IN_FLIGHT  # pruned meanwhile: claim again
+    assert decide(False, {**row, "state": "released"}, "g") == IN_FLIGHT  # released meanwhile: claim again
 
 
 def test_5xx_and_429_answers_are_not_stored():

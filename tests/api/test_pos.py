@@ -170,7 +170,7 @@ def test_a_duplicate_of_a_request_still_running_elsewhere_gets_409_then_its_answ
     body, path = sale("S10"), f"/integrations/piti/companies/{creds.tenant}/sales"
     # another API process has claimed the key and is still publishing
     assert idem.claim(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S10", idem.fingerprint("POST", path, body),
-                      timedelta(days=7)) == (True, None)
+                      timedelta(days=7))[0] is True
     busy = strict_api.pos(creds, "sales", body, "k-S10")
     problem(busy, 409)
     assert busy.headers["Retry-After"] == "1"
@@ -182,3 +182,25 @@ def test_a_duplicate_of_a_request_still_running_elsewhere_gets_409_then_its_answ
     idem.store(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S10", answer)  # ... and has answered
     replay = strict_api.pos(creds, "sales", body, "k-S10")
     assert (replay.status_code, replay.content, replay.headers["Idempotent-Replayed"]) == (202, answer.body, "true")
+
+
+def test_a_request_abandoned_by_a_dead_process_is_taken_over_with_the_same_record(strict_api, creds, api_engine,
+                                                                                 settings):
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from api import idempotency as idem
+    from streams.jsonconv import format_timestamp
+
+    body, path = sale("S11"), f"/integrations/piti/companies/{creds.tenant}/sales"
+    _, first = idem.claim(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S11", idem.fingerprint("POST", path, body),
+                          timedelta(days=7))
+    with api_engine.begin() as conn:  # its process died 61 s ago, past the lease
+        conn.execute(text("UPDATE api_requests SET claimed_at = now() - interval '61 seconds' "
+                          "WHERE tenant_id = :t AND request_key = 'k-S11'"), {"t": creds.tenant})
+    taken = strict_api.pos(creds, "sales", body, "k-S11")
+    assert taken.status_code == 202 and "Idempotent-Replayed" not in taken.headers
+    [published] = records(settings, "sales", creds.tenant)
+    assert published["value"]["timestamp"] == format_timestamp(first["event_time"])
+    assert published["value"]["event_id"] == idem.event_id(creds.tenant, "k-S11")

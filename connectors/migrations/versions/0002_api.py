@@ -48,12 +48,13 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.Text, nullable=False),
         sa.Column("state", sa.Text, nullable=False),
         sa.Column("claimed_at", TS, nullable=False),
+        sa.Column("event_time", TS, nullable=False),
         sa.Column("response_status", sa.Integer),
         sa.Column("response_headers", sa.Text),
         sa.Column("response_body", sa.LargeBinary),
         sa.Column("expires_at", TS, nullable=False),
-        sa.CheckConstraint("state IN ('running', 'done')", name="api_requests_state_known"),
-        sa.CheckConstraint("state = 'running' OR response_status IS NOT NULL", name="api_requests_done_has_answer"),
+        sa.CheckConstraint("state IN ('running', 'done', 'released')", name="api_requests_state_known"),
+        sa.CheckConstraint("state <> 'done' OR response_status IS NOT NULL", name="api_requests_done_has_answer"),
     )
     op.create_index("api_requests_expires_idx", "api_requests", ["expires_at"])
 
