@@ -87,3 +87,22 @@ def from_sale_view(answer: Answer, view: dict) -> Answer | None:
         return None
     return decided(ids, event_id, view["outcome"], view.get("reasons") or [], view.get("credit"),
                    view.get("document_ids") or [], view.get("total"), view.get("currency"))
+
+
+def payment(ids: dict, outcome: Outcome | None) -> Answer:
+    """A treasury payment: 200 once applied (with its journal entry), 422 refused (an overpayment, an
+    invoice of another customer...), 202 while the pipeline has not decided."""
+    if outcome is None:
+        return json_answer(202, {**ids, "status": "PENDING"})
+    if outcome.dead_letter is not None:
+        return problem_answer(422, f"the pipeline refused the payment: {outcome.dead_letter}", outcome="REJECTED",
+                              reasons=[{"code": "REJECTED", "message": outcome.dead_letter}], **ids)
+    rec = to_json(outcome.record)
+    if rec["outcome"] == "ACCEPTED":
+        docs = documents(rec.get("document_ids") or [])
+        return json_answer(200, {**ids, "status": "ACCEPTED", "journal_entry_id": docs.get("journal_entry_id"),
+                                 "amount": rec.get("total"), "currency": rec.get("currency")})
+    reasons = rec.get("reasons") or []
+    return problem_answer(422, "the payment was refused: " + ("; ".join(r.get("message", "") for r in reasons)
+                                                              or rec["outcome"]),
+                          outcome=rec["outcome"], reasons=reasons, **ids)

@@ -301,11 +301,17 @@ async def treasury_webhook(request: web.Request) -> web.Response:
         if not customer:
             raise Problem(422, f"order {order_id!r} has no customer to credit", field="data.order_id")
         published = events.payment_received(tenant, body, customer, sale["currency"], at)
-        await _publish(s, published)
+        event_id = body["event_id"]
+        fut = s.outcomes.expect(event_id)
+        try:
+            await _publish(s, published)
+        except Problem:
+            s.outcomes.forget(event_id)
+            raise
         data = published[0][1].record["data"]
-        return answers.json_answer(200, {"event_id": body["event_id"], "status": "ACCEPTED",
-                                         "payment_id": f"PAY-{data['payment_id']}", "invoice_id": data["invoice_id"],
-                                         "customer_ref": data["customer_ref"]})
+        ids = {"event_id": event_id, "payment_id": f"PAY-{data['payment_id']}", "invoice_id": data["invoice_id"],
+               "customer_ref": data["customer_ref"]}
+        return answers.payment(ids, await s.outcomes.wait(fut, event_id, s.settings.api_outcome_wait))
 
     return await _nonce(request, tenant, "treasury", raw, body["event_id"], execute)
 

@@ -88,8 +88,9 @@ def test_seed_001_treasury_payment_reduces_the_customer_balance(api, creds, publ
            "data": {"payment_id": "P1", "order_id": "ORD-T1", "amount": 1500.00, "provider_reference": "mpesa-ref-123"}}
     paid = api.webhook("treasury", t, creds.secret, pay, timestamp=True)
     assert paid.status_code == 200, paid.text
-    assert {k: paid.json()[k] for k in ("payment_id", "invoice_id", "customer_ref")} == \
-        {"payment_id": "PAY-P1", "invoice_id": "INV-ORD-T1", "customer_ref": "C1"}
+    assert paid.json() == {"event_id": "evt-pay-1", "payment_id": "PAY-P1", "invoice_id": "INV-ORD-T1",
+                           "customer_ref": "C1", "status": "ACCEPTED", "journal_entry_id": "JE-PAY-P1",
+                           "amount": "1500.00", "currency": "USD"}
     replay = api.webhook("treasury", t, creds.secret, pay, timestamp=True)
     assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
     unknown = {**pay, "event_id": "evt-pay-2", "data": {**pay["data"], "order_id": "ORD-NOPE"}}
@@ -98,6 +99,9 @@ def test_seed_001_treasury_payment_reduces_the_customer_balance(api, creds, publ
     assert published["value"]["data"] == {"payment_id": "P1", "customer_ref": "C1", "invoice_id": "INV-ORD-T1",
                                           "amount": "1500.00", "currency": "USD", "method": "BANK",
                                           "reference": "mpesa-ref-123"}
+    over = {**pay, "event_id": "evt-pay-3", "data": {**pay["data"], "payment_id": "P3", "amount": 5000.00}}
+    refused = problem(api.webhook("treasury", t, creds.secret, over), 422)
+    assert (refused["outcome"], refused["payment_id"]) == ("REFUSED", "PAY-P3") and refused["reasons"]
     settle(settings)
     credit = api.read(creds, "/api/v1/credit/C1").json()
     assert (credit["outstanding"], credit["available"]) == ("820.00", "9180.00")
