@@ -182,9 +182,6 @@ BOOKS = (invoices, invoice_lines, credit_notes, credit_note_lines, payments, pay
 
 
 # -- the HTTP API service's own state (api/, revision 0002) -----------------------------------------
-CREDENTIAL_KINDS = ("key", "token", "webhook_secret")
-REQUEST_STATES = ("running", "done", "released")
-
 api_tenants = Table(
     "api_tenants", metadata,
     Column("tenant_id", Text, primary_key=True),

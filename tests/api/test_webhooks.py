@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stockledger.security import sign
-from stockledger.testing import settle, wait_for
+from stockledger.testing import settle
 from tests.api.support import dumps, problem, records
 from tests.streams.test_sales_pipeline import catalog, customer
 
