@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY stockledger stockledger
 COPY streams streams
 COPY connectors connectors
+COPY api api
 COPY schemas schemas
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["stockledger"]

@@ -16,6 +16,7 @@ bench: setup
 	.venv/bin/python benchmarks/sales.py
 	.venv/bin/python benchmarks/sink.py
 	.venv/bin/python benchmarks/notify.py
+	.venv/bin/python benchmarks/api.py
 
 down:
 	.venv/bin/stockledger stack down

@@ -243,3 +243,53 @@ webhook_failures = Table(
 
 BOOKS = (invoices, invoice_lines, credit_notes, credit_note_lines, payments, payment_allocations,
          journal_entries, journal_lines, external_refs)
+
+
+# -- the HTTP API service's own state (api/, revision 0002) -----------------------------------------
+api_tenants = Table(
+    "api_tenants", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# Integration keys and bearer tokens only as `credential_hash`; webhook secrets sealed (AES-256-GCM,
+# tenant as associated data). A rotation gives the old row an `expires_at` (the end of the overlap).
+api_credentials = Table(
+    "api_credentials", metadata,
+    Column("credential_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("credential_hash", Text),
+    Column("sealed", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("expires_at", DateTime(timezone=True)),
+    ForeignKeyConstraint(["tenant_id"], ["api_tenants.tenant_id"], ondelete="CASCADE",
+                         name="api_credentials_api_tenants_fkey"),
+    CheckConstraint("kind IN ('key', 'token', 'webhook_secret')", name="api_credentials_kind_known"),
+    CheckConstraint("(credential_hash IS NULL) <> (sealed IS NULL)", name="api_credentials_hash_or_sealed"),
+)
+Index("api_credentials_hash_idx", api_credentials.c.credential_hash, unique=True)
+Index("api_credentials_tenant_idx", api_credentials.c.tenant_id, api_credentials.c.kind)
+
+# One row per Idempotency-Key (scope 'idempotency') or webhook event id (scope 'erp', 'treasury'):
+# claimed 'running' by the request that executes it, then 'done' with the answer to replay, or
+# 'released' (a 5xx or 429: nothing stored, the next request with the key executes).
+api_requests = Table(
+    "api_requests", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("scope", Text, primary_key=True),
+    Column("request_key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    # The `timestamp` of the events the request publishes when its body names none: kept when a claim
+    # is taken over or released, so executing again publishes the very same record.
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("response_status", Integer),
+    Column("response_headers", Text),  # JSON object
+    Column("response_body", LargeBinary),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("state IN ('running', 'done', 'released')", name="api_requests_state_known"),
+    CheckConstraint("state <> 'done' OR response_status IS NOT NULL", name="api_requests_done_has_answer"),
+)
+Index("api_requests_expires_idx", api_requests.c.expires_at)

@@ -132,6 +132,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     psql = f"psql -h 127.0.0.1 -p {settings.pg_port} -U postgres stockledger -c"
     print(f"  the books:        {psql} \"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
     print(f"  trial balance:    {psql} \"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
+    from api import demo as api_demo
+
+    creds = api_demo.start(settings, demo.TENANT, _progress)
+    print(f"the HTTP API on http://127.0.0.1:{settings.api_port}, tenant '{creds.tenant}' (credentials shown once):")
+    for line in api_demo.curl_lines(settings, creds):
+        print(line)
     print("  stop everything:  .venv/bin/stockledger stack down")
     return 0
 
@@ -188,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     from connectors.commands import register as register_connectors
 
     register_connectors(sub)
+    from api.commands import register as register_api
+
+    register_api(sub)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)

@@ -83,6 +83,25 @@ class Settings:
     notify_concurrency: int = field(default_factory=lambda: int(_env("NOTIFY_CONCURRENCY", "64")))  # requests in flight
     notify_metrics_port: int = field(default_factory=lambda: int(_env("NOTIFY_METRICS_PORT", "6067")))  # 0: none
 
+    # The HTTP API service (`stockledger api`, api/): its own address, and how it waits and limits.
+    api_host: str = field(default_factory=lambda: _env("API_HOST", "127.0.0.1"))
+    api_port: int = field(default_factory=lambda: int(_env("API_PORT", "8088")))
+    # The workers' HTTP reads the API forwards to (stock, credit, sales, snapshot).
+    worker_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_WORKER_URL") or None)
+    # How long a POST waits for the pipeline's outcome before answering 202 with the read's Location.
+    api_outcome_wait: float = field(default_factory=lambda: float(_env("API_OUTCOME_WAIT", "5")))
+    # How long a duplicate request waits for the first one with its Idempotency-Key before a 409.
+    api_duplicate_wait: float = field(default_factory=lambda: float(_env("API_DUPLICATE_WAIT", "10")))
+    # Idempotency records and webhook event ids are kept this many days, then pruned.
+    api_idempotency_days: float = field(default_factory=lambda: float(_env("API_IDEMPOTENCY_DAYS", "7")))
+    # Per-tenant token bucket of each API process: requests per second and burst; 0 turns it off.
+    api_rate_limit: float = field(default_factory=lambda: float(_env("API_RATE_LIMIT", "50")))
+    api_rate_burst: int = field(default_factory=lambda: int(_env("API_RATE_BURST", "100")))
+
+    @property
+    def worker_url(self) -> str:
+        return (self.worker_url_env or f"http://127.0.0.1:{self.web_port}").rstrip("/")
+
     @property
     def bootstrap_servers(self) -> str:
         return self.bootstrap_servers_env or f"127.0.0.1:{self.kafka_port}"

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -14,7 +15,7 @@ from confluent_kafka import KafkaException, Producer
 
 from stockledger import mapping
 from stockledger.config import Settings
-from stockledger.topics import ensure_topics, spec
+from stockledger.topics import TopicSpec, ensure_topics, spec
 from streams.codec import Codec, local_schema
 from streams.jsonconv import FieldError, compile_from_json
 
@@ -68,24 +69,35 @@ def expand(topic: str, raw: Any, tenant: str | None, currency: str) -> list[Any]
     return [raw]
 
 
-def prepare(topic: str, path: str, raws: Iterable[Any], tenant: str | None = None,
-            currency: str = "USD", max_errors: int = 10) -> list[Prepared]:
-    """Convert and check every record against the topic's schema; raise InputError listing the problems."""
+@lru_cache(maxsize=None)
+def _converter(topic: str) -> tuple[TopicSpec, Callable[[Any, str], Any]]:
     t = spec(topic)
     if t.key_field is None:
         raise InputError(f"{topic} is an output topic: stockledger publishes to it, producers do not")
-    convert = compile_from_json(local_schema(t.schema))
+    return t, compile_from_json(local_schema(t.schema))
+
+
+def convert(topic: str, event: Any) -> Prepared:
+    """One contract event checked against the topic's schema and keyed `<tenant>:<natural id>`;
+    FieldError names the field that does not fit (the HTTP API answers it as a 400)."""
+    t, conv = _converter(topic)
+    record = conv(event, "")
+    if record["event_type"] not in t.event_types:
+        raise FieldError("event_type", f"{record['event_type']!r} does not belong on {topic} "
+                                       f"(expected {' or '.join(t.event_types)})")
+    return Prepared(f"{record['tenant_id']}:{record['data'][t.key_field]}", record)
+
+
+def prepare(topic: str, path: str, raws: Iterable[Any], tenant: str | None = None,
+            currency: str = "USD", max_errors: int = 10) -> list[Prepared]:
+    """Convert and check every record against the topic's schema; raise InputError listing the problems."""
+    _converter(topic)
     out: list[Prepared] = []
     errors: list[str] = []
-    key_field, event_types = t.key_field, t.event_types
     for number, raw in enumerate(raws, start=1):
         for event in expand(topic, raw, tenant, currency):
             try:
-                record = convert(event, "")
-                if record["event_type"] not in event_types:
-                    raise FieldError("event_type", f"{record['event_type']!r} does not belong on {topic} "
-                                                   f"(expected {' or '.join(event_types)})")
-                out.append(Prepared(f"{record['tenant_id']}:{record['data'][key_field]}", record))
+                out.append(convert(topic, event))
             except FieldError as exc:
                 errors.append(f"{path}: record {number}: {exc}")
                 if len(errors) >= max_errors:

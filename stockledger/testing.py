@@ -22,7 +22,8 @@ from stockledger.topics import stream_inputs
 @dataclass
 class WorkerProcess:
     """A `stockledger worker` subprocess with its own state folder and web port; or, with `command`,
-    `port_flag` and `ready_path`, another long-running command (`notify` with its metrics port)."""
+    `port_flag` and `ready_path`, another long-running command (`api` with `--port`, `notify` with its
+    metrics port), ready when `ready_path` answers 200."""
 
     settings: Settings
     worker_id: str

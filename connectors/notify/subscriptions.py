@@ -2,9 +2,9 @@
 
 A subscription's own secret is sealed with `stockledger.security.seal` (AES-256-GCM under the master
 key, the tenant as associated data). With `--secret-from-tenant` the tenant's ERP webhook secret
-(issue 11's tenant registry) signs instead: `TENANT_SECRETS` is that hook, a function
-`webhook_secrets(engine, master_key, tenant) -> list[str]` (newest first); until it is set, such
-subscriptions cannot be added.
+(the API's tenant registry, `stockledger tenant add`) signs instead: `TENANT_SECRETS` is the API's
+`webhook_secrets(engine, master_key, tenant) -> list[str]` (newest first, so a rotation reaches the
+notifier: it signs with the newest).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, Engine, text
 
 from connectors.notify.payload import EVENTS
+from api.tenants import webhook_secrets
 from stockledger.security import new_token, seal, unseal
 
-# Set at merge to the API's `webhook_secrets(engine, master_key, tenant) -> list[str]` (issue 11).
-TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] | None = None
+TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] | None = webhook_secrets
 
 
 class SubscriptionError(ValueError):
@@ -63,7 +63,7 @@ def add(engine: Engine, master_key: bytes, tenant: str, url: str, *, events: tup
         if secret is not None:
             raise SubscriptionError("give --secret or --secret-from-tenant, not both")
         if TENANT_SECRETS is None:
-            raise SubscriptionError("--secret-from-tenant needs the tenant registry (stockledger tenant add, issue 11)")
+            raise SubscriptionError("--secret-from-tenant needs the tenant registry (stockledger tenant add)")
         if not TENANT_SECRETS(engine, master_key, tenant):
             raise SubscriptionError(f"tenant {tenant!r} has no webhook secret")
         sealed = None

@@ -43,7 +43,17 @@ def test_webhook_commands(sink_db, settings, codec, tenant, capsys):
             assert "whsec_" not in out
             assert _run(capsys, "webhook", "add", tenant, "ftp://x", *db)[0] == 2
             assert _run(capsys, "webhook", "add", tenant, rx.url, "--events", "stock.moved", *db)[0] == 2
-            assert _run(capsys, "webhook", "add", tenant, rx.url, "--secret-from-tenant", *db)[0] == 2  # issue 11 not wired
+            code, _, err = _run(capsys, "webhook", "add", tenant, rx.url, "--secret-from-tenant", *db)
+            assert code == 2 and "has no webhook secret" in err  # not a tenant of the API's registry yet
+            code, out, _ = _run(capsys, "tenant", "add", tenant, "--json", *db)
+            assert code == 0
+            tenant_secret = json.loads(out)["webhook_secret"]
+            code, out, _ = _run(capsys, "webhook", "add", tenant, rx.url + "/t", "--secret-from-tenant", *db)
+            assert code == 0 and "whsec_" not in out
+            from connectors.notify import subscriptions
+            assert subscriptions.TENANT_SECRETS(engine, settings.master_key(), tenant) == [tenant_secret]
+            tenant_sub = out.split()[1].rstrip(":")
+            assert _run(capsys, "webhook", "remove", tenant_sub, *db)[0] == 0
 
             with NotifierThread(notify_settings(settings, url), prefix, f"test-notify-{uuid.uuid4().hex[:8]}") as nt:
                 publish_levels(settings, codec, topic, [level(tenant, "GOOD", 5, 1), level(tenant, "BAD", 1, 1)])

@@ -1,7 +1,7 @@
 """Outbound webhooks (issue 12): subscriptions, the delivery state per (subscription, SKU), failures.
 
 Revision ID: 0003
-Revises: 0001 (the API's 0002 lives on its own branch; the two are put in one line at merge)
+Revises: 0002
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
