@@ -133,7 +133,7 @@ class Folder:
         committed = p.app.consumer._committed_offset.get(TP(p.log_topic, partition))  # noqa: SLF001
         if committed is not None:
             store.committed = max(store.committed, min(committed, store.next))
-        store.write(outbox, batch, todo[0].message.offset, view.changes)
+        store.write(outbox, batch, todo[-1].message.offset + 1, view.changes)
         store.next = todo[-1].message.offset + 1
         metrics.folded += len(results)
 

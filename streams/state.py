@@ -11,13 +11,20 @@ Crash safety. The tenant log is committed after each batch's outputs and state a
 crash, rebalance or partition move, the next owner reads again from the committed offset C, while
 the state it restored (changelog, or a local store that may be ahead of it) can already hold the
 effects of batches at or beyond C. So every stored value carries, for each batch not yet known to be
-committed, the batch's first tenant-log offset, the session that wrote it and the value before it:
-`[value, [[stamp, session, before], ...]]`. A session (one assignment of the partition to this
-worker) reads a value through its history: an entry of another session stamped at or beyond C is
-undone (the value before it is used), so the fold sees exactly the state as of C and, being a pure
-and deterministic function of it, makes the same decisions, produces the same outputs and writes
-the same keys again: tables, changelog and outputs end as an uninterrupted run leaves them. Entries
-stamped below the committed offset are dropped on the next write of the key.
+committed, the end of the batch (its last tenant-log offset + 1), the session that wrote it and the
+value before it: `[value, [[end, session, before], ...]]`. A session (one assignment of the partition
+to this worker) reads a value through its history: an entry of another session whose batch reaches
+C or beyond (end > C) is undone (the value before it is used), so the fold sees exactly the state as
+of C and, being a pure and deterministic function of it, makes the same decisions, produces the same
+outputs and writes the same keys again: tables, changelog and outputs end as an uninterrupted run
+leaves them.
+
+A batch of one session can straddle the C of a later one (a session in between folded the same
+frames in other batches and committed in the middle of this one's range): it is undone whole. Its
+keys touched below C were folded again and rewritten by the session in between (the same frames
+touch the same keys), which dropped its entries from them; for the others, the value before the
+batch is the value as of C. Entries whose batch ends at or below the committed offset are dropped on
+the next write of the key.
 """
 
 from __future__ import annotations
@@ -162,8 +169,8 @@ class PartitionStore:
     def _resolve(self, env: list) -> tuple[Any, list]:
         """The value as this session must see it, and the history entries that stay valid."""
         value, history = env
-        for i, (stamp, session, before) in enumerate(history):
-            if stamp >= self.start and session != self.session:
+        for i, (end, session, before) in enumerate(history):
+            if end > self.start and session != self.session:
                 return before, history[:i]
         return value, history
 
@@ -183,7 +190,7 @@ class PartitionStore:
                 yield raw_key.decode()[len(table) + 1:], value
 
     # -- writes -------------------------------------------------------------------------------
-    def write(self, outbox: Outbox, batch: Batch, stamp: int, changes: dict[str, Any]) -> None:
+    def write(self, outbox: Outbox, batch: Batch, end: int, changes: dict[str, Any]) -> None:
         """Store every changed key once, locally and to the changelog, remembering the value before."""
         wb = WriteBatch(raw_mode=True)
         floor, session = self.committed, self.session
@@ -194,8 +201,8 @@ class PartitionStore:
                 before, history = None, []
             else:
                 before, history = self._resolve(env)
-            kept = [e for e in history if e[0] >= floor]
-            new = [value, kept + [[stamp, session, before]]]
+            kept = [e for e in history if e[0] > floor]
+            new = [value, kept + [[end, session, before]]]
             data = _dumps(new).encode()
             raw_key = key.encode()
             wb.put(raw_key, data)
