@@ -20,7 +20,7 @@ from connectors.notify.payload import EVENTS
 from api.tenants import webhook_secrets
 from stockledger.security import new_token, seal, unseal
 
-TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] | None = webhook_secrets
+TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] = webhook_secrets
 
 
 class SubscriptionError(ValueError):
@@ -62,8 +62,6 @@ def add(engine: Engine, master_key: bytes, tenant: str, url: str, *, events: tup
     if secret_from_tenant:
         if secret is not None:
             raise SubscriptionError("give --secret or --secret-from-tenant, not both")
-        if TENANT_SECRETS is None:
-            raise SubscriptionError("--secret-from-tenant needs the tenant registry (stockledger tenant add)")
         if not TENANT_SECRETS(engine, master_key, tenant):
             raise SubscriptionError(f"tenant {tenant!r} has no webhook secret")
         sealed = None
@@ -137,8 +135,6 @@ class SecretResolver:
         cached = self._tenant.get(tenant)
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
-        if TENANT_SECRETS is None:
-            raise LookupError("--secret-from-tenant subscription but no tenant registry (issue 11) is wired in")
         secrets = TENANT_SECRETS(self.engine, self.master_key, tenant)
         if not secrets:
             raise LookupError(f"tenant {tenant!r} has no webhook secret")

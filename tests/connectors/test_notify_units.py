@@ -87,15 +87,16 @@ def test_subscription_input():
             check_url(bad)
 
 
-def test_the_secret_resolver_signs_with_the_tenants_newest_secret_once_the_registry_is_plugged_in(monkeypatch):
+def test_the_secret_resolver_signs_with_the_tenants_newest_secret(monkeypatch):
     from connectors.notify import subscriptions
     from stockledger.security import seal
 
     key = bytes(32)
     resolver = subscriptions.SecretResolver(None, key, ttl=60)  # type: ignore[arg-type]
     assert resolver.secret("wh_1", "acme", seal(key, "acme", "own-secret-0123456789"), False, 0) == "own-secret-0123456789"
+    monkeypatch.setattr(subscriptions, "TENANT_SECRETS", lambda engine, master, tenant: [])
     with pytest.raises(LookupError):
-        resolver.secret("wh_2", "acme", None, True, 0)  # issue 11's registry not wired in
+        resolver.secret("wh_2", "acme", None, True, 0)  # a tenant with no webhook secret in the registry
     asked = []
     monkeypatch.setattr(subscriptions, "TENANT_SECRETS", lambda engine, master, tenant: asked.append(tenant) or
                         ["newest", "previous"])
