@@ -296,7 +296,9 @@ def publish_at_rate(settings: Settings, topic: str, records: list[tuple[str, str
                     producer: Producer | None = None) -> dict[str, float]:
     """Publish (id, key, value) records at a steady `rate` per second; returns each id's send time.
     Give a `producer` already connected (see `warm_producer`) so the first records do not wait for it."""
-    producer = producer or Producer({**producer_config(settings), "linger.ms": 0})
+    if producer is None:
+        producer = Producer({**producer_config(settings), "linger.ms": 0})
+        producer.list_topics(topic, timeout=30)  # connected (metadata, leader) before the clock starts
     sent: dict[str, float] = {}
     t_start = time.perf_counter()
     for i, (ident, key, value) in enumerate(records):
