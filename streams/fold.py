@@ -96,9 +96,9 @@ class Folder:
         if not store.started:
             store.first_frame(events[0].message.offset)
         todo = [e for e in events if e.message.offset >= store.next]
-        if not todo:  # read again after a buffer clear: applied in this session already
-            for event in events:
-                event.ack()
+        if not todo:  # read again after a buffer clear: applied in this session already, and acked
+            # only after the batch that applied them is in Kafka (the acks chain keeps that order)
+            await self.acks.after(p.outbox.batch(), events)
             return
         view = View(store)
         results: list[tuple[Input, list]] = []
