@@ -351,14 +351,6 @@ def tenant_log(settings: Settings, tenant: str) -> list:
         c.close()
 
 
-def tenant_log_inputs(settings: Settings, codec, tenant: str) -> list:
-    """The tenant log as the fold sees it (`streams.core.fold.Input`s): what the serial reference folds."""
-    from streams.core.fold import Input
-
-    return [Input(e.topic, e.partition, e.offset, e.key, e.value, codec.decode(e.value))
-            for e in tenant_log(settings, tenant)]
-
-
 def admitted_event_ids(settings: Settings, tenant: str) -> list[str]:
     """The event ids of the tenant log, in order (an event admitted twice appears twice)."""
     from streams.codec import Codec
