@@ -24,12 +24,14 @@ from typing import Any, Awaitable, Callable
 log = logging.getLogger("stockledger.worker")
 
 EXIT_AGENT_DIED = 70  # EX_SOFTWARE
+STOP_DELAY = 2.0  # seconds /health answers 503 before the worker stops (probes see why it went)
 STOP_GRACE = 30.0  # seconds a graceful stop may take before the process exits anyway
 
 
 class Vitals:
-    def __init__(self, app: Any, grace: float = STOP_GRACE):
+    def __init__(self, app: Any, delay: float | None = None, grace: float = STOP_GRACE):
         self.app = app
+        self.delay = STOP_DELAY if delay is None else delay
         self.grace = grace
         self.dead: dict[str, str] = {}  # agent name -> why it died
 
@@ -53,7 +55,7 @@ class Vitals:
             return
         log.critical("stopping the worker: agent %s died (%s); exit status %d", name, why, EXIT_AGENT_DIED)
         # mode's Worker stops gracefully on SIGTERM; `streams.worker.run` turns its exit into EXIT_AGENT_DIED.
-        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
-        timer = threading.Timer(self.grace, os._exit, (EXIT_AGENT_DIED,))  # a stop that hangs ends anyway
+        asyncio.get_running_loop().call_later(self.delay, os.kill, os.getpid(), signal.SIGTERM)
+        timer = threading.Timer(self.delay + self.grace, os._exit, (EXIT_AGENT_DIED,))  # a hung stop ends anyway
         timer.daemon = True
         timer.start()

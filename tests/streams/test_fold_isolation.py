@@ -23,7 +23,7 @@ from streams.admit import admission
 from streams.codec import Codec, local_schema
 from streams.core.fold import DeadLetter, DictState, FoldConfig, Input, fold_guarded, serial_fold, stock_of
 
-from .core.foldkit import catalog, delta, sale
+from .core.foldkit import catalog, delta, sale, wide_body
 
 
 class LocalCodec(Codec):
@@ -180,13 +180,12 @@ def hostile_records(draw) -> tuple[str, dict]:
 
 
 def _raw(topic: str, record: dict) -> bytes | None:
-    """The record's Avro bytes, or None when Avro itself cannot carry it (then the producer could not either)."""
-    buf = io.BytesIO()
+    """The record's Avro body (decimals of any size, as a producer of its own may write them), or None when
+    Avro cannot carry it at all (a long beyond 64 bits)."""
     try:
-        fastavro.schemaless_writer(buf, local_schema(spec(topic).schema), record)
+        return wide_body(topic, record)
     except (ValueError, TypeError, OverflowError, AttributeError, KeyError):
         return None
-    return buf.getvalue()
 
 
 # A shop whose SKU A is at the on_hand bound, and B priced near the amount bound: folded once
