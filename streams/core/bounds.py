@@ -145,29 +145,41 @@ def outcome_bounds(writes: Mapping[tuple[str, str], Any], outputs: Iterable[Any]
                                        f"{due['amount']} {due.get('currency')} does not fit decimal(18,4)")
     for out in outputs:
         value = getattr(out, "value", None)
-        if value is None:
+        if value is None or not _has_big_amount(value):
             continue
-        bad = _first_bad_amount(value, "")
-        if bad is not None:
-            where, amount = bad
-            return BoundsError(AMOUNT_OUT_OF_RANGE, f"{out.topic} {where}", f"{amount} does not fit decimal(18,4)")
+        where, amount = _first_big_amount(value, "")
+        return BoundsError(AMOUNT_OUT_OF_RANGE, f"{out.topic} {where}", f"{amount} does not fit decimal(18,4)")
     return None
 
 
-def _first_bad_amount(node: Any, where: str) -> tuple[str, Decimal] | None:
-    cls = node.__class__
-    if cls is Decimal:
-        return None if amount_fits(node) else (where, node)
-    if cls is dict:
-        for k, v in node.items():
-            if v.__class__ in (Decimal, dict, list):
-                bad = _first_bad_amount(v, f"{where}.{k}" if where else k)
-                if bad is not None:
-                    return bad
-    elif cls is list:
-        for i, v in enumerate(node):
-            if v.__class__ in (Decimal, dict, list):
-                bad = _first_bad_amount(v, f"{where}[{i}]")
-                if bad is not None:
-                    return bad
-    return None
+# Outputs: magnitude only, on the hot path. Their amounts are rounded to a currency's minor unit or come
+# from inputs already checked; an amount of more than 4 decimals would fail its encoding (INTERNAL_ERROR).
+_NEG_LIMIT = -_AMOUNT_LIMIT
+
+
+def _has_big_amount(node: Any) -> bool:
+    todo = [node]
+    pop, push = todo.pop, todo.append
+    while todo:
+        item = pop()
+        values = item.values() if item.__class__ is dict else item
+        for v in values:
+            cls = v.__class__
+            if cls is Decimal:
+                if not (_NEG_LIMIT < v < _AMOUNT_LIMIT):
+                    return True
+            elif cls is dict or cls is list:
+                push(v)
+    return False
+
+
+def _first_big_amount(node: Any, where: str) -> tuple[str, Decimal]:
+    """Where the amount `_has_big_amount` found is (only run once one is)."""
+    items = node.items() if node.__class__ is dict else enumerate(node)
+    for k, v in items:
+        path = (f"{where}.{k}" if where else str(k)) if node.__class__ is dict else f"{where}[{k}]"
+        if v.__class__ is Decimal and not (_NEG_LIMIT < v < _AMOUNT_LIMIT):
+            return path, v
+        if v.__class__ in (dict, list) and _has_big_amount(v):
+            return _first_big_amount(v, path)
+    raise AssertionError("no amount beyond the bound")  # pragma: no cover
