@@ -29,10 +29,12 @@ STOP_GRACE = 30.0  # seconds a graceful stop may take before the process exits a
 
 
 class Vitals:
-    def __init__(self, app: Any, delay: float | None = None, grace: float = STOP_GRACE):
+    def __init__(self, app: Any, delay: float | None = None, grace: float = STOP_GRACE,
+                 stop: Callable[[], None] | None = None):
         self.app = app
         self.delay = STOP_DELAY if delay is None else delay
         self.grace = grace
+        self.stop = stop or self._terminate
         self.dead: dict[str, str] = {}  # agent name -> why it died
 
     async def guard(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
@@ -42,6 +44,9 @@ class Vitals:
         except asyncio.CancelledError:  # the worker stops, or Faust restarts the agent at a rebalance
             raise
         except Exception as exc:  # noqa: BLE001 (whatever kills the loop, the worker must say so)
+            if self.app.should_stop:  # the worker is stopping anyway: a loop cut short is no death
+                log.info("agent %s ended while stopping: %r", name, exc)
+                return
             log.critical("agent %s died: %r", name, exc, exc_info=exc)
             self.died(name, repr(exc))
         else:
@@ -54,8 +59,11 @@ class Vitals:
         if not first:
             return
         log.critical("stopping the worker: agent %s died (%s); exit status %d", name, why, EXIT_AGENT_DIED)
-        # mode's Worker stops gracefully on SIGTERM; `streams.worker.run` turns its exit into EXIT_AGENT_DIED.
-        asyncio.get_running_loop().call_later(self.delay, os.kill, os.getpid(), signal.SIGTERM)
-        timer = threading.Timer(self.delay + self.grace, os._exit, (EXIT_AGENT_DIED,))  # a hung stop ends anyway
+        asyncio.get_running_loop().call_later(self.delay, self.stop)
+
+    def _terminate(self) -> None:
+        """mode's Worker stops gracefully on SIGTERM; `streams.worker.run` turns its exit into EXIT_AGENT_DIED."""
+        timer = threading.Timer(self.grace, os._exit, (EXIT_AGENT_DIED,))  # a stop that hangs ends anyway
         timer.daemon = True
         timer.start()
+        os.kill(os.getpid(), signal.SIGTERM)
