@@ -17,6 +17,7 @@ from stockledger import mapping
 from stockledger.config import Settings
 from stockledger.topics import TopicSpec, ensure_topics, spec
 from streams.codec import Codec, local_schema
+from streams.core.bounds import event_bounds
 from streams.jsonconv import FieldError, compile_from_json
 
 
@@ -78,13 +79,17 @@ def _converter(topic: str) -> tuple[TopicSpec, Callable[[Any, str], Any]]:
 
 
 def convert(topic: str, event: Any) -> Prepared:
-    """One contract event checked against the topic's schema and keyed `<tenant>:<natural id>`;
-    FieldError names the field that does not fit (the HTTP API answers it as a 400)."""
+    """One contract event checked against the topic's schema and the SPEC's bounds (QUANTITY_OUT_OF_RANGE,
+    AMOUNT_OUT_OF_RANGE) and keyed `<tenant>:<natural id>`; FieldError names the field that does not fit
+    (the HTTP API answers it as a 400)."""
     t, conv = _converter(topic)
     record = conv(event, "")
     if record["event_type"] not in t.event_types:
         raise FieldError("event_type", f"{record['event_type']!r} does not belong on {topic} "
                                        f"(expected {' or '.join(t.event_types)})")
+    beyond = event_bounds(record["event_type"], record["data"])  # SPEC 2, "Bounds"
+    if beyond is not None:
+        raise FieldError(beyond.field, f"{beyond.code}: {beyond.message}")
     return Prepared(f"{record['tenant_id']}:{record['data'][t.key_field]}", record)
 
 

@@ -33,6 +33,7 @@ class WorkerProcess:
     port_flag: str = "--web-port"
     ready_path: str = "/health"  # answers 200 once the process is ready
     env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
+    module: str = "stockledger.cli"  # what `python -m` runs (tests may wrap the CLI with a fault of their own)
     proc: subprocess.Popen | None = None
 
     @property
@@ -46,7 +47,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
-        argv = [sys.executable, "-m", "stockledger.cli", self.command, "--id", self.worker_id,
+        argv = [sys.executable, "-m", self.module, self.command, "--id", self.worker_id,
                 self.port_flag, str(self.web_port), "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)

@@ -1,8 +1,9 @@
 """Admit: the first step of every input record. Decode, check, dead-letter or forward to the tenant log.
 
 One Faust agent per input topic takes records in batches. Each record is decoded with the one codec
-and checked (envelope, the topic's event types, the rules of its payload); a bad one goes to
-`<topic>.dlq` with its original key and bytes, where it was read and why, and the stream carries on.
+and checked (envelope, the topic's event types, the bounds of its quantities and amounts, the rules of
+its payload); a bad one goes to `<topic>.dlq` with its original key and bytes, where it was read and
+why, and the stream carries on.
 Good records are forwarded, in the order read, to the tenant log keyed by their tenant, many per
 frame (`streams.tenantlog`). The batch's input offsets are acked only once Kafka has every frame and
 dead letter of it (at-least-once: a frame forwarded twice after a crash carries event ids the fold
@@ -18,7 +19,8 @@ from typing import Any, Mapping
 
 from stockledger.topics import INPUTS
 from streams.codec import DecodeError, RegistryUnavailable
-from streams.core.fold import VALIDATORS
+from streams.core.bounds import event_bounds
+from streams.core.fold import VALIDATORS, internal_error
 from streams.outbox import Acks
 from streams.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 from streams.tenantlog import FrameWriter
@@ -39,8 +41,20 @@ def check(record: Mapping[str, Any], topic: str) -> tuple[str, str] | None:
         return f"expected {' or '.join(event_types)}, got {record.get('event_type')!r}", VALIDATE
     if not record.get("tenant_id") or not record.get("event_id"):
         return "tenant_id and event_id must not be empty", VALIDATE
+    beyond = event_bounds(record["event_type"], record["data"])
+    if beyond is not None:  # SPEC 2, "Bounds": QUANTITY_OUT_OF_RANGE / AMOUNT_OUT_OF_RANGE
+        return str(beyond), RULE
     reasons = VALIDATORS[record["event_type"]](record["data"])
     return ("; ".join(reasons), RULE) if reasons else None
+
+
+def admission(record: Mapping[str, Any], topic: str) -> tuple[str, str] | None:
+    """`check`, and a record that makes the check itself fail is dead-lettered alone (INTERNAL_ERROR)."""
+    try:
+        return check(record, topic)
+    except Exception as exc:  # a defect of ours must not stop the stream
+        log.exception("admission check failed on a %s record", topic)
+        return internal_error(exc), RULE
 
 
 async def decode(codec: Any, value: bytes | None) -> dict:
@@ -71,7 +85,7 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
         except DecodeError as exc:
             reason, stage = str(exc), DECODE
         else:
-            refusal = check(record, topic)
+            refusal = admission(record, topic)
             if refusal is None:
                 tenant = record["tenant_id"]
                 writer = writers.get(tenant)
@@ -100,5 +114,8 @@ def _agent(p: Any, name: str) -> None:
     @p.app.agent(p.topic(name), name=f"admit-{name}")
     async def admit_agent(stream: Any) -> None:
         acks = Acks()
-        async for events in stream.noack_take(BATCH, within=WITHIN):
-            await admit(p, list(events), acks)
+
+        async def loop() -> None:
+            async for events in stream.noack_take(BATCH, within=WITHIN):
+                await admit(p, list(events), acks)
+        await p.vitals.guard(f"admit-{name}", loop)

@@ -25,6 +25,7 @@ from streams import tenantlog
 from streams.codec import Codec
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
+from streams.faustfix.vitals import Vitals
 from streams.faustfix.watchdog import Watchdog
 from streams.jsonconv import format_timestamp
 from streams.metrics import Metrics
@@ -46,6 +47,7 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     topics: dict[str, Any] = field(default_factory=dict)
     watchdog: Any = None
+    vitals: Any = None  # faustfix.vitals.Vitals: which agents died (`/health` 503, non-zero exit)
 
     @property
     def log_topic(self) -> str:
@@ -103,6 +105,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
                              drop_every=settings.fault_drop_every, clear_every=settings.fault_clear_every)
     anchor_table(app, settings.partitions)
     pipeline.watchdog = Watchdog(app, lambda topic: pipeline.metrics.rereads.update((topic,)))
+    pipeline.vitals = Vitals(app)
 
     @app.timer(10.0)
     async def watchdog() -> None:

@@ -1,11 +1,18 @@
 """Fold: one Faust agent applies the pure core to each tenant's state, in tenant-log order.
 
 For every batch of frames of one tenant-log partition: wait until the partition's state is restored
-(`streams.state`), decode each event again, call `streams.core.fold.fold` (the same function the
+(`streams.state`), decode each event again, call `streams.core.fold.fold_guarded` (the step the
 tests' serial reference runs), then send the outputs and dead letters, write each changed key once
 (RocksDB and changelog), wait until Kafka has all of it, ack the frames and commit. The outputs of
 an event are sent after the state it changed is decided, and only after a batch is fully in Kafka
 does its offset commit, so a payment sent after its sale's outcome always meets the sale's invoice.
+
+Failure isolation (SPEC 2, "Bad input"): an event's outputs are encoded and its state writes checked
+(`fold_entry`) before its changes join the batch's view; if deciding, encoding or preparing fails,
+that event alone is dead-lettered INTERNAL_ERROR and the rest of the batch is applied. A failure of
+the whole batch (its store write, a record Kafka refuses for good) acks nothing and kills the agent:
+`/health` answers 503 and the worker exits non-zero (`faustfix/vitals.py`), so the next worker reads
+the batch again.
 """
 
 from __future__ import annotations
@@ -17,16 +24,57 @@ from typing import Any
 
 from faust.types import TP
 
+from stockledger.topics import DLQ_SUFFIX
 from streams.admit import decode
-from streams.core.fold import DeadLetter, FoldConfig, Input, fold
-from streams.deadletter import Failure, dead_letter, dlq_topic
+from streams.core.fold import Decision, DeadLetter, FoldConfig, Input, fold_guarded, internal_error
+from streams.deadletter import RULE, Failure, dead_letter, dlq_topic
 from streams.outbox import Acks
-from streams.state import PartitionStore, View
+from streams.state import PartitionStore, View, check_value
 from streams.tenantlog import entries
 
 log = logging.getLogger("stockledger.worker")
 
 BATCH, WITHIN = 500, 0.005  # frames per fold step, and how long a step waits to fill
+MAX_OUTPUT_BYTES = 1_000_000  # one output record, under the output topics' max.message.bytes (Kafka's 1 MiB)
+
+
+def letter(codec: Any, failure: Failure) -> tuple[str, bytes, Any]:
+    """The dead letter of `failure`, encoded for `<its topic>.dlq`."""
+    log.warning("dead letter %s[%s]@%s: %s", failure.topic, failure.partition, failure.offset, failure.error)
+    topic = dlq_topic(failure.topic)
+    return topic, codec.encode(topic, dead_letter(failure)), failure.key
+
+
+def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[tuple[str, bytes, Any]]:
+    """One event through the core, its outputs encoded and its state writes checked before any of it is
+    applied to `state` (SPEC 2, "Bad input"): if deciding, encoding or preparing its writes fails, the
+    event alone is dead-lettered INTERNAL_ERROR with its original bytes, and `state` keeps no trace of it.
+    Returns (topic, value bytes, key) to send, in order."""
+    encode = codec.encode
+
+    def prepare(decision: Decision) -> list[tuple[str, bytes, Any]]:
+        sends = []
+        for r in decision.out:
+            if isinstance(r, DeadLetter):
+                src = r.input
+                sends.append(letter(codec, Failure(src.topic, src.partition, src.offset, src.key, src.value,
+                                                   r.stage, r.error)))
+            else:
+                value = encode(r.topic, r.value)
+                if len(value) > MAX_OUTPUT_BYTES:
+                    raise ValueError(f"a {r.topic} record of {len(value)} bytes (at most {MAX_OUTPUT_BYTES})")
+                sends.append((r.topic, value, r.key))
+        for value in decision.writes.values():
+            check_value(value)
+        return sends
+
+    out, sends = fold_guarded(state, inp, config, prepare)
+    if sends is None:
+        dead = out[0]
+        log.error("fold failed on %s[%s]@%s: %s", inp.topic, inp.partition, inp.offset, dead.error)
+        sends = [letter(codec, Failure(inp.topic, inp.partition, inp.offset, inp.key, inp.value, dead.stage,
+                                       dead.error))]
+    return sends
 
 
 class Folder:
@@ -101,41 +149,36 @@ class Folder:
             await self.acks.after(p.outbox.batch(), events)
             return
         view = View(store)
-        results: list[tuple[Input, list]] = []
-        codec, config = p.codec, self.config
+        sends: list[tuple[str, bytes, Any]] = []  # (topic, value, key), in the order they must leave
+        codec, config, folded = p.codec, self.config, 0
         for event in todo:
             for entry in entries(event.message.value):
-                record = await decode(codec, entry.value)
+                try:
+                    record = await decode(codec, entry.value)
+                except Exception as exc:  # admitted, so it decoded once: a defect of ours, this entry alone
+                    log.exception("fold cannot decode %s[%s]@%s", entry.topic, entry.partition, entry.offset)
+                    sends.append(letter(codec, Failure(entry.topic, entry.partition, entry.offset, entry.key,
+                                                       entry.value, RULE, internal_error(exc))))
+                    continue
                 inp = Input(entry.topic, entry.partition, entry.offset, entry.key, entry.value, record)
-                try:  # the core applies an event's writes only once it is decided whole
-                    out = fold(view, inp, config)
-                except Exception as exc:  # a defect of ours must not stop the stream: dead-letter it
-                    log.exception("fold failed on %s[%s]@%s", entry.topic, entry.partition, entry.offset)
-                    out = [DeadLetter(inp, f"INTERNAL_ERROR: {exc!r}", "rule")]
-                results.append((inp, out))
+                sends += fold_entry(view, inp, config, codec)
+                folded += 1
         if store.session != session:
             return
         outbox = p.outbox
         batch = outbox.batch()
         metrics = p.metrics
-        for inp, out in results:
-            for r in out:
-                if isinstance(r, DeadLetter):
-                    src = r.input
-                    metrics.dead_lettered[src.topic] += 1
-                    log.warning("dead letter %s[%s]@%s: %s", src.topic, src.partition, src.offset, r.error)
-                    failure = Failure(src.topic, src.partition, src.offset, src.key, src.value, r.stage, r.error)
-                    outbox.produce(batch, dlq_topic(src.topic), codec.encode(dlq_topic(src.topic), dead_letter(failure)),
-                                   src.key)
-                else:
-                    outbox.produce(batch, r.topic, codec.encode(r.topic, r.value), r.key)
+        for topic, value, key in sends:
+            if topic.endswith(DLQ_SUFFIX):
+                metrics.dead_lettered[topic[:-len(DLQ_SUFFIX)]] += 1
+            outbox.produce(batch, topic, value, key)
         # Faust commits what was acked every second; history entries older than that go at the next write.
         committed = p.app.consumer._committed_offset.get(TP(p.log_topic, partition))  # noqa: SLF001
         if committed is not None:
             store.committed = max(store.committed, min(committed, store.next))
         store.write(outbox, batch, todo[-1].message.offset + 1, view.changes)
         store.next = todo[-1].message.offset + 1
-        metrics.folded += len(results)
+        metrics.folded += folded
 
         async def settle() -> bool:
             """The batch is in Kafka: ack it, unless the partition moved meanwhile."""
@@ -151,6 +194,8 @@ def install(p: Any) -> Folder:
 
     @p.app.agent(p.log_topic_obj, name="fold")
     async def fold_agent(stream: Any) -> None:
-        async for events in stream.noack_take(BATCH, within=WITHIN):
-            await folder.step(list(events))
+        async def loop() -> None:
+            async for events in stream.noack_take(BATCH, within=WITHIN):
+                await folder.step(list(events))
+        await p.vitals.guard("fold", loop)
     return folder

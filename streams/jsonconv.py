@@ -92,7 +92,7 @@ def _decimal(schema: dict) -> Converter:
         if number.as_tuple().exponent < -scale:  # type: ignore[operator]
             raise FieldError(path, f"{value} has more than {scale} decimal places")
         if abs(number) >= limit:
-            raise FieldError(path, f"{value} is too large (at most {schema['precision']} digits)")
+            raise FieldError(path, f"AMOUNT_OUT_OF_RANGE: {value} is too large (at most {schema['precision']} digits)")
         return number
 
     return conv

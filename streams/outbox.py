@@ -118,8 +118,13 @@ class Acks:
         self.window = window
         self._tail: asyncio.Future | None = None
         self._inflight: set[asyncio.Future] = set()
+        self.failed: DeliveryFailed | None = None
 
     async def after(self, batch: Batch, events: list[Any], settle: Any = None) -> None:
+        """Ack `events` once `batch` is in Kafka. Raises, in the step, once a batch was refused for good:
+        its input stays unacked and the agent dies (`faustfix.vitals`) rather than stall its partition."""
+        if self.failed is not None:
+            raise self.failed
         while len(self._inflight) >= self.window:
             await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
         previous = self._tail
@@ -136,8 +141,9 @@ class Acks:
                 pass
         try:
             await batch.sent()
-        except DeliveryFailed as exc:  # not acked: the commit stalls and the watchdog reads it again
+        except DeliveryFailed as exc:  # not acked, and the step raises it at its next batch
             log.error("%s; %d records left unacked", exc, len(events))
+            self.failed = self.failed or exc
             return
         if settle is not None and not await settle():
             return

@@ -57,6 +57,17 @@ def state_topic(app_id: str) -> str:
     return f"{app_id}-state"
 
 
+def check_value(value: Any) -> None:
+    """Raise if one event's new value of a key cannot be stored: not JSON-plain, or so large that its
+    envelope (the value and those before it) could pass the changelog's record limit. The fold runs it
+    per event, so such an event is dead-lettered alone instead of failing its whole batch's write."""
+    if value.__class__ is str and len(value) < 1024:  # an event id's fingerprint (the `seen` table)
+        return
+    size = len(_dumps(value))
+    if size > MAX_VALUE_BYTES // 4:
+        raise ValueError(f"a state value of {size} bytes (at most {MAX_VALUE_BYTES // 4})")
+
+
 class PartitionStore:
     """The state of one tenant-log partition on this worker."""
 

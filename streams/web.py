@@ -211,9 +211,12 @@ def install(p: Pipeline, folder: Any) -> Views:
         consumer = app.consumer
         assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()) if consumer else []
         recovered = bool(app.tables.recovery.completed.is_set() if app.tables else True) and folder.ready()
-        return aioweb.json_response({"status": "ok" if recovered else "recovering", "recovered": recovered,
-                                     "url": str(app.conf.canonical_url), "assigned": assignment},
-                                    status=200 if recovered else 503)
+        dead = dict(p.vitals.dead)  # an agent that died: this worker folds nothing and is stopping
+        body = {"status": "dead" if dead else "ok" if recovered else "recovering", "recovered": recovered,
+                "url": str(app.conf.canonical_url), "assigned": assignment}
+        if dead:
+            body["dead_agents"] = dead
+        return aioweb.json_response(body, status=200 if recovered and not dead else 503)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

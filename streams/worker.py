@@ -11,6 +11,7 @@ from stockledger.config import Settings
 from stockledger.topics import ensure_topics, internal_topics
 from streams import admit, fold, web
 from streams.app import Pipeline, create_app
+from streams.faustfix.vitals import EXIT_AGENT_DIED
 from streams.web import LOOPBACK
 
 
@@ -55,5 +56,10 @@ def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir
     logging.getLogger("stockledger").setLevel(loglevel.upper())
     try:
         Worker(p.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    except SystemExit as exc:
+        if p.vitals.dead:  # an agent died: the worker stopped itself, and says so in its exit status
+            print(f"worker {worker_id}: agents died: {p.vitals.dead}", file=sys.stderr)
+            raise SystemExit(EXIT_AGENT_DIED) from exc
+        raise
     finally:
         p.outbox.close()

@@ -25,7 +25,12 @@ Rules (SPEC 2, "Effectively exactly once"):
   and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
   is recognised and a later sale under that sale_id is a conflict.
 - Atomic: an event's writes reach the state together, each changed key once, only when
-  the event is decided; an exception leaves the state untouched.
+  the event is decided (`decide` returns them, `Decision.apply` writes them); an exception
+  leaves the state untouched, and `fold_guarded` (the worker's and `serial_fold`'s step)
+  dead-letters that event alone as INTERNAL_ERROR.
+- Bounded (SPEC 2, "Bounds", streams/core/bounds.py): an event that would take a SKU's on_hand
+  beyond +-10^12 or an amount it writes or sends beyond decimal(18,4) is dead-lettered
+  (QUANTITY_OUT_OF_RANGE / AMOUNT_OUT_OF_RANGE) and nothing of it is applied.
 - Deterministic: no wall clock (`decided_at` is the event's timestamp), no randomness; the
   same inputs in the same order give the same state and outputs.
 
@@ -45,6 +50,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
+from .bounds import outcome_bounds
 from .catalog import CatalogEntry, validate_catalog_update
 from .credit import (APPLIED, CreditState, PaymentReceived, RefundMark, add_invoice,
                      apply_credit_refund, apply_payment, check_order, invoice_key, open_invoices_of,
@@ -80,7 +86,12 @@ __all__ = [
     "RefundResult",
     "SaleRecord",
     "PaymentRecord",
+    "INTERNAL_ERROR",
+    "Decision",
+    "decide",
     "fold",
+    "fold_guarded",
+    "internal_error",
     "serial_fold",
     "stock_of",
     "catalog_of",
@@ -96,6 +107,7 @@ __all__ = [
 TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen")
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
+INTERNAL_ERROR = "INTERNAL_ERROR"  # the dead-letter code of an event that made our own code fail
 FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -381,11 +393,6 @@ class _Staged:
     def put(self, table: str, key: str, value: Any) -> None:
         self.writes[(table, key)] = value
 
-    def flush(self) -> None:
-        put = self.base.put
-        for (table, key), value in self.writes.items():
-            put(table, key, value)
-
 
 @dataclass(slots=True)
 class _Ctx:
@@ -428,11 +435,25 @@ class _Ctx:
         self.state.put("credit", f"{self.tenant}:{credit.customer_ref}", credit.to_dict())
 
 
-def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLetter]:
-    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order.
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One event decided and not yet applied: its outputs in order, and its writes (each changed key once)."""
 
-    Atomic: the event's writes reach `state` together once it is decided, each changed key once; if
-    this raises (a bug, never data), `state` is untouched and the shell may dead-letter the input.
+    out: list[Emit | DeadLetter]
+    writes: Mapping[tuple[str, str], Any]
+
+    def apply(self, state: State) -> None:
+        put = state.put
+        for (table, key), value in self.writes.items():
+            put(table, key, value)
+
+
+def decide(state: State, event: Input, config: FoldConfig) -> Decision:
+    """Decide one event against the tenant's state (reads only): its outputs and its writes.
+
+    An event that would take a SKU's on_hand beyond +-10^12, or a document or balance beyond
+    decimal(18,4) (SPEC 2, "Bounds"), is refused whole: a dead letter QUANTITY_OUT_OF_RANGE /
+    AMOUNT_OUT_OF_RANGE and no writes. Raises only on a defect of ours (never on data).
     """
     rec = event.record
     event_type = rec["event_type"]
@@ -450,21 +471,57 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
             _CONFLICTS[event_type](ctx, f"event_id {event_id} was used before with different content")
         elif config.rewrite_duplicates:
             _rewrite(ctx, seen_key)
-            staged.flush()
-        return ctx.out  # a duplicate: applied before, its outputs already sent
+        return Decision(ctx.out, staged.writes)  # a duplicate: applied before, its outputs already sent
     handler(ctx)
+    beyond = outcome_bounds(staged.writes, ctx.out)
+    if beyond is not None:  # nothing of it is applied, nothing of it is sent
+        return Decision([DeadLetter(event, f"{beyond.code}: {beyond.field}: {beyond.message}; refused", "rule")],
+                        {})
     staged.put("seen", seen_key, ctx.fp)
-    staged.flush()
-    return ctx.out
+    return Decision(ctx.out, staged.writes)
 
 
-def serial_fold(inputs: Iterable[Input],
-                config: FoldConfig = FoldConfig()) -> tuple[DictState, list[Emit | DeadLetter]]:
-    """The reference: every input folded in order over an empty state."""
+def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLetter]:
+    """Apply one event to the tenant's state (reads and writes through `state`), return its outputs in order.
+
+    Atomic: the event's writes reach `state` together once it is decided, each changed key once; if
+    this raises (a bug, never data), `state` is untouched. `fold_guarded` is what the worker and
+    `serial_fold` run: it turns such a failure into the event's dead letter.
+    """
+    decision = decide(state, event, config)
+    decision.apply(state)
+    return decision.out
+
+
+def internal_error(exc: BaseException) -> str:
+    """The dead-letter reason of an event that made our own code fail."""
+    return f"{INTERNAL_ERROR}: {exc!r}"[:2000]
+
+
+def fold_guarded(state: State, event: Input, config: FoldConfig,
+                 check: Callable[[Decision], Any] | None = None) -> tuple[list[Emit | DeadLetter], Any]:
+    """Decide one event, run `check` on the decision (the shell encodes its outputs and prepares its state
+    writes there), then apply it; return (outputs, what `check` returned).
+
+    Any exception while deciding or checking dead-letters that event alone (INTERNAL_ERROR, stage
+    "rule"): none of its outputs, none of its writes, and `check`'s result is None (SPEC 2, "Bad input").
+    """
+    try:
+        decision = decide(state, event, config)
+        checked = check(decision) if check is not None else None
+    except Exception as exc:  # a defect of ours, or an output our encoder refuses: this event alone fails
+        return [DeadLetter(event, internal_error(exc), "rule")], None
+    decision.apply(state)
+    return decision.out, checked
+
+
+def serial_fold(inputs: Iterable[Input], config: FoldConfig = FoldConfig(),
+                check: Callable[[Decision], Any] | None = None) -> tuple[DictState, list[Emit | DeadLetter]]:
+    """The reference: every input folded in order over an empty state, failures treated as the worker does."""
     state = DictState()
     outputs: list[Emit | DeadLetter] = []
     for event in inputs:
-        outputs.extend(fold(state, event, config))
+        outputs.extend(fold_guarded(state, event, config, check)[0])
     return state, outputs
 
 

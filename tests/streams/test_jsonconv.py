@@ -34,7 +34,7 @@ def test_converts_decimals_timestamps_defaults():
     ({"line_items": [{"sku": "A", "quantity": "2"}]}, "data.line_items[0].quantity", "expected an integer, got '2'"),
     ({"line_items": [{"quantity": 2}]}, "data.line_items[0].sku", "is required"),
     ({"line_items": [{"sku": "A", "quantity": 1, "unit_price": "1e20"}]}, "data.line_items[0].unit_price",
-     "1e20 is too large (at most 18 digits)"),
+     "AMOUNT_OUT_OF_RANGE: 1e20 is too large (at most 18 digits)"),
     ({"payments": [{"method": "CASH", "amount": "abc"}]}, "data.payments[0].amount", "expected a decimal number, got 'abc'"),
 ])
 def test_errors_name_the_field(data, path, message):

@@ -127,3 +127,38 @@ def emits(outputs: list[Emit | DeadLetter], topic: str) -> list[dict]:
 
 
 D = Decimal
+
+
+# -- hostile bytes --------------------------------------------------------------------------------
+_WIDE: dict[str, Any] = {}
+
+
+def wide_schema(stem: str) -> Any:
+    """The schema with decimals of precision 60: the same wire format, so a producer of its own can write
+    amounts far beyond decimal(18,4) that every reader of the real schema still decodes."""
+    parsed = _WIDE.get(stem)
+    if parsed is None:
+        import json
+
+        from streams.codec import schema_text
+
+        doc = json.loads(schema_text(stem))
+
+        def widen(node: Any) -> Any:
+            if isinstance(node, dict):
+                if node.get("logicalType") == "decimal":
+                    return {**node, "precision": 60}
+                return {k: widen(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [widen(v) for v in node]
+            return node
+
+        parsed = _WIDE[stem] = fastavro.parse_schema(widen(doc))
+    return parsed
+
+
+def wide_body(topic: str, datum: dict) -> bytes:
+    """The Avro body (no header) of `datum` under the widened schema of `topic`; raises as fastavro does."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, wide_schema(spec(topic).schema), datum)
+    return buf.getvalue()
