@@ -163,8 +163,9 @@ def _decimal(text: str) -> Any:
     if len(text) > 4 * MAX_DIGITS:
         return _Refused(f"more than {MAX_DIGITS} digits")
     value = Decimal(text)
-    digits, exponent = len(value.as_tuple().digits), value.as_tuple().exponent
-    if digits > MAX_DIGITS or value.adjusted() >= MAX_DIGITS or exponent < -MAX_DIGITS:  # type: ignore[operator]
+    if len(value.as_tuple().digits) > MAX_DIGITS:
+        return _Refused(f"more than {MAX_DIGITS} digits")
+    if value.adjusted() >= MAX_DIGITS or value.as_tuple().exponent < -MAX_DIGITS:  # type: ignore[operator]
         return _Refused(f"out of range (at most {MAX_DIGITS} digits, below 10^{MAX_DIGITS})")
     return value
 
