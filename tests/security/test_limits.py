@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,10 @@ def test_arabic_indic_digits_in_the_erp_timestamp_are_refused_not_a_500(limits_a
     api, _ = limits_api
     body = json.dumps({"event_id": "e1", "event_type": "inventory.change",
                        "data": {"sku": "A", "new_quantity": 1}}).encode()
-    for stamp in ("\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660", "１７００", "1.5e9", "-1", ""):
+    now = str(int(time.time()))  # fresh, in other scripts' digits: they read as a number to int()
+    arabic_indic = now.translate({ord("0") + d: 0x0660 + d for d in range(10)})
+    fullwidth = now.translate({ord("0") + d: 0xFF10 + d for d in range(10)})
+    for stamp in (arabic_indic, fullwidth, "1.5e9", "-1", ""):
         got = api.post(f"/webhooks/erp/{attacker.tenant}", raw=body,
                        headers={"X-ERP-Timestamp": stamp.encode("utf-8").decode("latin-1"),
                                 "X-ERP-Signature": "sha256=" + "0" * 64})
