@@ -1,6 +1,6 @@
 """The routes of `stockledger api` and the pipeline every request goes through:
 client rate limit (by remote address, before anything else) -> credential -> tenant of the path ->
-ids of the path -> Accept -> Content-Type -> rate limit -> Idempotency-Key -> body (size, read
+Accept -> Content-Type -> rate limit -> ids of the path -> Idempotency-Key -> body (size, read
 timeout, JSON with bounded numbers, schema, no unknown fields) -> claim -> publish (acks=all) ->
 the pipeline's outcome -> answer. Nothing is published for a request refused on the way."""
 
@@ -99,7 +99,7 @@ async def _tenant(request: web.Request, kinds: tuple[str, ...]) -> str:
         else:
             auth = request.headers.get("Authorization", "")
             presented = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        if presented and presented.isascii() and presented.isprintable():  # every credential we issue is
+        if presented and presented.isascii() and presented.isprintable():  # as every credential we issue
             tenant = await s.db.run(tenants.tenant_for, kind, presented)
             if tenant is not None:
                 return tenant

@@ -3,7 +3,9 @@ the tenant (the owner of the tenant's tenant-log partition), forwarded there fro
 
 This is the operators' door: it is bound to loopback unless `--web-host` says otherwise, and then
 every request must carry `Authorization: Bearer $STOCKLEDGER_OPERATOR_TOKEN` (checked in constant
-time). Systems of a tenant use the API service (`stockledger api`), which scopes them to their tenant.
+time), or, on a read forwarded by another worker, that read's own `X-Stockledger-Forward` credential.
+Ids and the one `tenant` parameter are checked before anything is read or forwarded. Systems of a
+tenant use the API service (`stockledger api`), which scopes them to their tenant.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from aiokafka.partitioner import murmur2
 from yarl import URL
 
 from stockledger.security import id_refusal
-
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
 from streams.core.credit import open_invoices_of
@@ -73,11 +74,6 @@ def forward_valid(token: str, scope: str, given: str, now: float | None = None) 
     return hmac.compare_digest(forward_credential(token, scope, int(at)).encode(), given.encode("ascii", "replace"))
 
 
-def member_urls(p: Pipeline) -> set[str]:
-    """The HTTP URLs the current members of the group advertise in its assignment."""
-    return {str(url).rstrip("/") for url in p.app.assignor.external_topic_distribution}
-
-
 def plain_http_url(url: str) -> bool:
     """http(s)://host:port and nothing else (no user info, path, query or fragment)."""
     u = urlsplit(url)
@@ -108,7 +104,8 @@ class Views:
                      **extra: str) -> Any:
         """Answer from this worker if it folds the request's tenant, else forward to the one that does:
         to `/<kind>/<quoted id>?tenant=T` rebuilt from the route's parameters (never the request's own
-        path), with this read's forward credential, and only to a current member of the group."""
+        path), with this read's forward credential (never the operator token), and only to the URL the
+        current owner advertises in the group's assignment, if it is a plain http(s)://host:port."""
         tenants = request.query.getall("tenant", [])
         tenant = tenants[0].strip() if len(tenants) == 1 else ""
         id_value = ident[1] if ident else ""
@@ -132,7 +129,7 @@ class Views:
             return error(503, f"tenant {tenant!r} is being restored or moved here; retry shortly")
         owner = owner_url(self.p, partition)
         me = str(self.p.app.conf.canonical_url).rstrip("/")
-        if owner is None or owner == me or owner not in member_urls(self.p) or not plain_http_url(owner):
+        if owner is None or owner == me or not plain_http_url(owner):
             return error(503, f"no worker serves tenant {tenant!r} right now (rebalancing or restoring); retry shortly")
         path = f"/{kind}" + (f"/{quote(id_value, safe='')}" if ident else "")
         params = {"tenant": tenant, **extra, "routed": "1"}
