@@ -1,10 +1,12 @@
 """The routes of `stockledger api` and the pipeline every request goes through:
-credential -> tenant of the path -> Accept -> Content-Type -> rate limit -> Idempotency-Key ->
-body (size, JSON, schema) -> claim -> publish (acks=all) -> the pipeline's outcome -> answer.
-Nothing is published for a request refused on the way."""
+client rate limit (by remote address, before anything else) -> credential -> tenant of the path ->
+Accept -> Content-Type -> rate limit -> ids of the path -> Idempotency-Key -> body (size, read
+timeout, JSON with bounded numbers, schema, no unknown fields) -> claim -> publish (acks=all) ->
+the pipeline's outcome -> answer. Nothing is published for a request refused on the way."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
-from api import answers, events, idempotency, negotiation, tenants, webhooks
+from api import answers, events, idempotency, negotiation, openapi, tenants, webhooks
 from api.db import Database
 from api.idempotency import IDEMPOTENCY, Answer, Idempotency
 from api.outcomes import OutcomeWaiter
@@ -25,8 +27,10 @@ from api.publisher import PublishError, Publisher
 from api.ratelimit import RateLimiter
 from api.workers import Workers
 from stockledger.config import Settings
+from stockledger.security import id_refusal
 
 MAX_BODY = 1024 * 1024  # 1 MiB; above it 413
+MAX_DIGITS = 30  # a JSON number with more digits, or beyond 10^30 or below 10^-30 in magnitude, is a 400
 POST_ANSWERS = [negotiation.JSON, negotiation.PROBLEM]
 log = logging.getLogger("stockledger.api")
 
@@ -41,6 +45,7 @@ class Services:
     workers: Workers
     limiter: RateLimiter
     idempotency: Idempotency
+    clients: RateLimiter  # per remote address, before authentication
 
 
 SERVICES = web.AppKey("services", Services)
@@ -52,6 +57,17 @@ def services_of(request: web.Request) -> Services:
 
 
 # -- the steps every request takes ---------------------------------------------------------------
+@web.middleware
+async def client_limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                       ) -> web.StreamResponse:
+    """First of all: a token bucket per remote address, so nobody can make the API check credentials
+    (a database query each) or parse bodies faster than the limit."""
+    wait = services_of(request).clients.take(request.remote or "")
+    if wait:
+        return Problem(429, "too many requests from this client", headers={"Retry-After": str(wait)}).response()
+    return await handler(request)
+
+
 @web.middleware
 async def refusals(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                    ) -> web.StreamResponse:
@@ -83,7 +99,7 @@ async def _tenant(request: web.Request, kinds: tuple[str, ...]) -> str:
         else:
             auth = request.headers.get("Authorization", "")
             presented = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        if presented:
+        if presented and presented.isascii() and presented.isprintable():  # as every credential we issue
             tenant = await s.db.run(tenants.tenant_for, kind, presented)
             if tenant is not None:
                 return tenant
@@ -109,24 +125,99 @@ async def intake(request: web.Request, kinds: tuple[str, ...], path_tenant: str 
     return tenant, chosen
 
 
+def path_id(request: web.Request, name: str) -> str:
+    """An id of the path (SKU, sale id, customer ref), refused (400) if it could read as a path or query."""
+    value = request.match_info[name]
+    why = id_refusal(value)
+    if why is not None:
+        raise Problem(400, f"{name} {why}", field=name)
+    return value
+
+
 async def read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Problem(413, f"the body is larger than {MAX_BODY} bytes")
     try:
-        return await request.read()
+        async with asyncio.timeout(services_of(request).settings.api_read_timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Problem(413, f"the body is larger than {MAX_BODY} bytes") from None
+    except TimeoutError:
+        raise Problem(408, "the body was not sent in time") from None
+
+
+class _Refused:
+    """A JSON number or constant refused while parsing; reported with its path once the parse is done."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _int(text: str) -> Any:
+    return int(text) if len(text.lstrip("-")) <= MAX_DIGITS else _Refused(f"more than {MAX_DIGITS} digits")
+
+
+def _decimal(text: str) -> Any:
+    if len(text) > 4 * MAX_DIGITS:
+        return _Refused(f"more than {MAX_DIGITS} digits")
+    value = Decimal(text)
+    if len(value.as_tuple().digits) > MAX_DIGITS:
+        return _Refused(f"more than {MAX_DIGITS} digits")
+    if value.adjusted() >= MAX_DIGITS or value.as_tuple().exponent < -MAX_DIGITS:  # type: ignore[operator]
+        return _Refused(f"out of range (at most {MAX_DIGITS} digits, below 10^{MAX_DIGITS})")
+    return value
+
+
+def _constant(text: str) -> Any:
+    return _Refused(f"{text} is not a number")
+
+
+def _unencodable(text: str) -> bool:
+    """A string with a lone surrogate (`"\\ud800"` in JSON): valid JSON, but not UTF-8 anywhere after."""
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def _first_refused(value: Any) -> tuple[str, str] | None:
+    """(path as the caller wrote it, why) of the first refused number or string, depth first."""
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:
+        path, item = todo.pop()
+        if isinstance(item, _Refused):
+            return path or "<body>", item.why
+        if isinstance(item, str) and _unencodable(item):
+            return path or "<body>", "not a valid Unicode string (a lone surrogate)"
+        if isinstance(item, dict):
+            for k in item:
+                if _unencodable(k):
+                    return (path or "<body>"), "a field name is not a valid Unicode string"
+            todo.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            todo.extend((f"{path}[{n}]", v) for n, v in reversed(list(enumerate(item))))
+    return None
 
 
 def parse_json(raw: bytes) -> Any:
+    """The body as JSON, numbers as int or Decimal; NaN, Infinity and numbers beyond `MAX_DIGITS` are
+    a 400 naming the field (never a megabyte-long number somewhere later)."""
     try:
-        return json.loads(raw, parse_float=Decimal)
+        body = json.loads(raw, parse_float=_decimal, parse_int=_int, parse_constant=_constant)
     except UnicodeDecodeError:
         raise Problem(400, "malformed JSON: not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise Problem(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise Problem(400, "malformed JSON: nested too deeply") from None
+    refused = _first_refused(body)
+    if refused is not None:
+        field, why = refused
+        raise Problem(400, f"{field}: {why}", field=field)
+    return body
 
 
 def respond(answer: Answer, replayed: bool = False) -> web.Response:
@@ -150,23 +241,24 @@ async def keyed_post(request: web.Request, tenant: str, build: Build, wait_outco
     key = idempotency.check_key(request.headers.get("Idempotency-Key"))
     body = parse_json(await read_body(request))
     event_id = idempotency.event_id(tenant, key)
-    build(tenant, body, event_id, events.now_iso())  # a 400 here is never stored
-    fp = idempotency.fingerprint(request.method, request.path, body)
+    # A 400 here is never stored. The fingerprint is of the mapped events (bounded by their schemas),
+    # built at a fixed time so a retry without a time of its own fingerprints the same.
+    fp = idempotency.fingerprint(request.method, request.path, build(tenant, body, event_id, events.FIXED_AT))
 
     async def execute(at: str) -> Answer:
         published = build(tenant, body, event_id, at)  # at: the key's first claim, the same on every retry
-        fut = s.outcomes.expect(event_id) if wait_outcome else None
+        fut = s.outcomes.expect(tenant, event_id) if wait_outcome else None
         try:
             await s.publisher.publish(published)
         except PublishError as exc:
-            s.outcomes.forget(event_id)
+            s.outcomes.forget(tenant, event_id, fut)
             raise Problem(503, f"the event could not be published, retry with the same key: {exc}",
                           headers={"Retry-After": "1"}) from None
         if fut is None:
             return answers.json_answer(202, {"event_ids": [p.record["event_id"] for _, p in published],
                                              "status": "ACCEPTED", "published": len(published)})
         ids = _ids(published)
-        outcome = await s.outcomes.wait(fut, event_id, s.settings.api_outcome_wait)
+        outcome = await s.outcomes.wait(fut, tenant, event_id, s.settings.api_outcome_wait)
         return answers.pending(ids, event_id) if outcome is None else answers.from_outcome(ids, event_id, outcome)
 
     async def refresh(stored: Answer) -> Answer | None:
@@ -212,7 +304,7 @@ READ_CREDENTIALS = ("token", "key")
 def _read(kind: str, param: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         tenant, _ = await intake(request, READ_CREDENTIALS, offered=[negotiation.JSON])
-        status, body = await services_of(request).workers.get_json(kind, request.match_info[param], tenant)
+        status, body = await services_of(request).workers.get_json(kind, path_id(request, param), tenant)
         if status == 200:
             return web.json_response(body)
         message = body.get("error", "") if isinstance(body, dict) else ""
@@ -255,6 +347,8 @@ async def _signed(request: web.Request) -> tuple[str, bytes, Any]:
     negotiation.require_accept(request.headers.get("Accept"), POST_ANSWERS)
     negotiation.require_json_body(request.content_type)
     raw = await read_body(request)
+    if not tenants.TENANT_RE.match(tenant):  # no such tenant can exist: the one refusal, no query
+        raise unauthorized()
     secrets = await s.db.run(tenants.webhook_secrets, s.master_key, tenant)
     if not webhooks.signed(secrets, raw, request.headers.get(webhooks.SIGNATURE),
                            request.headers.get(webhooks.TIMESTAMP)):
@@ -302,16 +396,16 @@ async def treasury_webhook(request: web.Request) -> web.Response:
             raise Problem(422, f"order {order_id!r} has no customer to credit", field="data.order_id")
         published = events.payment_received(tenant, body, customer, sale["currency"], at)
         event_id = body["event_id"]
-        fut = s.outcomes.expect(event_id)
+        fut = s.outcomes.expect(tenant, event_id)
         try:
             await _publish(s, published)
         except Problem:
-            s.outcomes.forget(event_id)
+            s.outcomes.forget(tenant, event_id, fut)
             raise
         data = published[0][1].record["data"]
         ids = {"event_id": event_id, "payment_id": f"PAY-{data['payment_id']}", "invoice_id": data["invoice_id"],
                "customer_ref": data["customer_ref"]}
-        return answers.payment(ids, await s.outcomes.wait(fut, event_id, s.settings.api_outcome_wait))
+        return answers.payment(ids, await s.outcomes.wait(fut, tenant, event_id, s.settings.api_outcome_wait))
 
     return await _nonce(request, tenant, "treasury", raw, body["event_id"], execute)
 
@@ -336,8 +430,12 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
 def build_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[refusals])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[client_limit, refusals])
     app[SERVICES] = services
     app.add_routes([
         web.post("/integrations/piti/companies/{company_id}/sales", pos_sale),
@@ -351,6 +449,7 @@ def build_app(services: Services) -> web.Application:
         web.post("/webhooks/erp/{tenant}", erp_webhook),
         web.post("/webhooks/treasury/{tenant}", treasury_webhook),
         web.get("/health", health),
+        web.get("/openapi.json", openapi_json),
     ])
     return app
 
@@ -359,4 +458,5 @@ def new_services(settings: Settings, db: Database, master_key: bytes, publisher:
                  outcomes: OutcomeWaiter, workers: Workers) -> Services:
     return Services(settings, db, master_key, publisher, outcomes, workers,
                     RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
-                    Idempotency(db.run, timedelta(days=settings.api_idempotency_days), settings.api_duplicate_wait))
+                    Idempotency(db.run, timedelta(days=settings.api_idempotency_days), settings.api_duplicate_wait),
+                    RateLimiter(settings.api_client_rate_limit, settings.api_client_rate_burst))

@@ -10,6 +10,7 @@ from typing import Any
 from api.problems import Problem
 from stockledger import mapping
 from stockledger.produce import Prepared, convert
+from stockledger.security import id_refusal
 from streams.jsonconv import FieldError
 
 Published = list[tuple[str, Prepared]]  # (topic, record)
@@ -18,6 +19,9 @@ ERP_TOPICS = {"catalog.update": "catalog.updates", "inventory.change": "inventor
 TREASURY_PAYMENT = "treasury.payment.success"
 DEFAULT_CURRENCY = "USD"  # of an order import that names none, as `stockledger produce` assumes
 AS_DATA = {"data.": ""}  # the body is the event's data: name its fields as the caller wrote them
+
+
+FIXED_AT = "2000-01-01T00:00:00.000+00:00"  # the time a request is mapped at for its fingerprint
 
 
 def now_iso() -> str:
@@ -59,14 +63,53 @@ def _require(body: dict, *names: str, prefix: str = "") -> None:
             raise invalid(prefix + name, "is required")
 
 
+ORDER_FIELDS = frozenset({"order_id", "order_date", "customer_ref", "currency", "payment_terms", "line_items",
+                          "tenant_id"})
+ORDER_LINE_FIELDS = frozenset({"sku", "quantity", "unit_price", "discount_percent", "tax_percent"})
+ADJUST_FIELDS = frozenset({"reference_id", "adjustments", "timestamp", "tenant_id"})
+ADJUSTMENT_FIELDS = frozenset({"sku", "quantity_change", "warehouse_id"})
+
+
+def _known(body: dict, fields: frozenset[str], prefix: str = "") -> None:
+    """400 naming the fields the mapping would otherwise drop silently (at most ten, each cut to 64)."""
+    unknown = sorted(k for k in body if k not in fields)
+    if unknown:
+        names = [prefix + k[:64] for k in unknown[:10]]
+        raise Problem(400, f"unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(names)}"
+                      + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""), field=names[0],
+                      fields=names)
+
+
+def _safe_id(body: dict, name: str, prefix: str = "") -> None:
+    """An id that is later read by URL (a sale, order, customer, SKU): refused if it could read as a path."""
+    value = body.get(name)
+    if isinstance(value, str):
+        why = id_refusal(value)
+        if why is not None:
+            raise invalid(prefix + name, why)
+
+
 def _same_tenant(body: dict, tenant: str) -> None:
     if "tenant_id" in body and body["tenant_id"] != tenant:
         raise invalid("tenant_id", "does not match the tenant of the request")
 
 
+def _ids(data: dict) -> None:
+    """The ids of a POS sale or refund that are read back by URL (sale, customer, SKUs)."""
+    for name in ("sale_id", "customer_ref"):
+        _safe_id(data, name)
+    for key in ("line_items", "lines"):
+        items = data.get(key)
+        if isinstance(items, list):
+            for n, line in enumerate(items):
+                if isinstance(line, dict):
+                    _safe_id(line, "sku", f"{key}[{n}].")
+
+
 def pos_sale(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 000's sale: the body is `sale.completed`'s data (channel POS unless it says otherwise)."""
     data = {"channel": "POS", **_object(body)}
+    _ids(data)
     event = {"event_id": event_id, "event_type": "sale.completed", "tenant_id": tenant, "timestamp": at,
              "source": "pos", "data": data}
     return [("sales", _convert("sales", event, AS_DATA))]
@@ -74,6 +117,7 @@ def pos_sale(tenant: str, body: Any, event_id: str, at: str) -> Published:
 
 def pos_refund(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 000's refund: the body is `refund.issued`'s data."""
+    _ids(_object(body))
     event = {"event_id": event_id, "event_type": "refund.issued", "tenant_id": tenant, "timestamp": at,
              "source": "pos", "data": _object(body)}
     return [("refunds", _convert("refunds", event, AS_DATA))]
@@ -85,10 +129,16 @@ ORDER_RENAME = {"data.sale_id": "order_id", "timestamp": "order_date", "data.": 
 def order_import(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 003's order import, mapped to `order.placed` exactly as `produce` maps it."""
     body = _object(body)
+    _known(body, ORDER_FIELDS)
     _require(body, "order_id", "line_items")
     _same_tenant(body, tenant)
     if not isinstance(body["line_items"], list) or not all(isinstance(li, dict) for li in body["line_items"]):
         raise invalid("line_items", "expected an array of objects")
+    for n, line in enumerate(body["line_items"]):
+        _known(line, ORDER_LINE_FIELDS, f"line_items[{n}].")
+        _safe_id(line, "sku", f"line_items[{n}].")
+    _safe_id(body, "order_id")
+    _safe_id(body, "customer_ref")
     event = mapping.order_import({**body, "order_date": body.get("order_date") or at}, tenant, DEFAULT_CURRENCY)
     event["event_id"] = event_id
     return [("sales", _convert("sales", event, ORDER_RENAME))]
@@ -97,6 +147,7 @@ def order_import(tenant: str, body: Any, event_id: str, at: str) -> Published:
 def inventory_adjust(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 003's adjust: one `inventory.change` (a delta) per adjustment."""
     body = _object(body)
+    _known(body, ADJUST_FIELDS)
     _require(body, "reference_id", "adjustments")
     _same_tenant(body, tenant)
     adjustments = body["adjustments"]
@@ -105,7 +156,9 @@ def inventory_adjust(tenant: str, body: Any, event_id: str, at: str) -> Publishe
     for n, adj in enumerate(adjustments):
         if not isinstance(adj, dict):
             raise invalid(f"adjustments[{n}]", "expected an object")
+        _known(adj, ADJUSTMENT_FIELDS, f"adjustments[{n}].")
         _require(adj, "sku", "quantity_change", prefix=f"adjustments[{n}].")
+        _safe_id(adj, "sku", f"adjustments[{n}].")
     out = []
     for n, event in enumerate(mapping.adjust({**body, "timestamp": body.get("timestamp") or at}, tenant)):
         event["event_id"] = f"{event_id}:{n + 1}"
@@ -118,8 +171,9 @@ def inventory_adjust(tenant: str, body: Any, event_id: str, at: str) -> Publishe
 def _envelope(tenant: str, body: Any) -> dict:
     body = _object(body)
     _require(body, "event_id", "event_type", "data")
-    if not isinstance(body["event_id"], str) or not body["event_id"].strip() or len(body["event_id"]) > 255:
-        raise invalid("event_id", "expected a non-empty string of at most 255 characters")
+    if not isinstance(body["event_id"], str) or not body["event_id"].strip() or len(body["event_id"]) > 255 \
+            or not body["event_id"].isprintable():
+        raise invalid("event_id", "expected a non-empty string of at most 255 printable characters")
     _same_tenant(body, tenant)
     return body
 
@@ -154,6 +208,7 @@ def treasury_payment(tenant: str, body: Any) -> dict:
     _require(data, "payment_id", "order_id", "amount", prefix="data.")
     if not isinstance(data["order_id"], str) or not data["order_id"]:
         raise invalid("data.order_id", "expected a non-empty string")
+    _safe_id(data, "order_id", "data.")
     return body
 
 

@@ -55,7 +55,18 @@ def check_key(value: str | None) -> str:
     if len(value) > MAX_KEY_LENGTH:
         raise Problem(400, f"the Idempotency-Key header is longer than {MAX_KEY_LENGTH} characters",
                       field="Idempotency-Key")
+    if not value.isprintable() or not _utf8(value):
+        raise Problem(400, "the Idempotency-Key header holds control characters or bytes that are not UTF-8",
+                      field="Idempotency-Key")
     return value
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def event_id(tenant: str, key: str) -> str:
@@ -73,10 +84,12 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def fingerprint(method: str, path: str, body: Any) -> str:
-    """What "the same request" means: method, path and the JSON body's content (key order, spacing
-    and 10 vs 10.00 do not matter; another value, field or path does)."""
-    canon = json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def fingerprint(method: str, path: str, published: list[tuple[str, Any]]) -> str:
+    """What "the same request" means: method, path and the events the body maps to (key order,
+    spacing and 10 vs 10.00 do not matter; another value, field or path does). Hashing the mapped
+    events, never the raw JSON, keeps it bounded: they passed their schemas, every number in range."""
+    records = [[topic, _canonical(item.record)] for topic, item in published]
+    canon = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(f"{method} {path}\n{canon}".encode()).hexdigest()
 
 

@@ -2,8 +2,9 @@
 
 Each API process reads `sales.outcomes` (and the dead letters of the topics it publishes sales,
 refunds and payments to) from where they ended when it started: every partition assigned, no
-consumer group, nothing committed. A request registers its event id before publishing; the first
-outcome or dead letter naming that event id resolves it.
+consumer group, nothing committed. A request registers (its tenant, its event id) before publishing;
+the first outcome or dead letter of that tenant naming that event id resolves it. Event ids are
+chosen by callers on the signed doors, so one tenant's id never reaches another tenant's waiter.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class OutcomeWaiter:
     def __init__(self, settings: Settings, codec: Codec):
         self.settings = settings
         self.codec = codec
-        self._waiting: dict[str, asyncio.Future] = {}
+        self._waiting: dict[tuple[str, str], asyncio.Future] = {}  # (tenant, event id) -> future
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,27 +62,29 @@ class OutcomeWaiter:
         self._thread.start()
         return self
 
-    def expect(self, event_id: str) -> asyncio.Future:
+    def expect(self, tenant: str, event_id: str) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         with self._lock:
-            self._waiting[event_id] = fut
+            self._waiting[(tenant, event_id)] = fut
         return fut
 
-    def forget(self, event_id: str) -> None:
+    def forget(self, tenant: str, event_id: str, fut: asyncio.Future | None = None) -> None:
+        """Drop the waiter (only `fut` itself when given: a later request's waiter stays)."""
         with self._lock:
-            self._waiting.pop(event_id, None)
+            if fut is None or self._waiting.get((tenant, event_id)) is fut:
+                self._waiting.pop((tenant, event_id), None)
 
-    async def wait(self, fut: asyncio.Future, event_id: str, timeout: float) -> Outcome | None:
+    async def wait(self, fut: asyncio.Future, tenant: str, event_id: str, timeout: float) -> Outcome | None:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except asyncio.TimeoutError:
             return None
         finally:
-            self.forget(event_id)
+            self.forget(tenant, event_id, fut)
 
-    def _resolve(self, event_id: str, outcome: Outcome) -> None:
+    def _resolve(self, tenant: str, event_id: str, outcome: Outcome) -> None:
         with self._lock:
-            fut = self._waiting.pop(event_id, None)
+            fut = self._waiting.pop((tenant, event_id), None)
         if fut is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(_set, fut, outcome)
 
@@ -103,14 +106,15 @@ class OutcomeWaiter:
     def _handle(self, topic: str, value: bytes) -> None:
         record = self.codec.decode(value)
         if topic == OUTCOMES:
-            self._resolve(record["event_id"], Outcome(record=record))
+            self._resolve(record["tenant_id"], record["event_id"], Outcome(record=record))
             return
         original: Any = record.get("value")
         try:
             event = self.codec.decode(original)
         except DecodeError:
             return
-        self._resolve(event.get("event_id", ""), Outcome(dead_letter=record.get("error") or "rejected"))
+        self._resolve(event.get("tenant_id", ""), event.get("event_id", ""),
+                      Outcome(dead_letter=record.get("error") or "rejected"))
 
     def close(self) -> None:
         self._stop.set()

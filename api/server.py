@@ -59,7 +59,10 @@ async def serve(settings: Settings, host: str, port: int, db_pool: int = 16) -> 
     outcomes = await loop.run_in_executor(None, lambda: OutcomeWaiter(settings, codec).start(loop))
     workers = await Workers(settings).start()
     app = build_app(new_services(settings, db, master_key, publisher, outcomes, workers))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # keepalive_timeout is also how long a new connection may take to send its first request's
+    # headers (aiohttp closes a connection idle in the header phase then): the header timeout.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=settings.api_header_timeout,
+                           max_line_size=8190, max_field_size=8190, max_headers=64)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()

@@ -18,7 +18,7 @@ WINDOW_SECONDS = 300
 def timestamp_fresh(value: str, now: float | None = None, window: int = WINDOW_SECONDS) -> bool:
     """Unix seconds within `window` of now, either way."""
     value = value.strip()
-    if not value.isdigit() or len(value) > 12:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:  # never other scripts' digits
         return False
     return abs((time.time() if now is None else now) - int(value)) <= window
 

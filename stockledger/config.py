@@ -97,6 +97,13 @@ class Settings:
     # Per-tenant token bucket of each API process: requests per second and burst; 0 turns it off.
     api_rate_limit: float = field(default_factory=lambda: float(_env("API_RATE_LIMIT", "50")))
     api_rate_burst: int = field(default_factory=lambda: int(_env("API_RATE_BURST", "100")))
+    # Per-client (remote address) token bucket, applied before any credential is checked; 0 turns it off.
+    api_client_rate_limit: float = field(default_factory=lambda: float(_env("API_CLIENT_RATE_LIMIT", "1000")))
+    api_client_rate_burst: int = field(default_factory=lambda: int(_env("API_CLIENT_RATE_BURST", "2000")))
+    # Seconds a connection may take to send a request's headers (and stay idle between requests),
+    # and to send its body once the headers are in.
+    api_header_timeout: float = field(default_factory=lambda: float(_env("API_HEADER_TIMEOUT", "15")))
+    api_read_timeout: float = field(default_factory=lambda: float(_env("API_READ_TIMEOUT", "30")))
 
     @property
     def worker_url(self) -> str:

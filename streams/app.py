@@ -97,6 +97,12 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
         stream_wait_empty=False,
         table_standby_replicas=0,
         web_transport="tcp://",
+        # Faust's own views (/router/, /table/, /graph/, stats) answer without the operator token: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
     )
     ProducerBuffer.max_messages = 5000
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)

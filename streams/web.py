@@ -3,21 +3,28 @@ the tenant (the owner of the tenant's tenant-log partition), forwarded there fro
 
 This is the operators' door: it is bound to loopback unless `--web-host` says otherwise, and then
 every request must carry `Authorization: Bearer $STOCKLEDGER_OPERATOR_TOKEN` (checked in constant
-time). Systems of a tenant use the API service (`stockledger api`), which scopes them to their tenant.
+time), or, on a read forwarded by another worker, that read's own `X-Stockledger-Forward` credential.
+Ids and the one `tenant` parameter are checked before anything is read or forwarded. Systems of a
+tenant use the API service (`stockledger api`), which scopes them to their tenant.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import io
 import json
+import time
 from typing import Any, AsyncIterator
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web as aioweb
 from aiokafka.partitioner import murmur2
+from yarl import URL
 
+from stockledger.security import id_refusal
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
 from streams.core.credit import open_invoices_of
@@ -46,29 +53,74 @@ def owner_url(p: Pipeline, partition: int) -> str | None:
     return None
 
 
+FORWARD = "X-Stockledger-Forward"  # a forwarded read's own credential (never the operator token)
+FORWARD_WINDOW = 60  # seconds a forward credential stays valid
+
+
+def forward_credential(token: str, scope: str, at: int) -> str:
+    """`<unix seconds>.<hex HMAC>` over one forwarded read (its kind, id, tenant and format), under a
+    key derived from the operator token: it opens that one read for a minute and nothing else."""
+    key = hmac.new(token.encode(), b"stockledger worker forward", hashlib.sha256).digest()
+    return f"{at}." + hmac.new(key, f"{at}\n{scope}".encode(), hashlib.sha256).hexdigest()
+
+
+def forward_valid(token: str, scope: str, given: str, now: float | None = None) -> bool:
+    at, _, _mac = given.partition(".")
+    if not (at.isascii() and at.isdigit()) or len(at) > 12:
+        return False
+    now = time.time() if now is None else now
+    if abs(now - int(at)) > FORWARD_WINDOW:
+        return False
+    return hmac.compare_digest(forward_credential(token, scope, int(at)).encode(), given.encode("ascii", "replace"))
+
+
+def plain_http_url(url: str) -> bool:
+    """http(s)://host:port and nothing else (no user info, path, query or fragment)."""
+    u = urlsplit(url)
+    return u.scheme in ("http", "https") and bool(u.hostname) and not u.username and u.path in ("", "/") \
+        and not u.query and not u.fragment
+
+
 class Views:
     def __init__(self, p: Pipeline, folder: Any, token: str | None):
         self.p = p
         self.folder = folder
         self.token = token
 
-    def refused(self, request: Any) -> aioweb.Response | None:
-        """401 unless the operator token is required and given."""
+    def refused(self, request: Any, scope: str | None = None) -> aioweb.Response | None:
+        """401 unless the operator token is required and given (or, for a read forwarded by another
+        worker, that read's forward credential)."""
         if self.token is None:
             return None
         given = request.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
             return None
+        forwarded = request.headers.get(FORWARD)
+        if scope is not None and forwarded and forward_valid(self.token, scope, forwarded):
+            return None
         return error(401, "an operator token is required (Authorization: Bearer ...)")
 
-    async def routed(self, request: Any, local: Any) -> Any:
-        """Answer from this worker if it folds the request's tenant, else forward to the one that does."""
-        refused = self.refused(request)
+    async def routed(self, request: Any, local: Any, kind: str, ident: tuple[str, str] | None = None,
+                     **extra: str) -> Any:
+        """Answer from this worker if it folds the request's tenant, else forward to the one that does:
+        to `/<kind>/<quoted id>?tenant=T` rebuilt from the route's parameters (never the request's own
+        path), with this read's forward credential (never the operator token), and only to the URL the
+        current owner advertises in the group's assignment, if it is a plain http(s)://host:port."""
+        tenants = request.query.getall("tenant", [])
+        tenant = tenants[0].strip() if len(tenants) == 1 else ""
+        id_value = ident[1] if ident else ""
+        scope = "\n".join([kind, id_value, tenant, *(f"{k}={v}" for k, v in sorted(extra.items()))])
+        refused = self.refused(request, scope)
         if refused is not None:
             return refused
-        tenant = request.query.get("tenant", "").strip()
+        if len(tenants) > 1:
+            return error(400, "query parameter 'tenant' is given more than once")
         if not tenant:
-            return error(400, "query parameter 'tenant' is required", example=f"{request.path}?tenant=acme")
+            return error(400, "query parameter 'tenant' is required", example=f"/{kind}?tenant=acme")
+        for name, value in ((("tenant", tenant),) + ((ident,) if ident else ())):
+            why = id_refusal(value)
+            if why is not None:
+                return error(400, f"{name} {why}", field=name)
         partition = tenant_partition(tenant, self.p.settings.partitions)
         store = self.folder.local(partition)
         if store is not None:
@@ -77,14 +129,16 @@ class Views:
             return error(503, f"tenant {tenant!r} is being restored or moved here; retry shortly")
         owner = owner_url(self.p, partition)
         me = str(self.p.app.conf.canonical_url).rstrip("/")
-        if owner is None or owner == me:
+        if owner is None or owner == me or not plain_http_url(owner):
             return error(503, f"no worker serves tenant {tenant!r} right now (rebalancing or restoring); retry shortly")
-        params = {**request.query, "routed": "1"}
-        headers = {"Authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
+        path = f"/{kind}" + (f"/{quote(id_value, safe='')}" if ident else "")
+        params = {"tenant": tenant, **extra, "routed": "1"}
+        headers = {FORWARD: forward_credential(self.token, scope, int(time.time()))} if self.token else {}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-                async with session.get(owner + request.path, params=params, headers=headers) as resp:
-                    if resp.content_type == "application/json" and request.path != "/inventory/snapshot":
+                async with session.get(URL(owner + path, encoded=True), params=params, headers=headers,
+                                       allow_redirects=False) as resp:
+                    if resp.content_type == "application/json" and kind != "inventory/snapshot":
                         return aioweb.Response(body=await resp.read(), status=resp.status,
                                                content_type=resp.content_type)
                     out = aioweb.StreamResponse(status=resp.status, headers={
@@ -164,7 +218,7 @@ def install(p: Pipeline, folder: Any) -> Views:
                 return error(404, f"unknown SKU {sku!r} for tenant {tenant!r}", sku=sku, tenant=tenant)
             return aioweb.json_response(stock_view(state, catalog))
 
-        return await views.routed(request, local)
+        return await views.routed(request, local, "stock", ("sku", sku))
 
     @app.page("/credit/{customer_ref}")
     async def get_credit(web: Any, request: Any, customer_ref: str) -> Any:
@@ -174,7 +228,7 @@ def install(p: Pipeline, folder: Any) -> Views:
                 return error(404, f"unknown customer {customer_ref!r} for tenant {tenant!r}")
             return aioweb.json_response(credit_view(state, open_invoices_of(store, tenant, customer_ref)))
 
-        return await views.routed(request, local)
+        return await views.routed(request, local, "credit", ("customer_ref", customer_ref))
 
     @app.page("/sales/{sale_id}")
     async def get_sale(web: Any, request: Any, sale_id: str) -> Any:
@@ -184,7 +238,7 @@ def install(p: Pipeline, folder: Any) -> Views:
                 return error(404, f"unknown sale {sale_id!r} for tenant {tenant!r}")
             return aioweb.json_response(sale_view(rec))
 
-        return await views.routed(request, local)
+        return await views.routed(request, local, "sales", ("sale_id", sale_id))
 
     @app.page("/inventory/snapshot")
     async def snapshot(web: Any, request: Any) -> Any:
@@ -201,7 +255,7 @@ def install(p: Pipeline, folder: Any) -> Views:
             await response.write_eof()
             return response
 
-        return await views.routed(request, local)
+        return await views.routed(request, local, "inventory/snapshot", format=fmt)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -30,12 +30,18 @@ def test_event_ids_derive_from_tenant_and_key():
 
 
 def test_a_fingerprint_ignores_layout_but_not_content_or_path():
-    fp = idempotency.fingerprint
-    a = fp("POST", "/p", {"x": 1, "y": [Decimal("10.00"), "s"]})
-    assert a == fp("POST", "/p", {"y": [Decimal("10"), "s"], "x": 1})
-    assert a != fp("POST", "/p", {"x": 2, "y": [Decimal("10"), "s"]})
-    assert a != fp("POST", "/q", {"x": 1, "y": [Decimal("10"), "s"]})
-    assert a != fp("POST", "/p", {"x": 1, "y": [Decimal("10"), "s"], "z": None})
+    from api.app import parse_json
+    from api.events import FIXED_AT, order_import
+
+    def fp(path: str, raw: bytes) -> str:
+        return idempotency.fingerprint("POST", path, order_import("t1", parse_json(raw), "api-1", FIXED_AT))
+
+    a = fp("/p", b'{"order_id": "O1", "line_items": [{"sku": "A", "quantity": 1, "unit_price": 10.00}]}')
+    assert a == fp("/p", b'{"line_items": [{"unit_price": 10, "quantity": 1, "sku": "A"}],  "order_id": "O1"}')
+    assert a != fp("/p", b'{"order_id": "O1", "line_items": [{"sku": "A", "quantity": 1, "unit_price": 11}]}')
+    assert a != fp("/q", b'{"order_id": "O1", "line_items": [{"sku": "A", "quantity": 1, "unit_price": 10}]}')
+    assert a != fp("/p", b'{"order_id": "O1", "customer_ref": "C", '
+                         b'"line_items": [{"sku": "A", "quantity": 1, "unit_price": 10}]}')
 
 
 def test_claim_decisions():
