@@ -306,7 +306,8 @@ def tenant_logs(draw, max_size: int = 30):
                     pid = f"{sale_id}-{draw(st.integers(1, n))}"  # a PAID sale's payment id
                 else:
                     invoice, customer = f"INV-{sale_id}", owner or "C1"
-            events.append(payment(pid, customer or "C1", draw(st.sampled_from(["0.01", "1.00", "1.00", "10.00", "116.00"])),
+            amount = draw(st.sampled_from(["0.01", "1.00", "1.00", "10.00", "116.00"]))
+            events.append(payment(pid, customer or "C1", amount,
                                   event_id=eid, ts=ts, invoice=invoice, method=draw(st.sampled_from(METHODS))))
         else:
             events.append(terms(draw(st.sampled_from(["C1", "C2"])), draw(st.sampled_from(["0", "100", "1000"])),
