@@ -79,7 +79,7 @@ VIEWS = {
         ), books AS (
             SELECT tenant_id, currency FROM ledger UNION SELECT tenant_id, currency FROM documents
         ), checks (position, name, accounts, figures, sign) AS (VALUES
-            (1, 'accounts receivable (1100) = what customers owe (invoices on account - payments - credit notes by CREDIT)',
+            (1, 'accounts receivable (1100) = what customers owe (invoices on account - payments - CREDIT refunds)',
              ARRAY['1100'], ARRAY['receivable'], 1),
             (2, 'sales revenue (4000) - sales returns (4010) = invoice nets - credit note nets',
              ARRAY['4000', '4010'], ARRAY['revenue'], -1),
