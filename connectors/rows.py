@@ -90,6 +90,7 @@ def _invoice(r: dict, out: RecordRows) -> None:
         "issued_at": _time(r["issued_at"], "issued_at"),
         "net_total": _money(r["net_total"], "net_total"), "tax_total": _money(r["tax_total"], "tax_total"),
         "total": _money(r["total"], "total"),
+        "due_date": None if r.get("due_date") is None else _time(r["due_date"], "due_date").date(),
     })
     _document_lines(out, "invoice_lines", "invoice_id", tenant, doc, r["lines"])
     out.invoice_keys.append((tenant, doc))  # payments may have arrived first
@@ -105,6 +106,7 @@ def _credit_note(r: dict, out: RecordRows) -> None:
         "total": _money(r["total"], "total"),
     })
     _document_lines(out, "credit_note_lines", "credit_note_id", tenant, doc, r["lines"])
+    out.invoice_keys.append((tenant, _text(r["invoice_id"], "invoice_id")))  # a CREDIT note settles its invoice
 
 
 def _payment(r: dict, out: RecordRows) -> None:

@@ -10,8 +10,9 @@ insert is ON CONFLICT DO NOTHING: the second guard.
 
 Faults: PostgreSQL down or restarting -> the batch is retried with backoff (1 s doubling to 30 s),
 nothing of it is committed until all of it is. A record that can never be written goes to the DLQ
-(see connectors.dlq) and the worker carries on. Invoice paid amount and status come from payment
-allocations, highest paid_after wins: the order payments and invoices arrive in does not matter.
+(see connectors.dlq) and the worker carries on. Invoice paid amount, credited amount, status and
+payment times are derived from payment allocations (highest paid_after wins) and CREDIT credit notes
+each time one of them lands: the order payments, credit notes and invoices arrive in does not matter.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class Sink(OffsetWorker):
             refused = store.write_isolating(conn, [rows for _, rows in good])
             refused_at = {r.index for r in refused}
             failures += [self._failure(good[r.index][0], RULE, r.reason) for r in refused]
-            store.apply_paid(conn, {k for i, (_, rows) in enumerate(good) if i not in refused_at
+            store.settle_invoices(conn, {k for i, (_, rows) in enumerate(good) if i not in refused_at
                                     for k in rows.invoice_keys})
             self.dead_letters.send(failures)  # before the commit: a dead letter is never lost
         # committed

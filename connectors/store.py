@@ -46,17 +46,34 @@ _LOCK_INVOICES = text("""
         SELECT DISTINCT hashtextextended(t || chr(31) || i, 0) AS k
           FROM unnest(CAST(:tenants AS text[]), CAST(:invoices AS text[])) AS x(t, i) ORDER BY 1) AS keys
 """)
-# Paid amount and status from allocations, highest paid_after wins: payments and invoices may land
-# in any order (different partitions, replays) and the result is the same.
-_APPLY_PAID = text("""
-    UPDATE invoices AS i SET paid_amount = a.paid_after, status = a.status_after
-      FROM (SELECT DISTINCT ON (pa.tenant_id, pa.invoice_id) pa.tenant_id, pa.invoice_id, pa.paid_after,
-                   pa.status_after
-              FROM payment_allocations AS pa
+# An invoice's settled state from everything that settled it (SPEC 2: payments and credit notes alike):
+# paid = the highest paid_after of its allocations (payments and invoices may land in any order: different
+# partitions, replays); credited = its CREDIT credit notes, capped at what the payments left (the rest is the
+# customer's credit: the fold's rule); status as streams.core.credit.invoice_status; first and last payment.
+_SETTLE = text("""
+    UPDATE invoices AS i SET paid_amount = s.paid, credited_amount = s.credited, status = s.status,
+                             first_payment_at = s.first_at, last_payment_at = s.last_at
+      FROM (SELECT i.tenant_id, i.invoice_id, p.paid, least(coalesce(c.total, 0), i.total - p.paid) AS credited,
+                   CASE WHEN i.total - p.paid - least(coalesce(c.total, 0), i.total - p.paid) = 0
+                        THEN CASE WHEN p.paid = 0 AND coalesce(c.total, 0) > 0 THEN 'CREDITED' ELSE 'PAID' END
+                        WHEN p.paid > 0 OR coalesce(c.total, 0) > 0 THEN 'PARTIALLY_PAID' ELSE 'UNPAID' END
+                       AS status, p.first_at, p.last_at
+              FROM invoices AS i
               JOIN unnest(CAST(:tenants AS text[]), CAST(:invoices AS text[])) AS k(tenant_id, invoice_id)
-                ON pa.tenant_id = k.tenant_id AND pa.invoice_id = k.invoice_id
-             ORDER BY pa.tenant_id, pa.invoice_id, pa.paid_after DESC, pa.status_after) AS a
-     WHERE i.tenant_id = a.tenant_id AND i.invoice_id = a.invoice_id AND i.paid_amount < a.paid_after
+                ON i.tenant_id = k.tenant_id AND i.invoice_id = k.invoice_id
+              CROSS JOIN LATERAL (
+                  SELECT coalesce(max(a.paid_after), 0) AS paid, min(py.received_at) AS first_at,
+                         max(py.received_at) AS last_at
+                    FROM payment_allocations AS a
+                    JOIN payments AS py ON py.tenant_id = a.tenant_id AND py.payment_id = a.payment_id
+                   WHERE a.tenant_id = i.tenant_id AND a.invoice_id = i.invoice_id) AS p
+              LEFT JOIN LATERAL (
+                  SELECT sum(cn.total) AS total FROM credit_notes AS cn
+                   WHERE cn.tenant_id = i.tenant_id AND cn.invoice_id = i.invoice_id
+                     AND cn.refund_method = 'CREDIT') AS c ON true) AS s
+     WHERE i.tenant_id = s.tenant_id AND i.invoice_id = s.invoice_id
+       AND (i.paid_amount, i.credited_amount, i.status, i.first_payment_at, i.last_payment_at)
+           IS DISTINCT FROM (s.paid, s.credited, s.status, s.first_at, s.last_at)
 """)
 _CHECK_DEFERRED = text("SET CONSTRAINTS ALL IMMEDIATE")
 _DEFER_AGAIN = text("SET CONSTRAINTS ALL DEFERRED")
@@ -98,10 +115,11 @@ def lock_invoices(conn: Connection, keys: set[tuple[str, str]]) -> None:
         conn.execute(_LOCK_INVOICES, {"tenants": [k[0] for k in ordered], "invoices": [k[1] for k in ordered]})
 
 
-def apply_paid(conn: Connection, keys: set[tuple[str, str]]) -> None:
+def settle_invoices(conn: Connection, keys: set[tuple[str, str]]) -> None:
+    """Derive paid, credited, status and payment times of these invoices again (_SETTLE)."""
     if keys:
         ordered = sorted(keys)
-        conn.execute(_APPLY_PAID, {"tenants": [k[0] for k in ordered], "invoices": [k[1] for k in ordered]})
+        conn.execute(_SETTLE, {"tenants": [k[0] for k in ordered], "invoices": [k[1] for k in ordered]})
 
 
 def insert_rows(conn: Connection, records: Sequence[RecordRows]) -> None:

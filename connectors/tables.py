@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Index,
     DateTime,
     ForeignKeyConstraint,
@@ -33,13 +34,14 @@ from sqlalchemy import (
 metadata = MetaData()
 
 Money = Numeric(18, 4, asdecimal=True)
-INVOICE_STATUSES = ("UNPAID", "PARTIALLY_PAID", "PAID")
+INVOICE_STATUSES = ("UNPAID", "PARTIALLY_PAID", "PAID", "CREDITED")  # CREDITED: settled by credit notes alone
+ALLOCATION_STATUSES = ("UNPAID", "PARTIALLY_PAID", "PAID")
 JOURNAL_BALANCE_TRIGGER = "journal_lines_balance"  # DEFERRABLE INITIALLY DEFERRED constraint trigger
 JOURNAL_BALANCE_FUNCTION = "journal_entry_balanced"
 
 
-def _status_check(column: str, name: str) -> CheckConstraint:
-    values = ", ".join(f"'{s}'" for s in INVOICE_STATUSES)
+def _status_check(column: str, name: str, statuses: tuple[str, ...] = INVOICE_STATUSES) -> CheckConstraint:
+    values = ", ".join(f"'{s}'" for s in statuses)
     return CheckConstraint(f"{column} IN ({values})", name=name)
 
 
@@ -78,9 +80,14 @@ invoices = Table(
     Column("net_total", Money, nullable=False),
     Column("tax_total", Money, nullable=False),
     Column("total", Money, nullable=False),
-    # From payment allocations: the highest paid_after seen wins, so arrival order does not matter.
+    # Settled state, derived by the sink from payment allocations (the highest paid_after) and CREDIT credit
+    # notes (capped at what payments left), so arrival order does not matter (store._SETTLE).
     Column("paid_amount", Money, nullable=False, server_default=text("0")),
     Column("status", Text, nullable=False, server_default=text("'UNPAID'")),
+    Column("due_date", Date),  # ON_ACCOUNT: issue day + the customer's payment terms (revision 0004)
+    Column("credited_amount", Money, nullable=False, server_default=text("0")),
+    Column("first_payment_at", DateTime(timezone=True)),
+    Column("last_payment_at", DateTime(timezone=True)),
     CheckConstraint("total = net_total + tax_total", name="invoices_total_is_net_plus_tax"),
     _status_check("status", "invoices_status_known"),
 )
@@ -132,10 +139,11 @@ payment_allocations = Table(
                          ondelete="CASCADE", name="payment_allocations_payments_fkey"),
     CheckConstraint("amount > 0", name="payment_allocations_amount_positive"),
     CheckConstraint("paid_after >= amount", name="payment_allocations_paid_after_covers_amount"),
-    _status_check("status_after", "payment_allocations_status_known"),
+    _status_check("status_after", "payment_allocations_status_known", ALLOCATION_STATUSES),
 )
 # The paid-state update looks allocations up by invoice.
 Index("payment_allocations_invoice_idx", payment_allocations.c.tenant_id, payment_allocations.c.invoice_id)
+Index("credit_notes_invoice_idx", credit_notes.c.tenant_id, credit_notes.c.invoice_id)
 
 journal_entries = Table(
     "journal_entries", metadata,
@@ -146,6 +154,7 @@ journal_entries = Table(
     Column("currency", Text, nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False),
     Column("description", Text),
+    Index("journal_entries_document_idx", "tenant_id", "document_id"),
 )
 
 journal_lines = Table(

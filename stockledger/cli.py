@@ -1,4 +1,4 @@
-"""The `stockledger` command: one entry point for operators (stack, produce, consume, worker, sink, replay)."""
+"""The `stockledger` command: one entry point for operators (stack, produce, consume, worker, sink, replay, books)."""
 
 from __future__ import annotations
 
@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from api.commands import register as register_api
 
     register_api(sub)
+    from connectors.books import register as register_books
+
+    register_books(sub, _connection_flags)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)

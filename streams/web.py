@@ -16,6 +16,7 @@ import hmac
 import io
 import json
 import time
+from decimal import Decimal
 from typing import Any, AsyncIterator
 from urllib.parse import quote, urlsplit
 
@@ -168,15 +169,34 @@ def stock_view(state: Any, catalog: Any) -> dict:
     return body
 
 
-def credit_view(state: Any, invoices: list) -> dict:
+_DAY_MS = 86_400_000
+
+
+def _iso_day(millis: int | None) -> str | None:
+    return None if millis is None else to_iso(millis)[:10]  # type: ignore[index]
+
+
+def credit_view(state: Any, invoices: list, now_ms: int | None = None) -> dict:
+    """A customer's credit and receivables (SPEC 4, 9). `now_ms` (default: the clock) dates what is overdue:
+    an open invoice whose due day is before today; days past due are those of the oldest overdue invoice."""
     available = state.available
+    today = (int(time.time() * 1000) if now_ms is None else now_ms) // _DAY_MS
+    overdue = [i for i in invoices if i.due_at is not None and i.due_at // _DAY_MS < today]
+    overdue_amount = sum((i.remaining for i in overdue), Decimal(0))
+    oldest = min((i.due_at for i in overdue), default=None)
     return {
         "tenant_id": state.tenant_id, "customer_ref": state.customer_ref,
         "credit_limit": format_decimal(state.credit_limit), "outstanding": format_decimal(state.outstanding),
         "available": None if available is None else format_decimal(available), "on_hold": state.on_hold,
+        "credit_balance": format_decimal(state.credit_balance), "payment_terms_days": state.payment_terms_days,
+        "price_list_id": state.price_list_id,
+        "overdue": format_decimal(overdue_amount),
+        "days_past_due": 0 if oldest is None else today - oldest // _DAY_MS,
+        "first_payment_at": to_iso(state.first_payment_at), "last_payment_at": to_iso(state.last_payment_at),
         "open_invoices": [{"invoice_id": i.invoice_id, "total": format_decimal(i.total),
                            "paid": format_decimal(i.paid), "credited": format_decimal(i.credited),
-                           "remaining": format_decimal(i.remaining), "status": i.status} for i in invoices],
+                           "remaining": format_decimal(i.remaining), "status": i.status,
+                           "due_date": _iso_day(i.due_at)} for i in invoices],
     }
 
 

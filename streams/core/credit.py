@@ -6,9 +6,19 @@ available = credit_limit - outstanding; a limit of 0 means no limit.
 Choices where SPEC is silent:
 - Unlimited credit has `available = None` (JSON null), never a sentinel number.
 - A CREDIT refund reduces its invoice's remaining amount; any excess (the
-  invoice was already paid, or is unknown here) becomes `credit_balance`, a
-  credit the customer holds, which lowers outstanding (it can go below 0).
-  It must never be refused: the credit note is already booked elsewhere.
+  invoice was already paid, a PAID sale's invoice is never kept here) becomes
+  `credit_balance`: store credit the customer holds, unallocated (as Odoo's
+  "outstanding credits"), which lowers outstanding (it can go below 0) and so
+  raises available credit. Payments still pay invoices (their overpayment rule
+  is against what the invoices owe): the balance stays on the account.
+- An invoice's status counts what settled it: payments and CREDIT refunds alike.
+  Nothing left and settled by credit notes alone: CREDITED; nothing left: PAID;
+  something paid or credited: PARTIALLY_PAID; else UNPAID (the sink derives the
+  same from payment allocations and CREDIT credit notes).
+- Receivables (SPEC 9): `customer.credit` sets payment_terms_days (default 0)
+  and price_list_id; an ON_ACCOUNT invoice is due at midnight UTC of its issue
+  day + the terms in force when it was issued (`due_at`, epoch millis). The
+  customer's first and last payment.received times are kept (constant size).
 - Nothing is held for an order: the fold checks an order's credit and adds
   its invoice in one decision, so two orders cannot both spend the same credit.
 - A payment applies only to invoices in its own currency. A customer is
@@ -36,7 +46,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from .documents import PAID_STATUS, PARTIALLY_PAID, UNPAID, Allocation
+from .documents import CREDITED, PAID_STATUS, PARTIALLY_PAID, UNPAID, Allocation
 from .money import ZERO, is_known_currency, is_whole_minor, to_decimal
 from .serde import Plain
 
@@ -71,6 +81,8 @@ __all__ = [
     "apply_payment",
     "apply_credit_refund",
     "set_terms",
+    "due_at_for",
+    "invoice_status",
     "validate_payment",
     "validate_customer_credit",
 ]
@@ -89,6 +101,20 @@ INVALID_AMOUNT = "INVALID_AMOUNT"
 CREDIT, INVOICES = "credit", "invoices"  # the tables credit keeps
 
 _METHODS = frozenset({"CASH", "CARD", "MOBILE", "BANK"})
+DAY_MS = 86_400_000
+MAX_TERMS_DAYS = 36_500  # a century: a due date beyond it is a typo, not terms
+
+
+def due_at_for(issued_at: int, terms_days: int) -> int:
+    """An invoice's due date (epoch millis of its midnight UTC): the issue day plus the terms."""
+    return (issued_at // DAY_MS + terms_days) * DAY_MS
+
+
+def invoice_status(total: Decimal, paid: Decimal, credited: Decimal) -> str:
+    """UNPAID / PARTIALLY_PAID / PAID / CREDITED (credit notes alone covered it); the sink's SQL is the same."""
+    if total - paid - credited == 0:
+        return CREDITED if paid == 0 and credited > 0 else PAID_STATUS
+    return PARTIALLY_PAID if paid or credited else UNPAID
 
 
 class Store(Protocol):
@@ -122,6 +148,7 @@ class OpenInvoice(Plain):
     total: Decimal
     paid: Decimal = ZERO
     credited: Decimal = ZERO  # reduced by CREDIT refunds
+    due_at: int | None = None  # epoch millis of the due date (midnight UTC)
 
     @property
     def remaining(self) -> Decimal:
@@ -129,9 +156,7 @@ class OpenInvoice(Plain):
 
     @property
     def status(self) -> str:
-        if self.remaining == 0:
-            return PAID_STATUS
-        return PARTIALLY_PAID if self.paid or self.credited else UNPAID
+        return invoice_status(self.total, self.paid, self.credited)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +177,7 @@ class InvoiceEntry(Plain):
     credited: Decimal = ZERO
     prev: str | None = None
     next: str | None = None
+    due_at: int | None = None  # epoch millis of the due date (midnight UTC)
 
     @property
     def remaining(self) -> Decimal:
@@ -163,24 +189,23 @@ class InvoiceEntry(Plain):
 
     @property
     def status(self) -> str:
-        if self.remaining == 0:
-            return PAID_STATUS
-        return PARTIALLY_PAID if self.paid or self.credited else UNPAID
+        return invoice_status(self.total, self.paid, self.credited)
 
     def view(self) -> OpenInvoice:
-        return OpenInvoice(self.invoice_id, self.issued_at, self.currency, self.total, self.paid, self.credited)
+        return OpenInvoice(self.invoice_id, self.issued_at, self.currency, self.total, self.paid, self.credited,
+                           self.due_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "customer_ref": self.customer_ref, "invoice_id": self.invoice_id,
                 "issued_at": self.issued_at, "currency": self.currency, "total": format(self.total, "f"),
                 "paid": format(self.paid, "f"), "credited": format(self.credited, "f"), "prev": self.prev,
-                "next": self.next}
+                "next": self.next, "due_at": self.due_at}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "InvoiceEntry":
         return cls(data["tenant_id"], data["customer_ref"], data["invoice_id"], data["issued_at"], data["currency"],
                    Decimal(data["total"]), Decimal(data["paid"]), Decimal(data["credited"]), data.get("prev"),
-                   data.get("next"))
+                   data.get("next"), data.get("due_at"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +235,10 @@ class CreditState(Plain):
     oldest: str | None = None  # the ends of the chain of open invoices
     newest: str | None = None
     due: tuple[Due, ...] = ()  # by currency, in order of first appearance; none for a currency owing nothing
+    payment_terms_days: int = 0  # SPEC 9: an ON_ACCOUNT invoice is due this many days after its issue day
+    price_list_id: str | None = None
+    first_payment_at: int | None = None  # the customer's first and last applied payment.received (epoch millis)
+    last_payment_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +248,8 @@ class CreditState(Plain):
             "oldest": self.oldest, "newest": self.newest,
             "due": [{"currency": d.currency, "amount": format(d.amount, "f"), "scales": [list(s) for s in d.scales]}
                     for d in self.due],
+            "payment_terms_days": self.payment_terms_days, "price_list_id": self.price_list_id,
+            "first_payment_at": self.first_payment_at, "last_payment_at": self.last_payment_at,
         }
 
     @classmethod
@@ -232,6 +263,8 @@ class CreditState(Plain):
             data.get("oldest"), data.get("newest"),
             tuple(Due(d["currency"], Decimal(d["amount"]), tuple((e, n) for e, n in d["scales"]))
                   for d in data.get("due", ())),
+            data.get("payment_terms_days", 0), data.get("price_list_id"), data.get("first_payment_at"),
+            data.get("last_payment_at"),
         )
 
     def due_in(self, currency: str) -> Decimal:
@@ -507,6 +540,7 @@ def add_invoice(
     issued_at: int,
     currency: str,
     total: Decimal,
+    due_at: int | None = None,
 ) -> CreditUpdate:
     """An ON_ACCOUNT invoice becomes outstanding (a fact: never refused): its key is written and,
     when something is due, linked in the customer's chain. An invoice already kept is a no-op."""
@@ -515,7 +549,8 @@ def add_invoice(
     book = _Book(store, state.tenant_id)
     if book.entry(invoice_id) is not None:
         return CreditUpdate(state, False)
-    entry = InvoiceEntry(state.tenant_id, state.customer_ref, invoice_id, issued_at, currency, total)
+    entry = InvoiceEntry(state.tenant_id, state.customer_ref, invoice_id, issued_at, currency, total,
+                         due_at=due_at)
     if entry.is_open:
         state = _link(book, replace(state, due=_adjust(state.due, currency, None, entry.remaining)), entry)
     else:
@@ -528,7 +563,8 @@ def _refuse(state: CreditState, code: str, reason: str) -> PaymentResult:
 
 
 def apply_payment(
-    store: Store, state: CreditState, amount: Decimal, invoice_id: str | None, currency: str
+    store: Store, state: CreditState, amount: Decimal, invoice_id: str | None, currency: str,
+    received_at: int | None = None,
 ) -> PaymentResult:
     """Apply a payment to `invoice_id`, else to the oldest unpaid invoices first (issued_at,
     then id). Paying more than is due (on that invoice, or in total) is refused and nothing
@@ -572,6 +608,10 @@ def apply_payment(
         allocations.append(Allocation(inv.invoice_id, take, new.status, new.paid))
         left -= take
         state = _settle(book, state, inv, new)
+    if received_at is not None:
+        first = state.first_payment_at
+        state = replace(state, first_payment_at=received_at if first is None else min(first, received_at),
+                        last_payment_at=max(state.last_payment_at or received_at, received_at))
     return PaymentResult(state, APPLIED, tuple(allocations), invoice_ids=book.write())
 
 
@@ -599,13 +639,16 @@ def apply_credit_refund(
     return CreditUpdate(state, amount != 0, written)
 
 
-def set_terms(state: CreditState, credit_limit: Decimal, on_hold: bool) -> CreditUpdate:
-    """customer.credit: set the limit (0 = no limit) and the hold flag."""
+def set_terms(state: CreditState, credit_limit: Decimal, on_hold: bool, payment_terms_days: int = 0,
+              price_list_id: str | None = None) -> CreditUpdate:
+    """customer.credit: set the limit (0 = no limit), the hold flag, the payment terms and the price list."""
     if credit_limit < 0:
         raise ValueError(f"credit_limit cannot be negative: {credit_limit}")
-    if credit_limit == state.credit_limit and on_hold == state.on_hold:
+    if (credit_limit, on_hold, payment_terms_days, price_list_id) == (
+            state.credit_limit, state.on_hold, state.payment_terms_days, state.price_list_id):
         return CreditUpdate(state, False)
-    return CreditUpdate(replace(state, credit_limit=credit_limit, on_hold=on_hold), True)
+    return CreditUpdate(replace(state, credit_limit=credit_limit, on_hold=on_hold,
+                                payment_terms_days=payment_terms_days, price_list_id=price_list_id), True)
 
 
 def _nonempty_str(value: Any) -> bool:
@@ -652,4 +695,10 @@ def validate_customer_credit(data: Mapping[str, Any]) -> list[str]:
         reasons.append(f"credit_limit must not be negative, got {limit}")
     if not isinstance(data.get("on_hold"), bool):
         reasons.append(f"on_hold must be true or false, got {data.get('on_hold')!r}")
+    days = data.get("payment_terms_days", 0)
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_TERMS_DAYS):
+        reasons.append(f"payment_terms_days must be a whole number of days from 0 to {MAX_TERMS_DAYS}, got {days!r}")
+    plist = data.get("price_list_id")
+    if plist is not None and not _nonempty_str(plist):
+        reasons.append("price_list_id, when given, must not be empty")
     return reasons

@@ -16,6 +16,7 @@ __all__ = [
     "UNPAID",
     "PARTIALLY_PAID",
     "PAID_STATUS",
+    "CREDITED",
     "DocumentLine",
     "InvoiceLine",
     "Invoice",
@@ -33,6 +34,7 @@ __all__ = [
 UNPAID = "UNPAID"
 PARTIALLY_PAID = "PARTIALLY_PAID"
 PAID_STATUS = "PAID"
+CREDITED = "CREDITED"  # settled by credit notes alone
 
 
 def invoice_id_for(sale_id: str) -> str:
@@ -92,6 +94,7 @@ class Invoice(Plain):
     net_total: Decimal
     tax_total: Decimal
     total: Decimal
+    due_date: int | None = None  # ON_ACCOUNT: epoch millis of the due day's midnight UTC (issue day + terms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,15 @@ Rules (SPEC 2, "Effectively exactly once"):
 - A sale that breaks a rule found only here (NO_PRICE, PAYMENT_MISMATCH) is dead-lettered
   and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
   is recognised and a later sale under that sale_id is a conflict.
+- Documents are unique within a tenant (SPEC 2, added 2026-12-04): an event whose document id
+  already belongs to another business action is refused (REFUSED, DUPLICATE_DOCUMENT_ID) and
+  changes nothing: a sale_id received again under another event id, a refund_id already used on
+  another sale (CN-<refund_id>), a payment_id whose PAY-<payment_id> is already a document (a PAID
+  sale's PAY-<sale_id>-<n> or another payment), a PAID sale whose payment ids are taken. Accepted
+  payment and credit note ids are claimed in `documents`, one key per document id.
+- A CREDIT refund gives the sale's customer credit whatever the sale's terms (a PAID sale's: store
+  credit, credit.py); without a customer it is refused (NO_CUSTOMER). A document of total zero is
+  booked without a journal entry (an entry has at least two lines).
 - Atomic: an event's writes reach the state together, each changed key once, only when
   the event is decided (`decide` returns them, `Decision.apply` writes them); an exception
   leaves the state untouched, and `fold_guarded` (the worker's and `serial_fold`'s step)
@@ -38,7 +47,8 @@ State values are JSON-plain (Decimal as text). Tables and keys:
 stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-size), invoices
 `<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
-`<tenant>:<event_id>` -> the event's fingerprint.
+`<tenant>:<event_id>` -> the event's fingerprint, documents `<tenant>:<document id>` (PAY-..., CN-...)
+-> the business action that owns it.
 """
 
 from __future__ import annotations
@@ -53,9 +63,9 @@ from typing import Any, Callable, Protocol
 from .bounds import outcome_bounds
 from .catalog import CatalogEntry, validate_catalog_update
 from .credit import (APPLIED, CreditState, PaymentReceived, RefundMark, add_invoice,
-                     apply_credit_refund, apply_payment, check_order, invoice_key, open_invoices_of,
+                     apply_credit_refund, apply_payment, check_order, due_at_for, invoice_key, open_invoices_of,
                      refund_mark_key, set_terms, validate_customer_credit, validate_payment)
-from .documents import DocumentLine, Invoice, invoice_id_for
+from .documents import DocumentLine, Invoice, credit_note_id_for, invoice_id_for, payment_id_for
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
@@ -101,10 +111,13 @@ __all__ = [
     "payment_of",
     "seen_of",
     "datum",
+    "document_of",
+    "DUPLICATE_DOCUMENT_ID",
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents")
+DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 INTERNAL_ERROR = "INTERNAL_ERROR"  # the dead-letter code of an event that made our own code fail
@@ -268,7 +281,7 @@ def _invoice_plain(inv: Invoice) -> dict[str, Any]:
                    "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
                    "tax": format(li.tax, "f"), "total": format(li.total, "f")} for li in inv.lines],
         "net_total": format(inv.net_total, "f"), "tax_total": format(inv.tax_total, "f"),
-        "total": format(inv.total, "f"),
+        "total": format(inv.total, "f"), "due_date": inv.due_date,
     }
 
 
@@ -279,7 +292,7 @@ def _invoice_from(data: Mapping[str, Any]) -> Invoice:
         tuple(DocumentLine(li["line_no"], li["sku"], li["quantity"], Decimal(li["unit_price"]),
                            Decimal(li["discount_percent"]), Decimal(li["tax_percent"]), Decimal(li["net"]),
                            Decimal(li["tax"]), Decimal(li["total"])) for li in data["lines"]),
-        Decimal(data["net_total"]), Decimal(data["tax_total"]), Decimal(data["total"]),
+        Decimal(data["net_total"]), Decimal(data["tax_total"]), Decimal(data["total"]), data.get("due_date"),
     )
 
 
@@ -330,6 +343,11 @@ def sale_of(state: State, tenant: str, sale_id: str) -> SaleRecord | None:
 def payment_of(state: State, tenant: str, payment_id: str) -> PaymentRecord | None:
     raw = state.get("payments", f"{tenant}:{payment_id}")
     return None if raw is None else PaymentRecord.from_dict(raw)
+
+
+def document_of(state: State, tenant: str, document_id: str) -> dict | None:
+    """Who owns a document id of the tenant: {"kind": sale|refund|payment, "id", "sale_id", "event_id"}."""
+    return state.get("documents", f"{tenant}:{document_id}")
 
 
 def seen_of(state: State, tenant: str, event_id: str) -> str | None:
@@ -433,6 +451,27 @@ class _Ctx:
 
     def store_credit(self, credit: CreditState) -> None:
         self.state.put("credit", f"{self.tenant}:{credit.customer_ref}", credit.to_dict())
+
+    def owner(self, document_id: str) -> dict | None:
+        return self.state.get("documents", f"{self.tenant}:{document_id}")
+
+    def claim(self, document_id: str, kind: str, natural_id: str, sale_id: str | None = None) -> None:
+        self.state.put("documents", f"{self.tenant}:{document_id}",
+                       {"kind": kind, "id": natural_id, "sale_id": sale_id, "event_id": self.event_id})
+
+    def journal(self, entry: Any) -> tuple[str, ...]:
+        """Emit a document's journal entry unless it has no lines (a document of total zero): its ids."""
+        if not entry.lines:
+            return ()
+        self.emit("ledger.journal", f"{self.tenant}:{entry.entry_id}", datum(entry))
+        return (entry.entry_id,)
+
+
+def _owned_by(owner: dict) -> str:
+    what = f"{owner['kind']} {owner['id']}"
+    if owner["kind"] == "refund" and owner.get("sale_id"):
+        what += f" of sale {owner['sale_id']}"
+    return f"{what} (event {owner['event_id']})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,7 +602,8 @@ def _customer(ctx: _Ctx) -> None:
     data = ctx.data
     raw = ctx.state.get("credit", f"{ctx.tenant}:{data['customer_ref']}")
     before = CreditState(ctx.tenant, data["customer_ref"]) if raw is None else CreditState.from_dict(raw)
-    update = set_terms(before, Decimal(data["credit_limit"]), data["on_hold"])
+    update = set_terms(before, Decimal(data["credit_limit"]), data["on_hold"], data.get("payment_terms_days") or 0,
+                       data.get("price_list_id"))
     if raw is None or update.changed:
         ctx.store_credit(update.state)
 
@@ -590,14 +630,23 @@ def _payment(ctx: _Ctx) -> None:
             _payment_conflict(ctx, f"payment {received.payment_id} was received before with other content")
         return
     credit = ctx.credit(received.customer_ref)
-    result = apply_payment(ctx.state, credit, received.amount, received.invoice_id, received.currency)
+    owner = ctx.owner(payment_id_for(received.payment_id))
+    if owner is not None:
+        _payment_outcome(ctx, REFUSED, (Reason(DUPLICATE_DOCUMENT_ID, (
+            f"{payment_id_for(received.payment_id)} is already the document of {_owned_by(owner)}")),),
+            total=received.amount, currency=received.currency)
+        ctx.state.put("payments", pkey, PaymentRecord(ctx.tenant, received.payment_id, received.customer_ref,
+                                                      ctx.event_id, ctx.fp, REFUSED).to_dict())
+        return
+    result = apply_payment(ctx.state, credit, received.amount, received.invoice_id, received.currency, ctx.ts)
     if result.status == APPLIED:
         booking = book_payment(ctx.tenant, received, result.allocations, ctx.ts)
         pay, entry = booking.payment, booking.journal
         ctx.store_credit(result.state)
+        ctx.claim(pay.payment_id, "payment", received.payment_id)
         ctx.emit("ledger.payments", f"{ctx.tenant}:{pay.payment_id}", datum(pay))
-        ctx.emit("ledger.journal", f"{ctx.tenant}:{entry.entry_id}", datum(entry))
-        _payment_outcome(ctx, ACCEPTED, documents=(pay.payment_id, entry.entry_id), total=received.amount,
+        journal = ctx.journal(entry)
+        _payment_outcome(ctx, ACCEPTED, documents=(pay.payment_id, *journal), total=received.amount,
                          currency=received.currency)
     else:
         _payment_outcome(ctx, REFUSED, (Reason(result.code or REFUSED, result.reason or ""),), total=received.amount,
@@ -622,7 +671,11 @@ def _sale(ctx: _Ctx) -> None:
     existing = ctx.state.get("sales", key)
     if existing is not None:
         if existing["event_id"] != ctx.event_id:
-            _sale_conflict(ctx, f"sale {data['sale_id']} was already received as event {existing['event_id']}")
+            outcome = Outcome(tenant, SALE, data["sale_id"], ctx.event_id, REFUSED, ctx.ts, sale_id=data["sale_id"],
+                              customer_ref=data.get("customer_ref"), currency=data.get("currency"),
+                              reasons=(Reason(DUPLICATE_DOCUMENT_ID, f"sale {data['sale_id']} was already received "
+                                                                     f"as event {existing['event_id']}"),))
+            ctx.emit("sales.outcomes", key, outcome.datum())
         elif existing["fingerprint"] != ctx.fp:
             _sale_conflict(ctx, f"event_id {ctx.event_id} was used before with different content")
         return
@@ -673,15 +726,24 @@ def _sale(ctx: _Ctx) -> None:
         if not check.approved:
             refuse((Reason(check.reason or "CREDIT_REFUSED", check.message),), figures)
             return
-    booking = book_sale(sale, priced, ctx.ts)
+    due_date = None
+    if sale.payment_terms == ON_ACCOUNT:
+        due_date = due_at_for(ctx.ts, ctx.credit(sale.customer_ref or "").payment_terms_days)
+    booking = book_sale(sale, priced, ctx.ts, due_date=due_date)
     if isinstance(booking, LedgerError):
         fail(booking.code, booking.reason)
+        return
+    taken = [(p.payment_id, o) for p in booking.payments if (o := ctx.owner(p.payment_id)) is not None]
+    if taken:
+        refuse(tuple(Reason(DUPLICATE_DOCUMENT_ID, f"{pid} is already the document of {_owned_by(o)}")
+                     for pid, o in taken), figures)
         return
     inv, entry = booking.invoice, booking.journal
     ctx.emit("ledger.invoices", f"{tenant}:{inv.invoice_id}", datum(inv))
     for pay in booking.payments:
+        ctx.claim(pay.payment_id, "sale", sale.sale_id, sale.sale_id)
         ctx.emit("ledger.payments", f"{tenant}:{pay.payment_id}", datum(pay))
-    ctx.emit("ledger.journal", f"{tenant}:{entry.entry_id}", datum(entry))
+    journal = ctx.journal(entry)
     ctx.emit("ledger.external_refs", f"{tenant}:sale:{sale.sale_id}",
              {"tenant_id": tenant, "kind": "sale", "external_id": sale.sale_id, "internal_id": inv.invoice_id})
     reason = REASON_SALE if kind == POS else REASON_ORDER
@@ -691,9 +753,9 @@ def _sale(ctx: _Ctx) -> None:
                                             reason))
     if sale.payment_terms == ON_ACCOUNT:
         credit = ctx.credit(sale.customer_ref or "")
-        update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total)
+        update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total, due_date)
         ctx.store_credit(update.state)
-    documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), entry.entry_id)
+    documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), *journal)
     outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
                       customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
                       currency=sale.currency)
@@ -738,6 +800,15 @@ def _refund(ctx: _Ctx) -> None:
         ctx.state.put("sales", key, dataclasses.replace(
             record, refunds=refunds, refund_results=record.refund_results + (result,)).to_dict())
 
+    note_id = credit_note_id_for(request.refund_id)
+    owner = ctx.owner(note_id)
+    if owner is not None:  # the refund_id was used on another sale (on this one it has a refund result)
+        outcome = _refund_outcome(ctx, record, REFUSED, (Reason(
+            DUPLICATE_DOCUMENT_ID, f"{note_id} is already the document of {_owned_by(owner)}"),))
+        if record is not None:
+            remember(outcome, record.refunds)
+        return
+
     if record is None or record.status != ACCEPTED or record.invoice is None:
         why = "unknown" if record is None else ("refused" if record.status == REFUSED else "not booked (failed)")
         outcome = _refund_outcome(ctx, record, REFUSED, (Reason(
@@ -753,8 +824,9 @@ def _refund(ctx: _Ctx) -> None:
         remember(_refund_outcome(ctx, record, REFUSED, reasons, currency=invoice.currency), record.refunds)
         return
     note, entry = booking.credit_note, booking.journal
+    ctx.claim(note.credit_note_id, "refund", request.refund_id, request.sale_id)
     ctx.emit("ledger.credit_notes", f"{tenant}:{note.credit_note_id}", datum(note))
-    ctx.emit("ledger.journal", f"{tenant}:{entry.entry_id}", datum(entry))
+    journal = ctx.journal(entry)
     ctx.emit("ledger.external_refs", f"{tenant}:refund:{request.refund_id}",
              {"tenant_id": tenant, "kind": "refund", "external_id": request.refund_id,
               "internal_id": note.credit_note_id})
@@ -762,12 +834,12 @@ def _refund(ctx: _Ctx) -> None:
         before = ctx.stock(sku)
         ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
                                             REASON_RETURN))
-    if request.refund_method == "CREDIT" and invoice.payment_terms == ON_ACCOUNT and invoice.customer_ref:
+    if request.refund_method == "CREDIT" and invoice.customer_ref:  # on account, or a PAID sale's store credit
         credit = ctx.credit(invoice.customer_ref)
         update = apply_credit_refund(ctx.state, credit, request.refund_id, invoice.invoice_id, note.total)
         if update.state is not credit:
             ctx.store_credit(update.state)
-    outcome = _refund_outcome(ctx, record, ACCEPTED, documents=(note.credit_note_id, entry.entry_id),
+    outcome = _refund_outcome(ctx, record, ACCEPTED, documents=(note.credit_note_id, *journal),
                               total=note.total, currency=note.currency)
     remember(outcome, booking.state)
 
@@ -782,13 +854,15 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
     if et == "payment.received":
-        keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}")]
+        keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}"),
+                ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}")]
         done = ctx.state.get("payments", f"{tenant}:{data['payment_id']}")
         if done is not None:
             keys += [("invoices", invoice_key(tenant, i)) for i in done.get("invoice_ids", ())]
         return keys
     if et == "refund.issued":
-        keys = [("sales", f"{tenant}:{data['sale_id']}")]
+        keys = [("sales", f"{tenant}:{data['sale_id']}"),
+                ("documents", f"{tenant}:{credit_note_id_for(data['refund_id'])}")]
         keys += [("stock", f"{tenant}:{line['sku']}") for line in data["lines"]]
         record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
         if record is not None and record.get("customer_ref"):
@@ -801,6 +875,9 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return keys
     keys = [("sales", f"{tenant}:{data['sale_id']}")]
     keys += [("stock", f"{tenant}:{line['sku']}") for line in data["line_items"]]
+    record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
+    if record is not None and record.get("event_id") == ctx.event_id:
+        keys += [("documents", f"{tenant}:{d}") for d in record.get("document_ids", ()) if d.startswith("PAY-")]
     if data.get("customer_ref"):
         keys.append(("credit", f"{tenant}:{data['customer_ref']}"))
         ikey = invoice_key(tenant, invoice_id_for(data["sale_id"]))

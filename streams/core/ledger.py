@@ -84,8 +84,8 @@ class PaymentBooking(Plain):
     journal: JournalEntry
 
 
-def make_invoice(sale: Sale, priced: PricedSale, issued_at: int) -> Invoice:
-    """The invoice INV-<sale_id> carrying the priced lines."""
+def make_invoice(sale: Sale, priced: PricedSale, issued_at: int, due_date: int | None = None) -> Invoice:
+    """The invoice INV-<sale_id> carrying the priced lines (and, on account, its due date)."""
     if priced.currency != sale.currency:
         raise ValueError(f"priced in {priced.currency}, sale in {sale.currency}")
     lines = tuple(priced.lines)  # a priced line is an invoice line
@@ -102,6 +102,7 @@ def make_invoice(sale: Sale, priced: PricedSale, issued_at: int) -> Invoice:
         net_total=priced.net_total,
         tax_total=priced.tax_total,
         total=priced.total,
+        due_date=due_date,
     )
 
 
@@ -142,14 +143,16 @@ def _sale_payments(sale: Sale, invoice: Invoice) -> tuple[Payment, ...] | Ledger
 
 
 def book_sale(
-    sale: Sale, priced: PricedSale, posted_at: int, accounts: Accounts = DEFAULT_ACCOUNTS
+    sale: Sale, priced: PricedSale, posted_at: int, accounts: Accounts = DEFAULT_ACCOUNTS,
+    due_date: int | None = None,
 ) -> SaleBooking | LedgerError:
     """Invoice, payments (PAID) and the balanced journal entry JE-INV-<sale_id> of a sale.
 
     The payments of a PAID sale are posted inside the invoice's entry (Dr
     cash/clearing/bank, Cr revenue and tax) and get no entry of their own.
+    A sale of total zero gets an entry without lines: the fold books no entry for it.
     """
-    invoice = make_invoice(sale, priced, posted_at)
+    invoice = make_invoice(sale, priced, posted_at, due_date)
     if sale.payment_terms == ON_ACCOUNT:
         payments: tuple[Payment, ...] = ()
     else:

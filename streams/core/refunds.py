@@ -12,7 +12,8 @@ Choices where SPEC is silent:
   (rounding up over several small refunds could otherwise overshoot, leaving
   a negative last refund); the last units still take exactly the remainder.
 - A refund_id already refunded on this sale is refused (DUPLICATE_REFUND);
-  refund_method CREDIT needs a customer on the sale (INVALID_REFUND_METHOD).
+  refund_method CREDIT needs a customer on the sale (NO_CUSTOMER, SPEC 2): the
+  store credit must belong to someone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "UNKNOWN_SALE",
     "DUPLICATE_REFUND",
     "INVALID_REFUND_METHOD",
+    "NO_CUSTOMER",
     "REFUND_METHODS",
     "RefundLine",
     "RefundRequest",
@@ -48,7 +50,8 @@ __all__ = [
 OVER_REFUND = "OVER_REFUND"
 UNKNOWN_SALE = "UNKNOWN_SALE"
 DUPLICATE_REFUND = "DUPLICATE_REFUND"
-INVALID_REFUND_METHOD = "INVALID_REFUND_METHOD"
+INVALID_REFUND_METHOD = "INVALID_REFUND_METHOD"  # before SPEC 2's amendment; now NO_CUSTOMER
+NO_CUSTOMER = "NO_CUSTOMER"
 REFUND_METHODS = frozenset({"CASH", "CARD", "MOBILE", "BANK", "CREDIT"})
 
 
@@ -118,7 +121,7 @@ class RefundRefusal(Plain):
 
 @dataclass(frozen=True, slots=True)
 class RefundError(Plain):
-    code: str  # OVER_REFUND / UNKNOWN_SALE / DUPLICATE_REFUND / INVALID_REFUND_METHOD
+    code: str  # OVER_REFUND / UNKNOWN_SALE / DUPLICATE_REFUND / NO_CUSTOMER
     reason: str
     lines: tuple[RefundRefusal, ...] = ()
 
@@ -177,7 +180,7 @@ def book_refund(
         return RefundError(DUPLICATE_REFUND, f"refund {refund.refund_id} was already applied to sale {refund.sale_id}")
     if refund.refund_method == "CREDIT" and not invoice.customer_ref:
         return RefundError(
-            INVALID_REFUND_METHOD, f"refund_method CREDIT needs a customer, and sale {refund.sale_id} has none"
+            NO_CUSTOMER, f"refund_method CREDIT needs a customer, and sale {refund.sale_id} has none"
         )
     wanted = _requested(refund)
     refusals = _over_refunds(invoice, state, wanted)

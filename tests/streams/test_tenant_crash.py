@@ -2,6 +2,9 @@
 second worker joins and leaves and the broker is SIGKILLed once: at the end a worker with an empty
 state folder, restored from the changelog alone, answers exactly what the pure core's serial fold of
 the tenant log (in its order) computes, and every output topic carries exactly the fold's outputs.
+A real sink process writes the ledger topics into a database of its own meanwhile: its books (row
+counts, every account's balance per tenant, every on-account invoice's settled state) are the serial
+fold's, they reconcile (SPEC 2), and `stockledger books check` exits 0 for each tenant.
 
 The workload has no "one right answer whatever the order": duplicates early and late, conflicting
 event ids, stale counts, late deltas, orders racing for the last units of scarce SKUs, payments
@@ -24,6 +27,7 @@ import random
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -36,6 +40,9 @@ from typing import Any, Callable
 
 import requests
 from confluent_kafka import Producer
+from sqlalchemy import text
+
+from connectors import migrate
 
 from stockledger.produce import prepare, producer_config
 from stockledger.testing import OutcomeFollower, WorkerProcess, read_topic, settle
@@ -45,6 +52,8 @@ from streams.core.fold import (DeadLetter, DictState, Emit, FoldConfig, Input, c
                                serial_fold, stock_of)
 from streams.core.stock import StockState
 from streams.web import credit_view, sale_view, stock_view, tenant_partition
+from tests.connectors import support as sink_support
+from tests.streams.core.bookskit import balances, differences
 
 BASE = 1_790_000_000_000
 TOPIC = {"inventory.change": "inventory.changes", "sale.completed": "sales", "order.placed": "sales",
@@ -444,6 +453,87 @@ class Chaos(threading.Thread):
             self.timeline.note(f"chaos failed: {exc!r}")
 
 
+# -- the books in PostgreSQL ----------------------------------------------------------------------------
+class SinkBooks:
+    """A real `stockledger sink` process writing the ledger topics into a database of its own, from the
+    topics' end as the test begins (so that database holds this test's books only)."""
+
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self.closed = False
+        self.name = sink_support.create_database(settings.pg_port)
+        self.url = sink_support.database_url(settings.pg_port, self.name)
+        self.engine = sink_support.new_engine(self.url)
+        self.group = f"crash-sink-{uuid.uuid4().hex[:8]}"
+        migrate.upgrade(self.engine)
+        start = sink_support.end_offsets(settings, list(LEDGER))
+        with self.engine.begin() as conn:
+            conn.execute(text("INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
+                              "VALUES (:g, :t, :p, :o)"), [{"g": self.group, "t": t, "p": p, "o": o}
+                                                           for (t, p), o in start.items()])
+        self.proc = sink_support.spawn_sink(self.url, "", self.group, settings.home / f"{self.group}.log")
+
+    def caught_up(self) -> bool:
+        assert self.proc.poll() is None, sink_support.tail(self.proc)
+        ends = sink_support.end_offsets(self.settings, list(LEDGER))
+        return sink_support.stored_offsets(self.engine, self.group) == ends
+
+    def compare(self, tenants: list[str], ref: DictState, emits: list[Emit]) -> list[str]:
+        """PostgreSQL's books against the serial fold's outputs and state; every difference named."""
+        mine = [e for e in emits if e.key.split(":", 1)[0] in tenants]
+        ledger = [e for e in mine if e.topic in LEDGER]
+        want_counts = {
+            "invoices": len({e.key for e in ledger if e.topic == "ledger.invoices"}),
+            "credit_notes": len({e.key for e in ledger if e.topic == "ledger.credit_notes"}),
+            "payments": len({e.key for e in ledger if e.topic == "ledger.payments"}),
+            "payment_allocations": sum(len(e.value["allocations"]) for e in ledger if e.topic == "ledger.payments"),
+            "journal_entries": len({e.key for e in ledger if e.topic == "ledger.journal"}),
+            "journal_lines": sum(len(e.value["lines"]) for e in ledger if e.topic == "ledger.journal"),
+            "external_refs": len({e.key for e in ledger if e.topic == "ledger.external_refs"}),
+        }
+        want_balances = {k: v for k, v in balances(mine).items() if v != 0}
+        want_settled = {}
+        for key, raw in ref.tables["invoices"].items():
+            if key.split(":", 1)[0] in tenants and "total" in raw:  # an invoice (not a refund mark)
+                want_settled[(raw["tenant_id"], raw["invoice_id"])] = (
+                    Decimal(raw["paid"]), Decimal(raw["credited"]), _status(raw))
+        with self.engine.connect() as conn:
+            got_counts = {table: conn.execute(text(f"SELECT count(*) FROM {table} WHERE tenant_id = ANY(:t)"),
+                                              {"t": tenants}).scalar() for table in want_counts}
+            got_balances = {(t, c, a): b for t, c, a, b in conn.execute(text(
+                "SELECT tenant_id, currency, account, sum(debit) - sum(credit) FROM books_journal "
+                "WHERE tenant_id = ANY(:t) GROUP BY 1, 2, 3 HAVING sum(debit) <> sum(credit)"), {"t": tenants})}
+            got_settled = {(t, i): (p, c, s) for t, i, p, c, s in conn.execute(text(
+                "SELECT tenant_id, invoice_id, paid_amount, credited_amount, status FROM invoices "
+                "WHERE tenant_id = ANY(:t) AND payment_terms = 'ON_ACCOUNT'"), {"t": tenants})}
+        problems = diff("books rows", want_counts, got_counts) + diff("books balance", want_balances, got_balances)
+        problems += diff("books invoice", want_settled, got_settled)
+        problems += [f"serial fold's books: {p}" for p in differences(ref, mine)]
+        for tenant in tenants:
+            check = subprocess.run([sys.executable, "-m", "stockledger.cli", "books", "check", "--tenant", tenant,
+                                    "--database-url", self.url], cwd=sink_support.ROOT, capture_output=True,
+                                   text=True, timeout=120)
+            if check.returncode != 0:
+                problems.append(f"books check --tenant {tenant}: exit {check.returncode}\n{check.stdout}"
+                                f"{check.stderr}")
+        return problems
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc.poll() is None:
+            sink_support.stop_sink(self.proc)
+        self.engine.dispose()
+        sink_support.drop_database(self.settings.pg_port, self.name)
+
+
+def _status(raw: dict) -> str:
+    from streams.core.credit import InvoiceEntry
+
+    return InvoiceEntry.from_dict(raw).status
+
+
 # -- the reference and the comparison -------------------------------------------------------------
 def tenant_log_inputs(settings: Any, codec: Any, tenants: set[str]) -> dict[str, list[tuple[tuple, Input]]]:
     """Each tenant's events as the tenant log holds them, in log order (frames keyed by tenant), with
@@ -515,7 +605,7 @@ def fetch_views(worker: WorkerProcess, requests_: list[tuple[Any, str, str]]) ->
         return dict(pool.map(get, requests_))
 
 
-def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, settings, codec):
+def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, settings, codec, request):
     timeline = Timeline()
     seed = int(os.environ.get("STOCKLEDGER_TEST_CRASH_SEED", "20261201"))  # the faults' moments and kinds
     rng = random.Random(seed)
@@ -535,6 +625,8 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     if loglevel:
         worker.extra_args = helper.extra_args = ["--loglevel", loglevel]
     chaos = Chaos(rng, stack, worker, helper, timeline, PUBLISH_SECONDS)
+    books = SinkBooks(settings)
+    request.addfinalizer(books.close)
     try:
         publish_paced(settings, setup, 1, timeline)
         settle(settings)
@@ -599,6 +691,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
                         (("PAYMENT", "REFUSED", "OVERPAYMENT"), 50), (("REFUND", "ACCEPTED", ""), 300),
                         (("REFUND", "REFUSED", "OVER_REFUND"), 20), (("REFUND", "REFUSED", "UNKNOWN_SALE"), 5),
                         (("SALE", "IDEMPOTENCY_CONFLICT", "IDEMPOTENCY_CONFLICT"), 5),
+                        (("SALE", "REFUSED", "DUPLICATE_DOCUMENT_ID"), 5),
                         (("PAYMENT", "IDEMPOTENCY_CONFLICT", "IDEMPOTENCY_CONFLICT"), 2),
                         (("REFUND", "IDEMPOTENCY_CONFLICT", "IDEMPOTENCY_CONFLICT"), 2)):
         assert tally[need] >= least, (need, tally[need])
@@ -608,6 +701,16 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     assert sum(1 for e in emits if e.topic == "ledger.credit_notes") > 300  # refunds booked
 
     problems: list[str] = []
+    # PostgreSQL: the sink's books are the serial fold's, and they reconcile
+    try:
+        deadline = time.monotonic() + 300
+        while not books.caught_up():
+            assert time.monotonic() < deadline, "the sink did not write every ledger record in 300 s"
+            time.sleep(1)
+        problems += books.compare(sorted(tenants), ref, emits)
+        timeline.note(f"sink's books compared ({len(problems)} differences)")
+    finally:
+        books.close()
     # HTTP: every SKU, customer and sale of the reference, exactly as the views render it
     stock_keys = sorted(k for k in ref.tables["stock"] if k.split(":", 1)[0] in tenants)
     credit_keys = sorted(k for k in ref.tables["credit"] if k.split(":", 1)[0] in tenants)

@@ -97,9 +97,13 @@ def payment(payment_id: str, customer: str, amount: str, *, event_id: str, ts: i
 
 
 def terms(customer: str, limit: str, on_hold: bool = False, *, event_id: str, ts: int = 500,
-          tenant: str = "t1") -> Input:
-    return event("customer.credit", {"customer_ref": customer, "credit_limit": limit, "on_hold": on_hold},
-                 event_id=event_id, ts=ts, tenant=tenant)
+          tenant: str = "t1", days: int | None = None, price_list: str | None = None) -> Input:
+    data: dict[str, Any] = {"customer_ref": customer, "credit_limit": limit, "on_hold": on_hold}
+    if days is not None:
+        data["payment_terms_days"] = days
+    if price_list is not None:
+        data["price_list_id"] = price_list
+    return event("customer.credit", data, event_id=event_id, ts=ts, tenant=tenant)
 
 
 # -- output checks --------------------------------------------------------------------------------

@@ -6,6 +6,14 @@ redeliveries, retries under new event ids, event ids reused with other content) 
 folds: the outputs are identical, Decimal exponents included (a message or a record reading "58.00"
 must not read "58.0000"), and so are the stock, catalog, sales and seen tables, the payment records
 (but for the invoice keys they now list) and every customer's figures and open invoices.
+
+Issue 16 changed some rules on purpose (SPEC 2 as amended 2026-12-04): a CREDIT refund of a PAID sale
+gives store credit, a CREDIT refund without a customer is NO_CUSTOMER, a refund_id reused on another
+sale or a sale_id under another event id is DUPLICATE_DOCUMENT_ID, a zero-total document has no journal
+entry, and ON_ACCOUNT invoices carry a due date. The generators here are restricted to events whose
+behaviour did not change (CREDIT refunds only of on-account sales, a refund_id reused only on its own
+sale, sale ids never reused, no zero prices), and the comparison leaves out the new due dates; the new
+rules have their own tests (test_books.py).
 """
 
 from __future__ import annotations
@@ -35,11 +43,16 @@ def exact(value: Any) -> Any:
     return value
 
 
+def _before_due_dates(value: dict) -> dict:
+    return {k: v for k, v in value.items() if k != "due_date"}
+
+
 def outputs_form(outputs: list) -> list:
     form = []
     for out in outputs:
         if isinstance(out, (Emit, old.Emit)):
-            form.append(("emit", out.topic, out.key, exact(out.value)))
+            value = _before_due_dates(out.value) if out.topic == "ledger.invoices" else out.value
+            form.append(("emit", out.topic, out.key, exact(value)))
         else:
             assert isinstance(out, (DeadLetter, old.DeadLetter))
             form.append(("dlq", out.input.topic, out.input.offset, out.error, out.stage))
@@ -59,8 +72,11 @@ def assert_same(events: list) -> tuple[Any, Any]:
     old_state, old_out = old.serial_fold(events)
     new_state, new_out = new.serial_fold(events)
     assert outputs_form(new_out) == outputs_form(old_out)
-    for table in ("stock", "catalog", "sales", "seen"):
+    for table in ("stock", "catalog", "seen"):
         assert new_state.tables[table] == old_state.tables[table], table
+    sales = {k: {**r, "invoice": r["invoice"] and _before_due_dates(r["invoice"])}
+             for k, r in new_state.tables["sales"].items()}
+    assert sales == old_state.tables["sales"]
     payments = {k: {f: v for f, v in rec.items() if f != "invoice_ids"}
                 for k, rec in new_state.tables["payments"].items()}
     assert payments == old_state.tables["payments"]
@@ -96,7 +112,7 @@ def random_log(seed: int, n: int) -> list:
               terms("C3", "5000", event_id="cust-3", ts=0)]
     on_account: list[tuple[str, str]] = []  # (sale_id, customer) of on-account sales sent
     sales: list[str] = []
-    refund_ids: list[str] = []
+    refund_ids: list[tuple[str, str]] = []  # (refund_id, sale_id)
     clock = 1_000
     for i in range(n):
         clock += rng.randint(0, 40)
@@ -106,9 +122,9 @@ def random_log(seed: int, n: int) -> list:
         currency = "KES" if rng.random() < 0.93 else "USD"
         roll = rng.random()
         if roll < 0.42:
-            sale_id = f"S{i}" if rng.random() < 0.97 or not sales else rng.choice(sales)
+            sale_id = f"S{i}"  # a sale_id reused is DUPLICATE_DOCUMENT_ID now
             lines = [{"sku": rng.choice(("A", "B", "B", "C", "X")), "quantity": rng.randint(1, 3),
-                      "unit_price": rng.choice([None, None, "10.00", "0.99", "0.00"]),
+                      "unit_price": rng.choice([None, None, "10.00", "0.99"]),
                       "discount_percent": rng.choice([None, None, "12.5"])} for _ in range(rng.randint(1, 3))]
             account = rng.random() < 0.6
             pays = None
@@ -135,12 +151,15 @@ def random_log(seed: int, n: int) -> list:
                                   currency=currency if rng.random() < 0.3 else "KES"))
         elif roll < 0.82:
             target = rng.choice(sales[-20:]) if sales else "S-none"
-            rid = rng.choice(refund_ids) if refund_ids and rng.random() < 0.25 else f"R{i}"
-            refund_ids.append(rid)
+            rid = f"R{i}"
+            if refund_ids and rng.random() < 0.25:  # a refund_id again, on its own sale
+                rid, target = rng.choice(refund_ids)
+            refund_ids.append((rid, target))
+            credit = any(s == target for s, _ in on_account)  # CREDIT of a PAID sale is store credit now
             events.append(refund(rid, target, [{"sku": rng.choice(("A", "B", "C", "X")),
                                                 "quantity": rng.randint(1, 2)}],
                                  event_id=eid, ts=ts, restock=rng.random() < 0.5,
-                                 method="CREDIT" if rng.random() < 0.6 else "CASH"))
+                                 method="CREDIT" if credit and rng.random() < 0.6 else "CASH"))
         elif roll < 0.86:
             events.append(terms(customer, rng.choice(["0", "150", "500", "5000"]), rng.random() < 0.15,
                                 event_id=eid, ts=ts))
@@ -194,6 +213,6 @@ def test_on_account_sales_payments_and_refunds_of_one_customer():
 
 
 @settings(max_examples=150, deadline=None)
-@given(tf.tenant_logs())
+@given(tf.tenant_logs(unchanged=True))
 def test_the_fold_tests_random_tenant_logs_give_identical_answers(events):
     assert_same(events)

@@ -5,7 +5,7 @@ from streams.core.ledger import JournalLine, SaleBooking, book_sale
 from streams.core.pricing import PricedSale, price_lines
 from streams.core.refunds import (
     DUPLICATE_REFUND,
-    INVALID_REFUND_METHOD,
+    NO_CUSTOMER,
     OVER_REFUND,
     UNKNOWN_SALE,
     LineRefunded,
@@ -156,7 +156,7 @@ def test_refusals_for_unknown_sale_duplicate_refund_and_credit_without_customer(
     again = book_refund(inv, r1.state, refund("R1", ("A", 1)), T0)
     assert isinstance(again, RefundError) and again.code == DUPLICATE_REFUND
     credit = book_refund(inv, RefundState(), refund("R2", ("A", 1), method="CREDIT"), T0)
-    assert credit == RefundError(INVALID_REFUND_METHOD, "refund_method CREDIT needs a customer, and sale S1 has none")
+    assert credit == RefundError(NO_CUSTOMER, "refund_method CREDIT needs a customer, and sale S1 has none")
 
 
 def test_validate_refund():

@@ -32,14 +32,16 @@ link = st.none() | ids
 @given(st.builds(CreditState, ids, ids, money, st.booleans(), money, st.integers(0, 10**6), link, link,
                  st.lists(st.builds(Due, ids, money, st.lists(st.tuples(exps, st.integers(1, 99)),
                                                               unique_by=lambda t: t[0]).map(
-                                                                  lambda xs: tuple(sorted(xs))))).map(tuple)))
+                                                                  lambda xs: tuple(sorted(xs))))).map(tuple),
+                 st.integers(0, 3650), st.none() | ids, st.none() | st.integers(0, 10**13),
+                 st.none() | st.integers(0, 10**13)))
 def test_credit_state_forms_agree(state):
     assert state.to_dict() == to_plain(state)
     assert CreditState.from_dict(state.to_dict()) == state == from_plain(CreditState, to_plain(state))
 
 
 @given(st.builds(InvoiceEntry, ids, ids, ids, st.integers(0, 10**13), st.just("KES"), money, money, money, link,
-                 link))
+                 link, st.none() | st.integers(0, 10**13)))
 def test_invoice_entry_forms_agree(entry):
     assert entry.to_dict() == to_plain(entry)
     assert InvoiceEntry.from_dict(entry.to_dict()) == entry == from_plain(InvoiceEntry, to_plain(entry))
@@ -73,7 +75,7 @@ outcomes = st.builds(
     st.lists(ids, max_size=3).map(tuple), st.none() | money, opt_ids)
 lines = st.builds(DocumentLine, st.integers(1, 9), ids, st.integers(1, 99), money, money, money, money, money, money)
 invoices = st.builds(Invoice, ids, ids, ids, opt_ids, ids, ids, ids, st.integers(0, 10**13),
-                     st.lists(lines, max_size=3).map(tuple), money, money, money)
+                     st.lists(lines, max_size=3).map(tuple), money, money, money, st.none() | st.integers(0, 10**13))
 sale_records = st.builds(
     SaleRecord, ids, ids, ids, ids, st.sampled_from(["POS", "ORDER"]), st.sampled_from(["ACCEPTED", "REFUSED"]),
     ids, st.integers(0, 10**13), st.sampled_from(["PAID", "ON_ACCOUNT"]), opt_ids, opt_ids, st.none() | outcomes,
