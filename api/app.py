@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
-from api import answers, events, idempotency, negotiation, tenants, webhooks
+from api import answers, events, idempotency, metrics, negotiation, tenants, webhooks
 from api.db import Database
 from api.idempotency import IDEMPOTENCY, Answer, Idempotency
 from api.outcomes import OutcomeWaiter
@@ -337,8 +337,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[refusals])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[metrics.timed, refusals])
     app[SERVICES] = services
+    metrics.install(app)
     app.add_routes([
         web.post("/integrations/piti/companies/{company_id}/sales", pos_sale),
         web.post("/integrations/piti/companies/{company_id}/refunds", pos_refund),

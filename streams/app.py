@@ -43,7 +43,7 @@ class Pipeline:
     outbox: Outbox
     datadir: Path
     worker_id: str
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics = field(default_factory=Metrics)  # prometheus-client, this worker's registry
     topics: dict[str, Any] = field(default_factory=dict)
     watchdog: Any = None
 
@@ -75,6 +75,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=settings.faust_credentials(),  # SASL/SSL as every other client (Settings)
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,
@@ -98,11 +99,12 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     )
     ProducerBuffer.max_messages = 5000
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
-    pipeline = Pipeline(settings, app, Codec(settings.schema_registry_url), Outbox(settings), datadir, worker_id)
-    install_ordered_consumer(app, on_rewind=lambda topic: pipeline.metrics.rereads.update((topic,)),
+    codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
+    pipeline = Pipeline(settings, app, codec, Outbox(settings), datadir, worker_id)
+    install_ordered_consumer(app, on_rewind=pipeline.metrics.reread,
                              drop_every=settings.fault_drop_every, clear_every=settings.fault_clear_every)
     anchor_table(app, settings.partitions)
-    pipeline.watchdog = Watchdog(app, lambda topic: pipeline.metrics.rereads.update((topic,)))
+    pipeline.watchdog = Watchdog(app, pipeline.metrics.reread)
 
     @app.timer(10.0)
     async def watchdog() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -100,7 +101,7 @@ class Folder:
             # only after the batch that applied them is in Kafka (the acks chain keeps that order)
             await self.acks.after(p.outbox.batch(), events)
             return
-        view = View(store)
+        view, started = View(store), time.perf_counter()
         results: list[tuple[Input, list]] = []
         codec, config = p.codec, self.config
         for event in todo:
@@ -122,7 +123,7 @@ class Folder:
             for r in out:
                 if isinstance(r, DeadLetter):
                     src = r.input
-                    metrics.dead_lettered[src.topic] += 1
+                    metrics.dead_lettered.labels(src.topic).inc()
                     log.warning("dead letter %s[%s]@%s: %s", src.topic, src.partition, src.offset, r.error)
                     failure = Failure(src.topic, src.partition, src.offset, src.key, src.value, r.stage, r.error)
                     outbox.produce(batch, dlq_topic(src.topic), codec.encode(dlq_topic(src.topic), dead_letter(failure)),
@@ -135,7 +136,8 @@ class Folder:
             store.committed = max(store.committed, min(committed, store.next))
         store.write(outbox, batch, todo[-1].message.offset + 1, view.changes)
         store.next = todo[-1].message.offset + 1
-        metrics.folded += len(results)
+        metrics.folded.inc(len(results))
+        metrics.fold_batch.observe(time.perf_counter() - started)
 
         async def settle() -> bool:
             """The batch is in Kafka: ack it, unless the partition moved meanwhile."""
