@@ -91,7 +91,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     stats = sink.run()
-    print(f"sink stopped: {stats.line()}", file=sys.stderr, flush=True)
+    print(f"sink stopped: {stats.line()}", flush=True)  # the result on stdout; logs on stderr
     return 0
 
 

@@ -117,6 +117,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings(args)
     ensure_topics(settings.kafka_config(), settings.partitions, log=_progress)
     codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
+    # SPEC: every schema change must be BACKWARD compatible (Apicurio's default is NONE); as `stack up` does.
+    codec.client.set_compatibility("BACKWARD")
     from stockledger.topics import BY_NAME
     for name in sorted(BY_NAME):
         print(json.dumps({"topic": name, "subject": f"{name}-value", "schema_id": codec.register(name)}))

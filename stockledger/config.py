@@ -101,6 +101,9 @@ class Settings:
     web_port: int = field(default_factory=lambda: _int("WEB_PORT", "6066"))
     # The workers' HTTP port is the operators' door: loopback unless said otherwise (then a token is required).
     web_host: str = field(default_factory=lambda: _env("WEB_HOST", "127.0.0.1"))
+    # The URL peers forward a tenant's reads to; default http://<web host>:<port>, or, bound to every
+    # address (0.0.0.0), http://<this machine's hostname>:<port> (a container's name on its network).
+    web_advertised_url: str | None = field(default_factory=lambda: _opt("WEB_ADVERTISED_URL"))
     partitions: int = field(default_factory=lambda: _int("PARTITIONS", "4"))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))

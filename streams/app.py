@@ -12,6 +12,7 @@ does not decode reaches the dead-letter queue instead of crashing an agent.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
         web_host=web_host if web_host not in ("0.0.0.0", "::") else "127.0.0.1",
         web_port=web_port,
         web_bind=web_host,
-        canonical_url=f"http://{'127.0.0.1' if web_host in ('0.0.0.0', '::') else web_host}:{web_port}",
+        canonical_url=advertised_url(settings, web_host, web_port),
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,
         # A killed worker's partitions move after this long; Faust's default (60 s) makes every
@@ -113,8 +114,17 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     return pipeline
 
 
+def advertised_url(settings: Settings, web_host: str, web_port: int) -> str:
+    """The worker's URL for its peers: Settings.web_advertised_url, else its bind address, or its
+    hostname when bound to every address (0.0.0.0 is no address a peer can reach)."""
+    if settings.web_advertised_url:
+        return settings.web_advertised_url.rstrip("/")
+    host = socket.gethostname() if web_host in ("0.0.0.0", "::", "") else web_host
+    return f"http://{host}:{web_port}"
+
+
 def to_iso(millis: int | None) -> str | None:
     return None if not millis else format_timestamp(millis)
 
 
-__all__ = ["Pipeline", "create_app", "to_iso"]
+__all__ = ["Pipeline", "advertised_url", "create_app", "to_iso"]

@@ -104,7 +104,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     notifier = Notifier(settings, group=args.group, topic_prefix=args.topic_prefix, instance_id=args.instance_id,
                         stop=stop)
     stats = notifier.run()
-    print(f"notify stopped: {stats.line()}", file=sys.stderr, flush=True)
+    print(f"notify stopped: {stats.line()}", flush=True)  # the result on stdout; logs on stderr
     return 1 if notifier.deliverer.error is not None else 0
 
 
