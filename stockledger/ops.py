@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -50,7 +50,7 @@ class OpsServer:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="ops-http", daemon=True)
 
-    def start(self) -> "OpsServer":
+    def start(self) -> OpsServer:
         self.thread.start()
         return self
 

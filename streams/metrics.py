@@ -13,7 +13,7 @@ scrape time from Faust's monitor.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -43,8 +43,8 @@ class Metrics:
         self.registry = r = CollectorRegistry()
         self.processed = Counter("stockledger_events_processed", "Events handled per input topic.", ["topic"],
                                  registry=r)
-        self.dead_lettered = Counter("stockledger_dlq_records", "Records sent to a dead-letter queue, per source topic.",
-                                     ["topic"], registry=r)
+        self.dead_lettered = Counter("stockledger_dlq_records",
+                                     "Records sent to a dead-letter queue, per source topic.", ["topic"], registry=r)
         self.folded = Counter("stockledger_events_folded", "Events the fold applied to tenant state.", registry=r)
         self.rereads = Counter("stockledger_rereads", "Partitions read again from a record the consumer dropped or "
                                                       "a commit that stopped.", ["topic"], registry=r)

@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instance-id", "--id", dest="instance_id",
                    help="static group membership: a restarted notifier takes its partitions back at once")
     p.add_argument("--topic-prefix", default="", help="read <prefix>stock.levels (side-by-side runs, tests)")
-    p.add_argument("--metrics-port", type=int, help="/metrics and /health on this port (STOCKLEDGER_NOTIFY_METRICS_PORT, "
-                                                    "default 6067; 0: none)")
+    p.add_argument("--metrics-port", type=int,
+                   help="/metrics and /health on this port (STOCKLEDGER_NOTIFY_METRICS_PORT, default 6067; 0: none)")
     p.add_argument("--metrics-host", help="their address (STOCKLEDGER_METRICS_HOST, default 127.0.0.1)")
     p.add_argument("--retry-schedule", help="delays between tries after a failure, the last repeating "
                                             "(STOCKLEDGER_NOTIFY_RETRY_SCHEDULE, default 1m,5m,15m,1h,6h)")

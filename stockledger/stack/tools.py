@@ -10,8 +10,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from stockledger.config import Settings
 from stockledger.stack import downloads

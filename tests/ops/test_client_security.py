@@ -81,7 +81,8 @@ def test_registry_bearer_token(monkeypatch):
 
     monkeypatch.setenv("STOCKLEDGER_SCHEMA_REGISTRY_TOKEN", "tok-123")
     s = Settings()
-    assert Codec(s.schema_registry_url, auth=s.registry_auth).client.session.headers["Authorization"] == "Bearer tok-123"
+    headers = Codec(s.schema_registry_url, auth=s.registry_auth).client.session.headers
+    assert headers["Authorization"] == "Bearer tok-123"
 
 
 def test_kafka_tools_get_a_java_client_config(secured, tmp_path):
