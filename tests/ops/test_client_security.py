@@ -67,6 +67,7 @@ def test_faust_worker_gets_the_same_credentials(secured, tmp_path):
 
     p = create_app(dataclasses.replace(secured, bootstrap_servers_env="127.0.0.1:9"), tmp_path, 16066)
     p.outbox.close()  # never connected (nothing listens on port 9): the configuration is what is tested
+    p.outbox.producer = None  # librdkafka's producer goes now, not at some later collection
     auth = credentials_to_aiokafka_auth(p.app.conf.broker_credentials)
     assert {k: auth[k] for k in ("security_protocol", "sasl_mechanism", "sasl_plain_username",
                                  "sasl_plain_password")} == {
