@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
-from api import answers, events, idempotency, negotiation, openapi, tenants, webhooks
+from api import answers, events, idempotency, metrics, negotiation, openapi, tenants, webhooks
 from api.db import Database
 from api.idempotency import IDEMPOTENCY, Answer, Idempotency
 from api.outcomes import OutcomeWaiter
@@ -435,8 +435,9 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def build_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[client_limit, refusals])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[client_limit, metrics.timed, refusals])
     app[SERVICES] = services
+    metrics.install(app)
     app.add_routes([
         web.post("/integrations/piti/companies/{company_id}/sales", pos_sale),
         web.post("/integrations/piti/companies/{company_id}/refunds", pos_refund),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 EXIT_USAGE = 2
@@ -27,7 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port (STOCKLEDGER_API_PORT, default 8088)")
     p.add_argument("--worker-url", help="the stream workers' HTTP (STOCKLEDGER_WORKER_URL)")
     p.add_argument("--id", default="api", help="a name for this process in logs")
-    p.add_argument("--loglevel", default="warning")
     cli._connection_flags(p)
     p.set_defaults(func=cmd_api)
 
@@ -54,9 +52,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     import asyncio
 
     from api.server import serve
+    from stockledger import logs
 
-    logging.basicConfig(level=args.loglevel.upper(), stream=sys.stderr,
-                        format=f"%(asctime)s {args.id} %(name)s %(levelname)s %(message)s")
+    logs.setup(args.log_level, args.log_format, process=args.id)
     settings = _cli()._settings(args).with_overrides(api_host=args.host, api_port=args.port,
                                                      worker_url_env=args.worker_url)
     asyncio.run(serve(settings, settings.api_host, settings.api_port))

@@ -43,7 +43,7 @@ class OutcomeWaiter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+        self.consumer = Consumer({**settings.kafka_config(),
                                   "group.id": f"{settings.app_id}-api-{uuid.uuid4().hex[:8]}",
                                   "enable.auto.commit": False, "enable.partition.eof": False,
                                   "fetch.wait.max.ms": 20, "client.id": "stockledger-api-outcomes"})

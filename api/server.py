@@ -48,8 +48,8 @@ async def _prune_forever(db: Database) -> None:
 async def serve(settings: Settings, host: str, port: int, db_pool: int = 16) -> None:
     migrate_database(settings)
     master_key = settings.master_key()
-    codec = Codec(settings.schema_registry_url)
-    ensure_topics(settings.bootstrap_servers, settings.partitions,
+    codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
+    ensure_topics(settings.kafka_config(), settings.partitions,
                   [t.name for t in INPUTS] + [OUTCOMES, *DEAD_LETTERS])
     for t in INPUTS:
         codec.register(t.name)

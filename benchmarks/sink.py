@@ -147,7 +147,8 @@ def spawn_sink(settings: Settings, url: str, prefix: str, group: str, batch: int
            "STOCKLEDGER_SCHEMA_REGISTRY_URL": settings.schema_registry_url}
     out = open(log, "ab")
     return subprocess.Popen([sys.executable, "-m", "stockledger.cli", "sink", "--database-url", url, "--topic-prefix",
-                             prefix, "--group", group, "--batch-size", str(batch), "--batch-ms", str(batch_ms)],
+                             prefix, "--group", group, "--batch-size", str(batch), "--batch-ms", str(batch_ms),
+                             "--metrics-port", "0"],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from connectors.sink import DEFAULT_BATCH_MS, DEFAULT_BATCH_SIZE
@@ -42,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "at once; a stopped one keeps them for the 10 s session timeout "
                                          "(give each worker its own)")
     p.add_argument("--topic-prefix", default="", help="read <prefix>ledger.* instead of ledger.* (side-by-side runs, tests)")
+    p.add_argument("--metrics-port", type=int, help="/metrics and /health on this port (STOCKLEDGER_SINK_METRICS_PORT, "
+                                                    "default 6068; 0: none)")
+    p.add_argument("--metrics-host", help="their address (STOCKLEDGER_METRICS_HOST, default 127.0.0.1)")
     cli._connection_flags(p)
     p.set_defaults(func=cmd_sink)
 
@@ -71,28 +73,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_notify(subparsers)
 
 
-def _logging(level: int | str = logging.INFO) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 def cmd_sink(args: argparse.Namespace) -> int:
     import threading
 
     from connectors.offsets import install_signal_handlers
     from connectors.sink import Sink
 
-    _logging()
     stop = threading.Event()
     install_signal_handlers(stop)
+    settings = _cli()._settings(args).with_overrides(sink_metrics_port=args.metrics_port,
+                                                     metrics_host=args.metrics_host)
     try:
-        sink = Sink(_cli()._settings(args), group=args.group, topic_prefix=args.topic_prefix,
-                    batch_size=args.batch_size, batch_ms=args.batch_ms, instance_id=args.instance_id, stop=stop)
+        sink = Sink(settings, group=args.group, topic_prefix=args.topic_prefix, batch_size=args.batch_size,
+                    batch_ms=args.batch_ms, instance_id=args.instance_id, stop=stop,
+                    metrics_port=settings.sink_metrics_port)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     stats = sink.run()
-    print(f"sink stopped: {stats.line()}", file=sys.stderr, flush=True)
+    print(f"sink stopped: {stats.line()}", flush=True)  # the result on stdout; logs on stderr
     return 0
 
 

@@ -95,7 +95,7 @@ class OffsetWorker:
 
     def consumer_config(self) -> dict:
         conf = {
-            "bootstrap.servers": self.settings.bootstrap_servers,
+            **self.settings.kafka_config(),
             "group.id": self.group,
             "isolation.level": "read_committed",
             "enable.auto.commit": False,

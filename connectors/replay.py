@@ -111,7 +111,7 @@ def parse_offsets(text_: str) -> dict[int, list[tuple[int, int]]]:
 # -- Kafka lookups ---------------------------------------------------------------------------------
 def _lookup_consumer(settings: Settings) -> Consumer:
     """For metadata, watermarks and offsets_for_times only: it never subscribes, so never joins a group."""
-    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "enable.auto.commit": False,
+    return Consumer({**settings.kafka_config(), "enable.auto.commit": False,
                      "group.id": f"stockledger-replay-{uuid.uuid4().hex[:8]}", "isolation.level": "read_committed"})
 
 
@@ -235,7 +235,7 @@ def wait_resunk(engine: Engine, group: str, moves: list[Move], timeout: float | 
 
 # -- stream ----------------------------------------------------------------------------------------
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    return AdminClient(settings.kafka_config())
 
 
 def live_members(admin: AdminClient, group: str) -> list[str]:
@@ -363,7 +363,7 @@ def dlq_replay(settings: Settings, topic: str, *, offsets: dict[int, list[tuple[
     `offset` / `to_time` (default: the beginning) in `partitions` (default: all).
     """
     dlq = topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX
-    codec = codec or Codec(settings.schema_registry_url)
+    codec = codec or Codec(settings.schema_registry_url, auth=settings.registry_auth)
     consumer = _lookup_consumer(settings)
     try:
         parts = topic_partitions(consumer, dlq, sorted(offsets) if offsets else partitions)

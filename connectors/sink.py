@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Message, Producer
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine
 
 from connectors import migrate, store
@@ -34,6 +35,7 @@ from connectors.rows import LEDGER_TOPICS, RecordError, RecordRows, contract_top
 from stockledger.config import Settings
 from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
+from stockledger.ops import BATCH_BUCKETS, OpsServer
 from streams.codec import Codec, DecodeError
 
 log = logging.getLogger("stockledger.sink")
@@ -65,6 +67,30 @@ class Stats:
                 f"fenced={self.fenced} rewound={self.rewound} retries={self.retries}")
 
 
+class SinkMetrics:
+    """`stockledger_sink_records_total{topic}`, `stockledger_sink_dead_letters_total`,
+    `stockledger_sink_batch_seconds` (one batch's transaction: rows, offsets, dead letters, commit)."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.records = Counter("stockledger_sink_records", "Records written (rows or dead letters), per topic.",
+                               ["topic"], registry=r)
+        self.dead_letters = Counter("stockledger_sink_dead_letters", "Records sent to a dead-letter topic.",
+                                    registry=r)
+        self.batch = Histogram("stockledger_sink_batch_seconds", "One batch written and committed.",
+                               buckets=BATCH_BUCKETS, registry=r)
+
+    def observe(self, items: list, dead_letters: int, seconds: float) -> None:
+        by_topic: dict[str, int] = {}
+        for it in items:
+            topic = it.msg.topic()
+            by_topic[topic] = by_topic.get(topic, 0) + 1
+        for topic, n in by_topic.items():
+            self.records.labels(topic).inc(n)
+        self.dead_letters.inc(dead_letters)
+        self.batch.observe(seconds)
+
+
 @dataclass(slots=True)
 class _Item:
     msg: Message
@@ -80,7 +106,7 @@ class Sink(OffsetWorker):
     def __init__(self, settings: Settings, *, group: str | None = None, topic_prefix: str = "",
                  batch_size: int = DEFAULT_BATCH_SIZE, batch_ms: int = DEFAULT_BATCH_MS,
                  instance_id: str | None = None, engine: Engine | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, metrics_port: int = 0):
         if batch_size < 1 or batch_ms < 1:
             raise ValueError("--batch-size and --batch-ms must be at least 1")
         self.settings = settings
@@ -92,27 +118,45 @@ class Sink(OffsetWorker):
         self.engine = engine or store.engine_for(settings.database_url)
         self.stop = stop or threading.Event()
         self.stats = Stats()
-        self.codec = Codec(settings.schema_registry_url)
+        self.codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
         self.buffer: list[Message] = []
         self.next: dict[TPKey, int] = {}  # stored next offset of every assigned partition, as last read or written
         self.holding = threading.Event()  # tests only: set while a batch is held (Settings.fault_hold_batches)
+        self.metrics = SinkMetrics()
+        self.metrics_port = metrics_port  # /metrics and /health on Settings.metrics_host; 0: none
+        self.consuming = False
+
+    def health(self) -> tuple[bool, dict]:
+        return self.consuming and not self.stop.is_set(), {"group": self.group, "partitions": len(self.next)}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Schema at head (migrations run here), topics and DLQs exist, schemas registered."""
         revision = self.retrying("migrate", lambda: migrate.upgrade(self.engine))
         log.info("database at revision %s", revision)
-        ensure_topics(self.settings.bootstrap_servers, self.settings.partitions,
+        ensure_topics(self.settings.kafka_config(), self.settings.partitions,
                       self.topics + [dlq_topic(t) for t in self.topics])
         for t in self.topics:
             self.codec.register(contract_topic(t) + ".dlq")
 
     def run(self) -> Stats:
         """Consume, batch and write until `stop` is set; then write what is buffered and leave."""
+        http = None
+        if self.metrics_port:  # /health answers 503 while migrating and waiting for an outage to end
+            http = OpsServer(self.settings.metrics_host, self.metrics_port, self.metrics.registry, self.health).start()
+        try:
+            return self._run()
+        finally:
+            self.consuming = False
+            if http is not None:
+                http.close()
+
+    def _run(self) -> Stats:
         if not self.prepared():
             return self.stats
         self.dead_letters = DeadLetters(Producer(producer_config(self.settings)), self.codec)
         self.open_consumer()
+        self.consuming = True
         log.info("sink %s consuming %s (batch %d records / %.0f ms)", self.group, ", ".join(self.topics),
                  self.batch_size, self.batch_s * 1000)
         try:
@@ -224,6 +268,7 @@ class Sink(OffsetWorker):
             self._hold(moves)
         good = [(it.msg, it.rows) for it in items if it.rows is not None]
         failures = [it.failure for it in items if it.failure is not None]
+        started = time.perf_counter()
         with self.engine.begin() as conn:
             self.advance(conn, moves)
             store.lock_invoices(conn, {k for _, rows in good for k in rows.invoice_keys})
@@ -239,5 +284,6 @@ class Sink(OffsetWorker):
         self.stats.records += len(items)
         self.stats.dead_letters += len(failures)
         self.stats.batches += 1
+        self.metrics.observe(items, len(failures), time.perf_counter() - started)
         for f in failures:
             log.warning("dead letter %s[%d]@%d (%s): %s", f.topic, f.partition, f.offset, f.stage, f.error)

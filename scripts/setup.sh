@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what stockledger needs on a fresh Debian machine: Java, Maven and PostgreSQL's server
-# from Debian's packages when missing, and a virtualenv with the pinned Python dependencies.
+# from Debian's packages when missing, and a virtualenv with the locked Python dependencies (requirements.lock).
 # Downloads are cached in ~/.cache/stockledger (STOCKLEDGER_CACHE_DIR) so a second run is fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +29,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   "$PY" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+# Every transitive dependency is pinned with its hashes in requirements.lock (made from pyproject.toml by
+# pip-compile, see its header); the project itself is installed on top without resolving anything.
+stamp=".venv/.installed-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing Python dependencies" >&2
-  .venv/bin/pip install -q -e '.[test]'
+  echo "setup: installing Python dependencies (requirements.lock)" >&2
+  .venv/bin/pip install -q --require-hashes -r requirements.lock
+  .venv/bin/pip install -q --no-deps -e .
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from stockledger.config import Settings
+from stockledger import logs
+from stockledger.config import ConfigError, Settings
 
 EXIT_USAGE = 2
+# The log level each command starts with when --log-level is not given (the workers are quiet by default).
+DEFAULT_LOG_LEVEL = {"sink": "info", "notify": "info"}
 
 
 def _progress(message: str) -> None:
@@ -35,11 +38,16 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from stockledger.topics import ensure_topics
 
     settings = _settings(args)
+    if args.action == "kafka":
+        return _kafka_tool(settings, args.tool_args)
+    elif args.tool_args:
+        print(f"stack {args.action} takes no arguments: {' '.join(args.tool_args)}", file=sys.stderr)
+        return EXIT_USAGE
     stack = Stack(settings)
     if args.action == "up":
         try:
             timings = stack.up(_progress)
-            ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
+            ensure_topics(settings.kafka_config(), settings.partitions, log=_progress)
         except StackError as exc:
             print(f"stack up failed: {exc}", file=sys.stderr)
             return 1
@@ -54,6 +62,20 @@ def cmd_stack(args: argparse.Namespace) -> int:
         state = f"running pid {s.pid} rss {s.rss_mib:.0f} MiB" if s.running else "stopped"
         print(f"{s.name:9} {state:34} {s.address}  log {s.log}")
     return 0 if all(s.running for s in rows) else 3
+
+
+def _kafka_tool(settings: Settings, argv: list[str]) -> int:
+    from stockledger.stack import StackError, tools
+
+    if not argv or argv[0] in ("-h", "--help", "list"):
+        print("usage: stockledger stack kafka <tool> [args...]   (--bootstrap-server is added unless given)")
+        print("tools: " + ", ".join(sorted(tools.TOOLS)))
+        return 0 if argv else EXIT_USAGE
+    try:
+        return tools.run(settings, argv[0], argv[1:], _progress)
+    except StackError as exc:
+        print(f"stack kafka: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 # -- produce / consume ----------------------------------------------------------------------------
@@ -93,8 +115,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from streams.codec import Codec
 
     settings = _settings(args)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
-    codec = Codec(settings.schema_registry_url)
+    ensure_topics(settings.kafka_config(), settings.partitions, log=_progress)
+    codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
+    # SPEC: every schema change must be BACKWARD compatible (Apicurio's default is NONE); as `stack up` does.
+    codec.client.set_compatibility("BACKWARD")
     from stockledger.topics import BY_NAME
     for name in sorted(BY_NAME):
         print(json.dumps({"topic": name, "subject": f"{name}-value", "schema_id": codec.register(name)}))
@@ -106,7 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     run(settings, args.id, web_port=args.web_port, datadir=Path(args.data_dir) if args.data_dir else None,
-        loglevel=args.loglevel, web_host=args.web_host)
+        loglevel=args.log_level, web_host=args.web_host, log_format=args.log_format)
     return 0
 
 
@@ -148,16 +172,47 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", help="SQLAlchemy URL of the books (STOCKLEDGER_DATABASE_URL)")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stockledger")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _log_flags(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """The same two flags on the program and on every (sub)command, before or after the command name."""
+    p.add_argument("--log-level", "--loglevel", dest="log_level", type=str.lower, choices=logs.LEVELS,
+                   default=default, help="log level (default: info for sink and notify, warning otherwise)")
+    p.add_argument("--log-format", dest="log_format", choices=logs.FORMATS, default=default,
+                   help="text (default) or json: one JSON object a line")
+
+
+def _all_subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield sub
+                yield from _all_subparsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stockledger", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"stockledger {_version()}")
+    _log_flags(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stack", help="the local stack without Docker: Kafka (KRaft), Apicurio Registry, PostgreSQL")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p = sub.add_parser("stack", help="the local stack without Docker: Kafka (KRaft), Apicurio Registry, PostgreSQL; "
+                                     "and Kafka's own tools: stack kafka <tool> ...")
+    p.add_argument("action", choices=["up", "down", "status", "kafka"])
     p.add_argument("--home", help="folder of the stack's data and logs (STOCKLEDGER_HOME)")
     p.add_argument("--kafka-port", type=int, help="broker port; the controller uses the next one")
     p.add_argument("--registry-port", type=int)
     p.add_argument("--pg-port", type=int)
+    p.add_argument("--bootstrap-servers", help="kafka: the cluster the tool talks to (STOCKLEDGER_BOOTSTRAP_SERVERS)")
+    p.add_argument("tool_args", nargs=argparse.REMAINDER,
+                   help="kafka: a tool of Kafka's (kafka-consumer-groups, kafka-topics, ...; `list`) and its arguments")
     p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser("produce", help="validate a JSON / JSON-lines file against the topic's schema and publish it")
@@ -184,7 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-host", help="HTTP address (STOCKLEDGER_WEB_HOST, default 127.0.0.1); beyond loopback "
                                       "STOCKLEDGER_OPERATOR_TOKEN is required")
     p.add_argument("--data-dir", help="RocksDB state folder (default: $STOCKLEDGER_HOME/workers/<id>)")
-    p.add_argument("--loglevel", default="warning")
     _connection_flags(p)
     p.set_defaults(func=cmd_worker)
 
@@ -204,14 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)
     p.set_defaults(func=cmd_topics)
+    for p in _all_subparsers(parser):
+        _log_flags(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    args.log_level = args.log_level or DEFAULT_LOG_LEVEL.get(args.command, "warning")
+    args.log_format = args.log_format or "text"
+    logs.setup(args.log_level, args.log_format)
     try:
         return func(args)
+    except ConfigError as exc:  # a malformed variable: say which, no traceback
+        print(f"stockledger: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -17,6 +17,55 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"STOCKLEDGER_{name}", default)
 
 
+class ConfigError(Exception):
+    """A malformed setting; names the environment variable so the CLI can say so (exit 2, no traceback)."""
+
+    def __init__(self, variable: str, value: str, problem: str):
+        super().__init__(f"{variable}={value!r}: {problem}")
+        self.variable = variable
+
+
+def _typed(name: str, default: str, convert, what: str):
+    raw = _env(name, default)
+    try:
+        return convert(raw)
+    except ValueError:
+        raise ConfigError(f"STOCKLEDGER_{name}", raw, f"not {what}") from None
+
+
+def _int(name: str, default: str) -> int:
+    return _typed(name, default, int, "an integer")
+
+
+def _float(name: str, default: str) -> float:
+    return _typed(name, default, float, "a number")
+
+
+def _duration(name: str, default: str) -> str:
+    """The text, checked now (a malformed duration fails at start, naming its variable)."""
+    raw = _env(name, default)
+    try:
+        parse_durations(raw) if "," in raw else parse_duration(raw)
+    except ValueError as exc:
+        raise ConfigError(f"STOCKLEDGER_{name}", raw, str(exc)) from None
+    return raw
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _env(name, default)
+    if raw.upper() not in choices:
+        raise ConfigError(f"STOCKLEDGER_{name}", raw, f"not one of {', '.join(choices)}")
+    return raw.upper()
+
+
+def _opt(name: str) -> str | None:
+    return os.environ.get(f"STOCKLEDGER_{name}") or None
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -46,20 +95,23 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(_env("HOME", str(PROJECT_ROOT / ".stack"))))
     # Outside the checkout, so a fresh clone (CI) reuses the jars a previous run downloaded.
     cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE_DIR", str(_user_cache() / "stockledger"))))
-    kafka_port: int = field(default_factory=lambda: int(_env("KAFKA_PORT", "19092")))
-    registry_port: int = field(default_factory=lambda: int(_env("REGISTRY_PORT", "18081")))
-    pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", "15432")))
-    web_port: int = field(default_factory=lambda: int(_env("WEB_PORT", "6066")))
+    kafka_port: int = field(default_factory=lambda: _int("KAFKA_PORT", "19092"))
+    registry_port: int = field(default_factory=lambda: _int("REGISTRY_PORT", "18081"))
+    pg_port: int = field(default_factory=lambda: _int("PG_PORT", "15432"))
+    web_port: int = field(default_factory=lambda: _int("WEB_PORT", "6066"))
     # The workers' HTTP port is the operators' door: loopback unless said otherwise (then a token is required).
     web_host: str = field(default_factory=lambda: _env("WEB_HOST", "127.0.0.1"))
-    partitions: int = field(default_factory=lambda: int(_env("PARTITIONS", "4")))
+    # The URL peers forward a tenant's reads to; default http://<web host>:<port>, or, bound to every
+    # address (0.0.0.0), http://<this machine's hostname>:<port> (a container's name on its network).
+    web_advertised_url: str | None = field(default_factory=lambda: _opt("WEB_ADVERTISED_URL"))
+    partitions: int = field(default_factory=lambda: _int("PARTITIONS", "4"))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
     # Fault injection for tests, 0 = off. The worker's consumer drops every Nth record it fetched, or
     # empties the agents' buffers while every Nth record is being delivered, as faust-streaming does
     # around rebalances and recovery; to prove such records are read again in order.
-    fault_drop_every: int = field(default_factory=lambda: int(_env("FAULT_DROP_EVERY", "0")))
-    fault_clear_every: int = field(default_factory=lambda: int(_env("FAULT_CLEAR_EVERY", "0")))
+    fault_drop_every: int = field(default_factory=lambda: _int("FAULT_DROP_EVERY", "0"))
+    fault_clear_every: int = field(default_factory=lambda: _int("FAULT_CLEAR_EVERY", "0"))
     # For tests only, "" = off: a file path; while that file exists the sink holds each batch it has
     # read, before committing it (connectors.sink), so a test can act while a batch is certainly in flight.
     fault_hold_batches: str = field(default_factory=lambda: _env("FAULT_HOLD_BATCHES", ""))
@@ -74,36 +126,117 @@ class Settings:
     master_key_file_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_MASTER_KEY_FILE"))
     # Outbound webhooks (`stockledger notify`, seed 003 section 7.1 and seed 001's circuit breaker).
     # Delays between tries after a failure (the last one repeats), as durations.
-    notify_retry_schedule: str = field(default_factory=lambda: _env("NOTIFY_RETRY_SCHEDULE", "1m,5m,15m,1h,6h"))
+    notify_retry_schedule: str = field(default_factory=lambda: _duration("NOTIFY_RETRY_SCHEDULE", "1m,5m,15m,1h,6h"))
     # A delivery still failing this long after its first failure is dead-lettered (ERROR log, metric, row).
-    notify_dead_letter_after: str = field(default_factory=lambda: _env("NOTIFY_DEAD_LETTER_AFTER", "24h"))
-    notify_timeout: str = field(default_factory=lambda: _env("NOTIFY_TIMEOUT", "5s"))  # per request, all of it
-    notify_breaker_failures: int = field(default_factory=lambda: int(_env("NOTIFY_BREAKER_FAILURES", "5")))
-    notify_breaker_open: str = field(default_factory=lambda: _env("NOTIFY_BREAKER_OPEN", "60s"))  # then half-open
-    notify_concurrency: int = field(default_factory=lambda: int(_env("NOTIFY_CONCURRENCY", "64")))  # requests in flight
-    notify_metrics_port: int = field(default_factory=lambda: int(_env("NOTIFY_METRICS_PORT", "6067")))  # 0: none
+    notify_dead_letter_after: str = field(default_factory=lambda: _duration("NOTIFY_DEAD_LETTER_AFTER", "24h"))
+    notify_timeout: str = field(default_factory=lambda: _duration("NOTIFY_TIMEOUT", "5s"))  # per request, all of it
+    notify_breaker_failures: int = field(default_factory=lambda: _int("NOTIFY_BREAKER_FAILURES", "5"))
+    notify_breaker_open: str = field(default_factory=lambda: _duration("NOTIFY_BREAKER_OPEN", "60s"))  # then half-open
+    notify_concurrency: int = field(default_factory=lambda: _int("NOTIFY_CONCURRENCY", "64"))  # requests in flight
+    notify_metrics_port: int = field(default_factory=lambda: _int("NOTIFY_METRICS_PORT", "6067"))  # 0: none
+    # The sink's and the notifier's HTTP port (/metrics, /health): loopback unless said otherwise.
+    metrics_host: str = field(default_factory=lambda: _env("METRICS_HOST", "127.0.0.1"))
+    sink_metrics_port: int = field(default_factory=lambda: _int("SINK_METRICS_PORT", "6068"))  # 0: none
+
+    # Joining a secured cluster: passed to every Kafka client (librdkafka and aiokafka/Faust alike).
+    kafka_security_protocol: str = field(
+        default_factory=lambda: _choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS))
+    kafka_sasl_mechanism: str = field(
+        default_factory=lambda: _choice("KAFKA_SASL_MECHANISM", "PLAIN", KAFKA_SASL_MECHANISMS))
+    kafka_sasl_username: str | None = field(default_factory=lambda: _opt("KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: str | None = field(default_factory=lambda: _opt("KAFKA_SASL_PASSWORD"))
+    kafka_ssl_ca_file: str | None = field(default_factory=lambda: _opt("KAFKA_SSL_CA_FILE"))
+    kafka_ssl_cert_file: str | None = field(default_factory=lambda: _opt("KAFKA_SSL_CERT_FILE"))
+    kafka_ssl_key_file: str | None = field(default_factory=lambda: _opt("KAFKA_SSL_KEY_FILE"))
+    kafka_ssl_key_password: str | None = field(default_factory=lambda: _opt("KAFKA_SSL_KEY_PASSWORD"))
+    # Schema registry auth: HTTP basic (user and password) or a bearer token, not both.
+    registry_username: str | None = field(default_factory=lambda: _opt("SCHEMA_REGISTRY_USERNAME"))
+    registry_password: str | None = field(default_factory=lambda: _opt("SCHEMA_REGISTRY_PASSWORD"))
+    registry_token: str | None = field(default_factory=lambda: _opt("SCHEMA_REGISTRY_TOKEN"))
 
     # The HTTP API service (`stockledger api`, api/): its own address, and how it waits and limits.
     api_host: str = field(default_factory=lambda: _env("API_HOST", "127.0.0.1"))
-    api_port: int = field(default_factory=lambda: int(_env("API_PORT", "8088")))
+    api_port: int = field(default_factory=lambda: _int("API_PORT", "8088"))
     # The workers' HTTP reads the API forwards to (stock, credit, sales, snapshot).
     worker_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_WORKER_URL") or None)
     # How long a POST waits for the pipeline's outcome before answering 202 with the read's Location.
-    api_outcome_wait: float = field(default_factory=lambda: float(_env("API_OUTCOME_WAIT", "5")))
+    api_outcome_wait: float = field(default_factory=lambda: _float("API_OUTCOME_WAIT", "5"))
     # How long a duplicate request waits for the first one with its Idempotency-Key before a 409.
-    api_duplicate_wait: float = field(default_factory=lambda: float(_env("API_DUPLICATE_WAIT", "10")))
+    api_duplicate_wait: float = field(default_factory=lambda: _float("API_DUPLICATE_WAIT", "10"))
     # Idempotency records and webhook event ids are kept this many days, then pruned.
-    api_idempotency_days: float = field(default_factory=lambda: float(_env("API_IDEMPOTENCY_DAYS", "7")))
+    api_idempotency_days: float = field(default_factory=lambda: _float("API_IDEMPOTENCY_DAYS", "7"))
     # Per-tenant token bucket of each API process: requests per second and burst; 0 turns it off.
-    api_rate_limit: float = field(default_factory=lambda: float(_env("API_RATE_LIMIT", "50")))
-    api_rate_burst: int = field(default_factory=lambda: int(_env("API_RATE_BURST", "100")))
+    api_rate_limit: float = field(default_factory=lambda: _float("API_RATE_LIMIT", "50"))
+    api_rate_burst: int = field(default_factory=lambda: _int("API_RATE_BURST", "100"))
     # Per-client (remote address) token bucket, applied before any credential is checked; 0 turns it off.
-    api_client_rate_limit: float = field(default_factory=lambda: float(_env("API_CLIENT_RATE_LIMIT", "1000")))
-    api_client_rate_burst: int = field(default_factory=lambda: int(_env("API_CLIENT_RATE_BURST", "2000")))
+    api_client_rate_limit: float = field(default_factory=lambda: _float("API_CLIENT_RATE_LIMIT", "1000"))
+    api_client_rate_burst: int = field(default_factory=lambda: _int("API_CLIENT_RATE_BURST", "2000"))
     # Seconds a connection may take to send a request's headers (and stay idle between requests),
     # and to send its body once the headers are in.
-    api_header_timeout: float = field(default_factory=lambda: float(_env("API_HEADER_TIMEOUT", "15")))
-    api_read_timeout: float = field(default_factory=lambda: float(_env("API_READ_TIMEOUT", "30")))
+    api_header_timeout: float = field(default_factory=lambda: _float("API_HEADER_TIMEOUT", "15"))
+    api_read_timeout: float = field(default_factory=lambda: _float("API_READ_TIMEOUT", "30"))
+
+    def __post_init__(self) -> None:
+        if self.registry_token and (self.registry_username or self.registry_password):
+            raise ConfigError("STOCKLEDGER_SCHEMA_REGISTRY_TOKEN", "***",
+                              "give a bearer token or STOCKLEDGER_SCHEMA_REGISTRY_USERNAME/PASSWORD, not both")
+        if bool(self.registry_username) != bool(self.registry_password):
+            raise ConfigError("STOCKLEDGER_SCHEMA_REGISTRY_USERNAME", self.registry_username or "",
+                              "basic auth needs both STOCKLEDGER_SCHEMA_REGISTRY_USERNAME and ..._PASSWORD")
+        if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username
+                                                                       and self.kafka_sasl_password):
+            raise ConfigError("STOCKLEDGER_KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol,
+                              "SASL needs STOCKLEDGER_KAFKA_SASL_USERNAME and STOCKLEDGER_KAFKA_SASL_PASSWORD")
+
+    def kafka_config(self) -> dict[str, object]:
+        """librdkafka (confluent-kafka) settings every client starts from: the brokers and their security."""
+        conf: dict[str, object] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return conf
+        conf["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_security_protocol.startswith("SASL_"):
+            conf.update({"sasl.mechanism": self.kafka_sasl_mechanism, "sasl.username": self.kafka_sasl_username,
+                         "sasl.password": self.kafka_sasl_password})
+        if self.kafka_security_protocol.endswith("SSL"):
+            for key, value in (("ssl.ca.location", self.kafka_ssl_ca_file),
+                               ("ssl.certificate.location", self.kafka_ssl_cert_file),
+                               ("ssl.key.location", self.kafka_ssl_key_file),
+                               ("ssl.key.password", self.kafka_ssl_key_password)):
+                if value:
+                    conf[key] = value
+        return conf
+
+    def faust_credentials(self):
+        """The same security for aiokafka, as Faust's `broker_credentials` (None: plaintext)."""
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        import ssl
+
+        import faust
+
+        context = None
+        if protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_ca_file)
+            if self.kafka_ssl_cert_file:
+                context.load_cert_chain(self.kafka_ssl_cert_file, self.kafka_ssl_key_file,
+                                        self.kafka_ssl_key_password)
+        if protocol == "SSL":
+            return faust.SSLCredentials(context)
+        return faust.SASLCredentials(username=self.kafka_sasl_username, password=self.kafka_sasl_password,
+                                     mechanism=self.kafka_sasl_mechanism, ssl_context=context)
+
+    @property
+    def registry_auth(self) -> dict[str, str]:
+        """Headers for the schema registry: `Authorization` basic or bearer, or none."""
+        if self.registry_token:
+            return {"Authorization": f"Bearer {self.registry_token}"}
+        if self.registry_username:
+            import base64
+
+            pair = f"{self.registry_username}:{self.registry_password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        return {}
 
     @property
     def worker_url(self) -> str:

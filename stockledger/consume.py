@@ -33,9 +33,9 @@ def records(settings: Settings, topic: str, offset: int | None = None, from_time
             partition: int | None = None, follow: bool = False, idle_timeout: float = 2.0,
             codec: Codec | None = None) -> Iterator[dict]:
     """Yield {topic, partition, offset, key, timestamp, value} for committed records up to the current end."""
-    codec = codec or Codec(settings.schema_registry_url)
+    codec = codec or Codec(settings.schema_registry_url, auth=settings.registry_auth)
     consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
+        **settings.kafka_config(),
         "group.id": f"stockledger-consume-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",

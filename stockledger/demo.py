@@ -127,13 +127,13 @@ def run(settings: Settings, progress: Callable[[str], None]) -> dict[str, int]:
     from streams.codec import Codec
 
     Stack(settings).up(progress)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
+    ensure_topics(settings.kafka_config(), settings.partitions, log=progress)
     start_background(settings, "worker-demo", ["worker", "--id", "demo", "--web-port", str(settings.web_port)],
                      progress)
     start_background(settings, "sink-demo", ["sink", "--instance-id", "sink-demo"], progress)
     url = f"http://127.0.0.1:{settings.web_port}"
     wait_for(lambda: _healthy(requests, url), 180, "the worker to be ready")
-    codec = Codec(settings.schema_registry_url)
+    codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
     counts: dict[str, int] = {}
     for round_ in demo_set():
         for topic, events in round_.items():

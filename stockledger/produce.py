@@ -117,7 +117,7 @@ def prepare(topic: str, path: str, raws: Iterable[Any], tenant: str | None = Non
 
 def producer_config(settings: Settings) -> dict:
     return {
-        "bootstrap.servers": settings.bootstrap_servers,
+        **settings.kafka_config(),
         "enable.idempotence": True,
         # Java's partitioner (murmur2), as Faust and aiokafka use: a key lands on the same partition
         # whoever produces it, so co-partitioned topics and HTTP routing agree.
@@ -133,8 +133,8 @@ def producer_config(settings: Settings) -> dict:
 def publish(settings: Settings, topic: str, prepared: list[Prepared], codec: Codec | None = None,
             progress: Callable[[str], None] | None = None) -> int:
     """Encode and publish with an idempotent producer; raise if any record was not delivered."""
-    codec = codec or Codec(settings.schema_registry_url)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, [topic])
+    codec = codec or Codec(settings.schema_registry_url, auth=settings.registry_auth)
+    ensure_topics(settings.kafka_config(), settings.partitions, [topic])
     codec.register(topic)
     failures: list[str] = []
 

@@ -94,8 +94,8 @@ class WorkerProcess:
 
 def committed_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
     """Records of `topics` not yet committed by `group` (what a restart would still process)."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
+    admin = AdminClient(settings.kafka_config())
+    consumer = Consumer({**settings.kafka_config(), "group.id": group,
                          "enable.auto.commit": False})
     try:
         tps = []
@@ -116,7 +116,7 @@ def committed_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """The next offset of every partition of `topic` (where a run that starts now begins)."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "offsets-probe"})
+    c = Consumer({**settings.kafka_config(), "group.id": "offsets-probe"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
@@ -174,7 +174,7 @@ def read_topic(settings: Settings, topic: str) -> Iterable:
     in order within each partition)."""
     import uuid
 
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"read-{uuid.uuid4().hex[:8]}",
+    c = Consumer({**settings.kafka_config(), "group.id": f"read-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024})
     try:
         parts = sorted(c.list_topics(topic, timeout=15).topics[topic].partitions)
@@ -243,9 +243,9 @@ class OutcomeFollower:
         from streams.codec import Codec
 
         topic = "sales.outcomes"
-        codec = Codec(self.settings.schema_registry_url)
+        codec = Codec(self.settings.schema_registry_url, auth=self.settings.registry_auth)
         producer = Producer({**producer_config(self.settings), "linger.ms": 1, "message.timeout.ms": 0})
-        c = Consumer({"bootstrap.servers": self.settings.bootstrap_servers,
+        c = Consumer({**self.settings.kafka_config(),
                       "group.id": f"follower-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
         failures: list[str] = []
 
@@ -330,7 +330,7 @@ def tenant_log(settings: Settings, tenant: str) -> list:
 
     topic = tenantlog.topic_name(settings.app_id)
     partition = tenant_partition(tenant, settings.partitions)
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "tenant-log-probe",
+    c = Consumer({**settings.kafka_config(), "group.id": "tenant-log-probe",
                   "enable.auto.commit": False})
     try:
         high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[1]
@@ -356,5 +356,5 @@ def admitted_event_ids(settings: Settings, tenant: str) -> list[str]:
     """The event ids of the tenant log, in order (an event admitted twice appears twice)."""
     from streams.codec import Codec
 
-    codec = Codec(settings.schema_registry_url)
+    codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
     return [codec.decode(e.value)["event_id"] for e in tenant_log(settings, tenant)]

@@ -74,11 +74,12 @@ def spec(topic: str) -> TopicSpec:
         raise ValueError(f"unknown topic {topic!r}; known: {', '.join(sorted(BY_NAME))}") from None
 
 
-def ensure_topics(bootstrap: str, partitions: int, names: list[str] | None = None,
+def ensure_topics(bootstrap: str | dict, partitions: int, names: list[str] | None = None,
                   log: Callable[[str], None] = lambda _m: None, compacted: tuple[str, ...] = ()) -> list[str]:
     """Create the contract topics (or `names`) that do not exist yet; returns the names created.
+    `bootstrap` is a server list or a client config (`Settings.kafka_config()`, with its security).
     `compacted` names further topics to compact."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap} if isinstance(bootstrap, str) else dict(bootstrap))
     existing = set(admin.list_topics(timeout=15).topics)
     wanted = names if names is not None else sorted(BY_NAME)
     new = []

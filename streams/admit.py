@@ -74,7 +74,7 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
     codec, outbox, metrics, track = p.codec, p.outbox, p.metrics, p.watchdog.track
     batch = outbox.batch()
     writers: dict[str, FrameWriter] = {}
-    now = time.time()
+    now, started = time.time(), time.perf_counter()
     for event in events:
         msg = event.message
         topic = msg.topic
@@ -94,7 +94,7 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
                 writer.add(topic, msg.partition, msg.offset, msg.key, msg.value)
                 continue
             reason, stage = refusal
-        metrics.dead_lettered[topic] += 1
+        metrics.dead_lettered.labels(topic).inc()
         log.warning("dead letter %s[%s]@%s: %s", topic, msg.partition, msg.offset, reason)
         failure = Failure(topic, msg.partition, msg.offset, msg.key, msg.value, stage, reason)
         outbox.produce(batch, dlq_topic(topic), codec.encode(dlq_topic(topic), dead_letter(failure)), msg.key)
@@ -102,6 +102,7 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
         key = tenant.encode()
         for frame in writer.close():
             outbox.produce(batch, p.log_topic, frame, key)
+    metrics.admit_batch.observe(time.perf_counter() - started)
     await acks.after(batch, events)
 
 

@@ -12,6 +12,7 @@ does not decode reaches the dead-letter queue instead of crashing an agent.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class Pipeline:
     outbox: Outbox
     datadir: Path
     worker_id: str
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics = field(default_factory=Metrics)  # prometheus-client, this worker's registry
     topics: dict[str, Any] = field(default_factory=dict)
     watchdog: Any = None
     vitals: Any = None  # faustfix.vitals.Vitals: which agents died (`/health` 503, non-zero exit)
@@ -77,6 +78,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=settings.faust_credentials(),  # SASL/SSL as every other client (Settings)
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,
@@ -85,7 +87,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
         web_host=web_host if web_host not in ("0.0.0.0", "::") else "127.0.0.1",
         web_port=web_port,
         web_bind=web_host,
-        canonical_url=f"http://{'127.0.0.1' if web_host in ('0.0.0.0', '::') else web_host}:{web_port}",
+        canonical_url=advertised_url(settings, web_host, web_port),
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,
         # A killed worker's partitions move after this long; Faust's default (60 s) makes every
@@ -106,11 +108,12 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     )
     ProducerBuffer.max_messages = 5000
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
-    pipeline = Pipeline(settings, app, Codec(settings.schema_registry_url), Outbox(settings), datadir, worker_id)
-    install_ordered_consumer(app, on_rewind=lambda topic: pipeline.metrics.rereads.update((topic,)),
+    codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
+    pipeline = Pipeline(settings, app, codec, Outbox(settings), datadir, worker_id)
+    install_ordered_consumer(app, on_rewind=pipeline.metrics.reread,
                              drop_every=settings.fault_drop_every, clear_every=settings.fault_clear_every)
     anchor_table(app, settings.partitions)
-    pipeline.watchdog = Watchdog(app, lambda topic: pipeline.metrics.rereads.update((topic,)))
+    pipeline.watchdog = Watchdog(app, pipeline.metrics.reread)
     pipeline.vitals = Vitals(app)
 
     @app.timer(10.0)
@@ -120,8 +123,17 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     return pipeline
 
 
+def advertised_url(settings: Settings, web_host: str, web_port: int) -> str:
+    """The worker's URL for its peers: Settings.web_advertised_url, else its bind address, or its
+    hostname when bound to every address (0.0.0.0 is no address a peer can reach)."""
+    if settings.web_advertised_url:
+        return settings.web_advertised_url.rstrip("/")
+    host = socket.gethostname() if web_host in ("0.0.0.0", "::", "") else web_host
+    return f"http://{host}:{web_port}"
+
+
 def to_iso(millis: int | None) -> str | None:
     return None if not millis else format_timestamp(millis)
 
 
-__all__ = ["Pipeline", "create_app", "to_iso"]
+__all__ = ["Pipeline", "advertised_url", "create_app", "to_iso"]

@@ -51,9 +51,9 @@ def subject(topic: str) -> str:
 class Codec:
     """Encodes records for a topic and decodes any record whose writer schema the registry knows."""
 
-    def __init__(self, registry_url: str):
+    def __init__(self, registry_url: str, auth: dict[str, str] | None = None):
         self.registry_url = registry_url
-        self.client = RegistryClient(registry_url)
+        self.client = RegistryClient(registry_url, auth=auth)
         self._ids: dict[str, int] = {}  # topic -> id of the schema we write
         self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
         self._headers: dict[str, bytes] = {}

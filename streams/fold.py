@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -148,7 +149,7 @@ class Folder:
             # only after the batch that applied them is in Kafka (the acks chain keeps that order)
             await self.acks.after(p.outbox.batch(), events)
             return
-        view = View(store)
+        view, started = View(store), time.perf_counter()
         sends: list[tuple[str, bytes, Any]] = []  # (topic, value, key), in the order they must leave
         codec, config, folded = p.codec, self.config, 0
         for event in todo:
@@ -170,7 +171,7 @@ class Folder:
         metrics = p.metrics
         for topic, value, key in sends:
             if topic.endswith(DLQ_SUFFIX):
-                metrics.dead_lettered[topic[:-len(DLQ_SUFFIX)]] += 1
+                metrics.dead_lettered.labels(topic[:-len(DLQ_SUFFIX)]).inc()
             outbox.produce(batch, topic, value, key)
         # Faust commits what was acked every second; history entries older than that go at the next write.
         committed = p.app.consumer._committed_offset.get(TP(p.log_topic, partition))  # noqa: SLF001
@@ -178,7 +179,8 @@ class Folder:
             store.committed = max(store.committed, min(committed, store.next))
         store.write(outbox, batch, todo[-1].message.offset + 1, view.changes)
         store.next = todo[-1].message.offset + 1
-        metrics.folded += folded
+        metrics.folded.inc(folded)
+        metrics.fold_batch.observe(time.perf_counter() - started)
 
         async def settle() -> bool:
             """The batch is in Kafka: ack it, unless the partition moved meanwhile."""

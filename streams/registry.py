@@ -20,11 +20,12 @@ class RegistryError(RuntimeError):
 
 
 class RegistryClient:
-    def __init__(self, url: str, timeout: float = 10.0):
+    def __init__(self, url: str, timeout: float = 10.0, auth: dict[str, str] | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers["Content-Type"] = CONTENT_TYPE
+        self.session.headers.update(auth or {})  # basic or bearer (Settings.registry_auth)
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         r = self.session.request(method, self.url + path, data=None if body is None else json.dumps(body),

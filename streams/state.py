@@ -121,7 +121,7 @@ class PartitionStore:
 
     def _restore(self, progress: Callable[[str], None]) -> tuple[int, int]:
         s = self.settings
-        consumer = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": self.group,
+        consumer = Consumer({**s.kafka_config(), "group.id": self.group,
                              "enable.auto.commit": False, "enable.partition.eof": True,
                              "fetch.max.bytes": 64 * 1024 * 1024})
         try:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stockledger import logs
 from stockledger.config import Settings
 from stockledger.topics import ensure_topics, internal_topics
 from streams import admit, fold, web
@@ -36,7 +37,7 @@ def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1"
 
 
 def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir: Path | None = None,
-        loglevel: str = "warning", web_host: str | None = None) -> None:
+        loglevel: str = "warning", web_host: str | None = None, log_format: str = "text") -> None:
     from faust.worker import Worker
 
     web_port = web_port or settings.web_port
@@ -47,15 +48,16 @@ def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir
         raise SystemExit(2)
     datadir = datadir or settings.home / "workers" / worker_id
     datadir.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings.bootstrap_servers, settings.partitions)
+    ensure_topics(settings.kafka_config(), settings.partitions)
     internal = internal_topics(settings.app_id)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, list(internal),
+    ensure_topics(settings.kafka_config(), settings.partitions, list(internal),
                   compacted=tuple(t for t, c in internal.items() if c))
     p = build(settings, datadir, web_port, worker_id, web_host)
     p.register_schemas()
     logging.getLogger("stockledger").setLevel(loglevel.upper())
     try:
-        Worker(p.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+        Worker(p.app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
+               logging_config=logs.dict_config(loglevel, log_format)).execute_from_commandline()
     except SystemExit as exc:
         if p.vitals.dead:  # an agent died: the worker stopped itself, and says so in its exit status
             print(f"worker {worker_id}: agents died: {p.vitals.dead}", file=sys.stderr)

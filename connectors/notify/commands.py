@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from connectors.commands import EXIT_USAGE, _cli, _logging
+from connectors.commands import EXIT_USAGE, _cli
 from connectors.notify.metrics import FAILURE_CLASSES
 
 
@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instance-id", "--id", dest="instance_id",
                    help="static group membership: a restarted notifier takes its partitions back at once")
     p.add_argument("--topic-prefix", default="", help="read <prefix>stock.levels (side-by-side runs, tests)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (STOCKLEDGER_NOTIFY_METRICS_PORT, "
-                                                    "default 6067; 0: none)")
+    p.add_argument("--metrics-port", type=int,
+                   help="/metrics and /health on this port (STOCKLEDGER_NOTIFY_METRICS_PORT, default 6067; 0: none)")
+    p.add_argument("--metrics-host", help="their address (STOCKLEDGER_METRICS_HOST, default 127.0.0.1)")
     p.add_argument("--retry-schedule", help="delays between tries after a failure, the last repeating "
                                             "(STOCKLEDGER_NOTIFY_RETRY_SCHEDULE, default 1m,5m,15m,1h,6h)")
     p.add_argument("--dead-letter-after", help="give up this long after the first failure (STOCKLEDGER_NOTIFY_DEAD_LETTER_AFTER, "
@@ -33,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--breaker-failures", type=int, help="consecutive failures that open an endpoint's breaker (default 5)")
     p.add_argument("--breaker-open", help="how long it stays open before one probe (default 60s)")
     p.add_argument("--concurrency", type=int, help="requests in flight at most (default 64)")
-    p.add_argument("--loglevel", default="info")
     cli._connection_flags(p)
     p.set_defaults(func=cmd_notify)
 
@@ -84,7 +84,7 @@ def _notify_settings(args: argparse.Namespace):
         notify_retry_schedule=args.retry_schedule, notify_dead_letter_after=args.dead_letter_after,
         notify_timeout=args.timeout, notify_breaker_failures=args.breaker_failures,
         notify_breaker_open=args.breaker_open, notify_concurrency=args.concurrency,
-        notify_metrics_port=args.metrics_port)
+        notify_metrics_port=args.metrics_port, metrics_host=args.metrics_host)
     parse_durations(settings.notify_retry_schedule)  # ValueError: a usage error
     for d in (settings.notify_dead_letter_after, settings.notify_timeout, settings.notify_breaker_open):
         parse_duration(d)
@@ -97,7 +97,6 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from connectors.notify.worker import Notifier
     from connectors.offsets import install_signal_handlers
 
-    _logging(args.loglevel.upper())
     try:
         settings = _notify_settings(args)
     except ValueError as exc:
@@ -108,7 +107,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     notifier = Notifier(settings, group=args.group, topic_prefix=args.topic_prefix, instance_id=args.instance_id,
                         stop=stop)
     stats = notifier.run()
-    print(f"notify stopped: {stats.line()}", file=sys.stderr, flush=True)
+    print(f"notify stopped: {stats.line()}", flush=True)  # the result on stdout; logs on stderr
     return 1 if notifier.deliverer.error is not None else 0
 
 

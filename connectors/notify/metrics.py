@@ -11,7 +11,8 @@
   figure on every notifier: take the max, not the sum);
 - `stockledger_webhook_breaker_state{endpoint}`: 0 closed, 1 half-open, 2 open;
 - `stockledger_webhook_delivery_latency_seconds{tenant}`: from the stock.levels record's timestamp
-  to the 2xx of the level it carried (retries included).
+  to the 2xx of the level it carried (retries included);
+- `stockledger_webhook_request_seconds`: one HTTP try, from sending to the answer (or the error).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import defaultdict
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
+
+from stockledger.ops import BATCH_BUCKETS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
                    3600.0, 21600.0, 86400.0)
@@ -47,6 +50,8 @@ class NotifyMetrics:
         self.latency = Histogram("stockledger_webhook_delivery_latency_seconds",
                                  "From the stock.levels record to the 2xx of its delivery.", ["tenant"],
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.request = Histogram("stockledger_webhook_request_seconds", "One webhook HTTP try, sent to answered.",
+                                 buckets=BATCH_BUCKETS, registry=r)
 
     def set_pending(self, counts: dict[str, tuple[int, int]]) -> None:
         seen = {labels[0] for labels in list(self.pending._metrics)}  # noqa: SLF001 (labels seen so far)

@@ -30,6 +30,7 @@ from connectors import migrate
 from connectors.notify import guard, payload, state, subscriptions
 from connectors.notify.breaker import CLOSED, OPEN, STATE_VALUE, Breaker
 from connectors.notify.metrics import NotifyMetrics
+from stockledger.ops import OpsServer
 from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, first_line
 from stockledger.config import Settings
 from stockledger.security import SecretError
@@ -86,32 +87,40 @@ class Notifier(OffsetWorker):
         self.engine = engine or engine_for(settings.database_url)
         self.stop = stop or threading.Event()
         self.stats = Stats()
-        self.codec = Codec(settings.schema_registry_url)
+        self.codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
         self.buffer = []
         self.next = {}
         self.metrics = NotifyMetrics()
         self.metrics_port = settings.notify_metrics_port if metrics_port is None else metrics_port
         self.deliverer = Deliverer(self)
-        self._http = None
+        self._http: OpsServer | None = None
+        self.consuming = False  # /health: ready once consuming
 
     def prepare(self) -> None:
         revision = self.retrying("migrate", lambda: migrate.upgrade(self.engine))
         log.info("database at revision %s", revision)
-        ensure_topics(self.settings.bootstrap_servers, self.settings.partitions, self.topics)
+        ensure_topics(self.settings.kafka_config(), self.settings.partitions, self.topics)
+
+    def health(self) -> tuple[bool, dict]:
+        return self.consuming and not self.stop.is_set(), {"group": self.group,
+                                                            "partitions": len(self.next)}
 
     def run(self) -> Stats:
+        if self.metrics_port:  # /health answers 503 while migrating and waiting for an outage to end
+            self._http = OpsServer(self.settings.metrics_host, self.metrics_port, self.metrics.registry,
+                                   self.health).start()
         if not self.prepared():
+            if self._http is not None:
+                self._http.close()
             return self.stats
-        if self.metrics_port:
-            from prometheus_client import start_http_server
-
-            self._http, _ = start_http_server(self.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
         self.deliverer.start()
         self.open_consumer()
+        self.consuming = True
         log.info("notify %s consuming %s; retries after %s, dead letter after %s, timeout %s, breaker %d failures / %s; "
-                 "metrics on 127.0.0.1:%s", self.group, ", ".join(self.topics), self.settings.notify_retry_schedule,
+                 "metrics on %s:%s", self.group, ", ".join(self.topics), self.settings.notify_retry_schedule,
                  self.settings.notify_dead_letter_after, self.settings.notify_timeout,
-                 self.settings.notify_breaker_failures, self.settings.notify_breaker_open, self.metrics_port or "-")
+                 self.settings.notify_breaker_failures, self.settings.notify_breaker_open, self.settings.metrics_host,
+                 self.metrics_port or "-")
         try:
             self._loop()
         except Stopped as exc:
@@ -119,9 +128,9 @@ class Notifier(OffsetWorker):
         finally:
             self.consumer.close()
             self.deliverer.close()
+            self.consuming = False
             if self._http is not None:
-                self._http.shutdown()
-                self._http.server_close()
+                self._http.close()
             self.engine.dispose()
         log.info("notify stopped: %s", self.stats.line())
         return self.stats
@@ -327,6 +336,7 @@ class Deliverer:
             self._failed(c, "config", f"not sent: {literal}", None, endpoint=False)
             return
         allow = guard.ALLOW_PRIVATE.set(c.allow_private)
+        sent = time.perf_counter()
         try:
             async with session.post(c.url, data=raw, headers=payload.headers(secret, raw, c.event_id),
                                     allow_redirects=False) as resp:
@@ -348,6 +358,7 @@ class Deliverer:
             return
         finally:
             guard.ALLOW_PRIVATE.reset(allow)
+            self.n.metrics.request.observe(time.perf_counter() - sent)
         if 200 <= status < 300:
             self._delivered(c, br)
         elif status in RETRYABLE_STATUS:

@@ -13,6 +13,7 @@ from typing import Callable
 from stockledger.stack._proc import StackError
 
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
+KAFKA_TOOLS_POM = Path(__file__).with_name("kafka-tools-pom.xml")
 APICURIO_VERSION = "3.0.9"  # 3.1.x is not on Maven Central; 3.2+ needs Java 21
 
 
@@ -48,6 +49,31 @@ def kafka_lib(cache: Path, progress: Callable[[str], None]) -> Path:
         shutil.rmtree(lib, ignore_errors=True)
         _maven(["-f", str(KAFKA_POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
                 f"-DoutputDirectory={lib}"], cache, "kafka", progress)
+        marker.write_text("ok\n")
+    return lib
+
+
+def kafka_version() -> str:
+    """The broker's version, as kafka-pom.xml pins it (the tools are fetched at the same one)."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    for dep in ET.parse(KAFKA_POM).getroot().iterfind("m:dependencies/m:dependency", ns):
+        if dep.findtext("m:artifactId", namespaces=ns) == "kafka_2.13":
+            return dep.findtext("m:version", namespaces=ns) or ""
+    raise StackError(f"no kafka_2.13 dependency in {KAFKA_POM}")
+
+
+def kafka_tools_lib(cache: Path, progress: Callable[[str], None]) -> Path:
+    """The jars of org.apache.kafka:kafka-tools at the broker's version, downloaded on first use."""
+    version = kafka_version()
+    lib = cache / "kafka-tools" / version / "lib"
+    marker = lib / ".complete"
+    if not marker.exists():
+        progress(f"kafka tools: downloading kafka-tools {version} from Maven Central")
+        shutil.rmtree(lib, ignore_errors=True)
+        _maven(["-f", str(KAFKA_TOOLS_POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
+                f"-Dkafka.version={version}", f"-DoutputDirectory={lib}"], cache, "kafka tools", progress)
         marker.write_text("ok\n")
     return lib
 

@@ -366,7 +366,7 @@ class SinkThread(WorkerThread):
 def spawn_sink(url: str, prefix: str, group: str, log: Path, *extra: str) -> subprocess.Popen:
     """A real sink worker process: `stockledger sink ...`."""
     argv = [sys.executable, "-m", "stockledger.cli", "sink", "--database-url", url, "--topic-prefix", prefix,
-            "--group", group, *extra]
+            "--group", group, *(() if "--metrics-port" in extra else ("--metrics-port", "0")), *extra]
     out = open(log, "ab")
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     proc.log_path = log  # type: ignore[attr-defined]

@@ -232,7 +232,7 @@ def test_sigkill_of_the_notifier_mid_delivery_loses_no_change(env, settings, cod
         from tests.connectors.notify_support import free_port
 
         proc = WorkerProcess(settings, f"notify-{tenant}", free_port(), command="notify", port_flag="--metrics-port",
-                             ready_path="/metrics",
+                             ready_path="/health",
                              extra_args=["--database-url", url, "--topic-prefix", prefix, "--group", group],
                              env={"STOCKLEDGER_NOTIFY_RETRY_SCHEDULE": "300ms", "STOCKLEDGER_NOTIFY_TIMEOUT": "1s"})
         try:

@@ -118,9 +118,12 @@ def test_metrics_count_events_and_dead_letters(worker, publish, settings, tenant
     settle(settings)
     text = worker.get("/metrics").text
     processed = [line for line in text.splitlines() if line.startswith('stockledger_events_processed_total{topic="inventory.changes"}')]
-    assert len(processed) == 1 and int(processed[0].split()[-1]) >= 1
+    assert len(processed) == 1 and float(processed[0].split()[-1]) >= 1
     assert "# TYPE stockledger_processing_latency_seconds histogram" in text
-    assert 'stockledger_consumer_lag{topic="inventory.changes",partition="0"}' in text
+    for flow in ("admit", "fold"):  # prometheus-client histograms of each batch
+        count = [line for line in text.splitlines() if line.startswith(f"stockledger_{flow}_batch_seconds_count ")]
+        assert len(count) == 1 and float(count[0].split()[-1]) >= 1
+    assert 'stockledger_consumer_lag{partition="0",topic="inventory.changes"}' in text  # labels sorted by name
 
 
 @pytest.mark.parametrize("data,reason", [
