@@ -1,6 +1,6 @@
 """`stockledger books check|trial-balance|aging`: the accountant's commands (SPEC 2 "The books reconcile", SPEC 9).
 
-They read PostgreSQL only through the views of revision 0004 (`books_journal`, `books_receivable_items`,
+They read PostgreSQL only through the views of revision 0005 (`books_journal`, `books_receivable_items`,
 `books_reconciliation`, `books_exceptions`), so what they print is what `psql` shows an accountant:
 
 - `check`: every reconciliation of SPEC 2 per tenant and currency (1100 = what customers owe, 4000 - 4010

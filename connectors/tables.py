@@ -84,7 +84,7 @@ invoices = Table(
     # notes (capped at what payments left), so arrival order does not matter (store._SETTLE).
     Column("paid_amount", Money, nullable=False, server_default=text("0")),
     Column("status", Text, nullable=False, server_default=text("'UNPAID'")),
-    Column("due_date", Date),  # ON_ACCOUNT: issue day + the customer's payment terms (revision 0004)
+    Column("due_date", Date),  # ON_ACCOUNT: issue day + the customer's payment terms (revision 0005)
     Column("credited_amount", Money, nullable=False, server_default=text("0")),
     Column("first_payment_at", DateTime(timezone=True)),
     Column("last_payment_at", DateTime(timezone=True)),

@@ -15,8 +15,8 @@ CREDITED (settled by credit notes alone). The views are the books as an accounta
   non-zero total without its entry, an entry without its document or with fewer than two lines, an
   entry that does not balance).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-05
 """
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
