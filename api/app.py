@@ -444,9 +444,9 @@ def build_app(services: Services) -> web.Application:
         web.post("/api/v1/orders/import", order_import),
         web.post("/api/v1/inventory/adjust", inventory_adjust),
         web.get("/api/v1/inventory/snapshot", snapshot),
-        web.get("/api/v1/stock/{sku}", _read("stock", "sku")),
-        web.get("/api/v1/credit/{customer_ref}", _read("credit", "customer_ref")),
-        web.get("/api/v1/sales/{sale_id}", _read("sales", "sale_id")),
+        web.get("/api/v1/stock/{sku:[^/]+}", _read("stock", "sku")),  # any id routes ({, } too), then is checked
+        web.get("/api/v1/credit/{customer_ref:[^/]+}", _read("credit", "customer_ref")),
+        web.get("/api/v1/sales/{sale_id:[^/]+}", _read("sales", "sale_id")),
         web.post("/webhooks/erp/{tenant}", erp_webhook),
         web.post("/webhooks/treasury/{tenant}", treasury_webhook),
         web.get("/health", health),

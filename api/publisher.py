@@ -9,6 +9,7 @@ from typing import Iterable
 
 from confluent_kafka import KafkaException, Producer
 
+from api.problems import Problem
 from stockledger.config import Settings
 from stockledger.produce import Prepared, producer_config
 from streams.codec import Codec
@@ -37,16 +38,23 @@ class Publisher:
             self.producer.poll(0.1)
 
     async def publish(self, records: Iterable[tuple[str, Prepared]]) -> None:
-        """Publish (topic, prepared) records; return when all are acknowledged, raise PublishError if not."""
+        """Publish (topic, prepared) records; return when all are acknowledged, raise PublishError if not.
+        Every record is encoded before the first is sent: one that does not encode (a value its schema
+        cannot hold) is a 400 and nothing of the request is published."""
         loop = asyncio.get_running_loop()
         futures = []
+        encoded = []
         for topic, item in records:
+            try:
+                encoded.append((topic, item, self.codec.encode(topic, item.record)))
+            except (OverflowError, ValueError, TypeError) as exc:
+                raise Problem(400, f"the request maps to an event its schema cannot hold ({exc.__class__.__name__})")
+        for topic, item, value in encoded:
             fut = loop.create_future()
 
             def report(err, _msg, fut=fut) -> None:
                 loop.call_soon_threadsafe(_settle, fut, err)
 
-            value = self.codec.encode(topic, item.record)
             while True:
                 try:
                     self.producer.produce(topic, value, item.key, on_delivery=report)

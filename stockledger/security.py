@@ -120,13 +120,17 @@ UNSAFE_ID_PARTS = ("/", "?", "#", "%", "..")
 
 def id_refusal(value: str) -> str | None:
     """Why `value` cannot be an id that travels in a URL path (a SKU, sale id, customer ref, order
-    id), or None when it can: `/`, `?`, `#`, `%`, `..` and control characters are refused at every
-    door, so an id can never become another path or a query parameter where it is forwarded."""
+    id), or None when it can: `/`, `?`, `#`, `%`, `..`, `.` alone and control characters are refused
+    at every door, so an id can never become another path or a query parameter where it is forwarded."""
     if not value:
         return "must not be empty"
+    if value == ".":
+        return "must not be '.'"  # a dot segment: a URL client drops it
     for part in UNSAFE_ID_PARTS:
         if part in value:
             return f"must not contain {part!r}"
     if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
         return "must not contain control characters"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        return "must be valid Unicode (no lone surrogates)"
     return None

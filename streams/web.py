@@ -230,7 +230,7 @@ def install(p: Pipeline, folder: Any) -> Views:
     app = p.app
     views = Views(p, folder, p.settings.operator_token)
 
-    @app.page("/stock/{sku}")
+    @app.page("/stock/{sku:[^/]+}")  # any id routes (aiohttp's default refuses { and }), then is checked
     async def get_stock(web: Any, request: Any, sku: str) -> Any:
         async def local(store: Any, tenant: str) -> Any:
             state, catalog = core.stock_of(store, tenant, sku), core.catalog_of(store, tenant, sku)
@@ -240,7 +240,7 @@ def install(p: Pipeline, folder: Any) -> Views:
 
         return await views.routed(request, local, "stock", ("sku", sku))
 
-    @app.page("/credit/{customer_ref}")
+    @app.page("/credit/{customer_ref:[^/]+}")
     async def get_credit(web: Any, request: Any, customer_ref: str) -> Any:
         async def local(store: Any, tenant: str) -> Any:
             state = core.credit_of(store, tenant, customer_ref)
@@ -250,7 +250,7 @@ def install(p: Pipeline, folder: Any) -> Views:
 
         return await views.routed(request, local, "credit", ("customer_ref", customer_ref))
 
-    @app.page("/sales/{sale_id}")
+    @app.page("/sales/{sale_id:[^/]+}")
     async def get_sale(web: Any, request: Any, sale_id: str) -> Any:
         async def local(store: Any, tenant: str) -> Any:
             rec = core.sale_of(store, tenant, sale_id)

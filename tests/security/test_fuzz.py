@@ -75,7 +75,8 @@ def test_every_door_fuzzed_from_its_description(sec_api, tenants_ab):
                     unsendable[type(exc).__name__] += 1
                     return
                 statuses[resp.status_code] += 1
-                what = f"{kwargs['method']} {kwargs['url']} -> {resp.status_code} {resp.text[:200]}"
+                sent = (resp.request.body or b"")[:300]
+                what = f"{kwargs['method']} {kwargs['url']} {sent!r} -> {resp.status_code} {resp.text[:200]}"
                 if resp.status_code >= 500 and resp.status_code != 503:
                     server_errors.append(what)
                 if resp.status_code == 503 and "stream workers" not in resp.text and "published" not in resp.text:
@@ -91,8 +92,9 @@ def test_every_door_fuzzed_from_its_description(sec_api, tenants_ab):
                 no_negative.append(f"{op.method.upper()} {op.path}")
     after = rss(proc.proc.pid)
     total = sum(statuses.values())
-    print(f"fuzz: {operations} operations (no negative case for {no_negative}), {total} requests sent, {sum(unsendable.values())} unsendable "
-          f"{dict(unsendable)}, statuses {dict(sorted(statuses.items()))}, RSS {before / MIB:.0f} -> "
+    print(f"fuzz: {operations} operations (no negative case for {no_negative}), {total} requests sent, "
+          f"{sum(unsendable.values())} unsendable {dict(unsendable)}, statuses {dict(sorted(statuses.items()))}, "
+          f"RSS {before / MIB:.0f} -> "
           f"{after / MIB:.0f} MiB")
     assert operations == 11
     assert server_errors == []

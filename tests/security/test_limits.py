@@ -173,3 +173,17 @@ def test_the_client_rate_limit_applies_before_authentication(stack, api_engine, 
         assert 1 <= int(got.headers["Retry-After"]) <= 100
     finally:
         proc.stop()
+
+
+def test_an_event_its_schema_cannot_hold_is_a_400_and_nothing_is_published(limits_api, attacker, settings):
+    """A quantity within 30 digits but beyond an Avro long, after a valid adjustment: a 400 (the
+    bounds of SPEC 2 name the field; the publisher's own guard, which encodes every record before
+    sending the first, refuses it otherwise) and neither adjustment is published."""
+    from tests.api.support import records
+
+    api, _ = limits_api
+    adjust = {"reference_id": "R-HUGE", "adjustments": [{"sku": "A", "quantity_change": 1},
+                                                        {"sku": "B", "quantity_change": 10 ** 24}]}
+    got = problem(api.commerce(attacker, "/api/v1/inventory/adjust", adjust, "huge-1"), 400)
+    assert got["title"] == "Bad Request"
+    assert records(settings, "inventory.changes", attacker.tenant) == []
