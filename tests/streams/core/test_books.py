@@ -327,3 +327,15 @@ def test_after_every_event_the_ledger_equals_the_subledgers(events):
     for raw in state.tables["invoices"].values():
         if "invoice_id" in raw and "customer_ref" in raw and "due_at" in raw:
             assert raw["due_at"] % DAY == 0  # every on-account invoice has a due date, a midnight
+
+
+def test_payment_terms_and_price_list_are_validated():
+    from streams.core.credit import validate_customer_credit
+
+    good = {"customer_ref": "C1", "credit_limit": "100", "on_hold": False}
+    assert validate_customer_credit(good) == []
+    assert validate_customer_credit({**good, "payment_terms_days": 36_500, "price_list_id": "PL-1"}) == []
+    for days in (-1, 36_501, True, "30", 2.5):
+        assert validate_customer_credit({**good, "payment_terms_days": days}) == [
+            f"payment_terms_days must be a whole number of days from 0 to 36500, got {days!r}"]
+    assert validate_customer_credit({**good, "price_list_id": " "}) == ["price_list_id, when given, must not be empty"]
