@@ -9,7 +9,7 @@ import pytest
 
 from tests.api import support
 
-API_PORT = int(os.environ.get("STOCKLEDGER_TEST_API_PORT", "36101"))
+API_PORT = int(os.environ.get("STOCKLEDGER_TEST_API_PORT", "27101"))
 
 
 @pytest.fixture(scope="session")

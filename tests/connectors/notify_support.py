@@ -23,7 +23,7 @@ from tests.connectors.support import WorkerThread
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
 # Every test's receivers and notifier metrics ports (loopback only).
-PORTS = range(46100, 46200)
+PORTS = range(27200, 27300)  # below the ephemeral range (32768-60999): no client connection holds one
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 46100-46199")
+    raise RuntimeError("no free port in 27200-27299")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from tests.api import support
 from tests.api.conftest import _start, api_engine  # noqa: F401 - the fixture, shared
 from tests.streams.test_sales_pipeline import catalog, customer
 
-API_PORT = int(os.environ.get("STOCKLEDGER_TEST_API_PORT", "36101")) + 50
+API_PORT = int(os.environ.get("STOCKLEDGER_TEST_API_PORT", "27101")) + 50
 
 
 def log_partitions(worker: WorkerProcess, log_topic: str) -> set[int]:
