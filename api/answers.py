@@ -10,7 +10,7 @@ from typing import Any
 from api.idempotency import Answer
 from api.outcomes import Outcome
 from api.problems import PROBLEM_TYPE, TITLES
-from streams.jsonconv import to_json
+from stockledger.jsonconv import to_json
 
 JSON = "application/json"
 

@@ -16,7 +16,8 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
-from api import answers, events, idempotency, negotiation, tenants, webhooks
+from api import answers, events, idempotency, negotiation, webhooks
+from stockledger import tenants
 from api.db import Database
 from api.idempotency import IDEMPOTENCY, Answer, Idempotency
 from api.outcomes import OutcomeWaiter

@@ -10,7 +10,7 @@ from typing import Any
 from api.problems import Problem
 from stockledger import mapping
 from stockledger.produce import Prepared, convert
-from streams.jsonconv import FieldError
+from stockledger.jsonconv import FieldError
 
 Published = list[tuple[str, Prepared]]  # (topic, record)
 ERP_TOPICS = {"catalog.update": "catalog.updates", "inventory.change": "inventory.changes",

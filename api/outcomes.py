@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from stockledger.config import Settings
-from streams.codec import Codec, DecodeError
+from stockledger.codec import Codec, DecodeError
 
 OUTCOMES = "sales.outcomes"
 DEAD_LETTERS = ("sales.dlq", "refunds.dlq", "payments.dlq")

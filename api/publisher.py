@@ -11,7 +11,7 @@ from confluent_kafka import KafkaException, Producer
 
 from stockledger.config import Settings
 from stockledger.produce import Prepared, producer_config
-from streams.codec import Codec
+from stockledger.codec import Codec
 
 DELIVERY_TIMEOUT_MS = 30_000  # a record not acknowledged by then fails the request (503, not stored)
 

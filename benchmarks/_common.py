@@ -19,8 +19,8 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPa
 
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
-from stockledger.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
-from streams.codec import Codec  # noqa: E402
+from cli.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
+from stockledger.codec import Codec  # noqa: E402
 
 TOPIC = "inventory.changes"
 

@@ -43,7 +43,7 @@ def bare_server(port: int) -> None:
     from api import events
     from api.idempotency import event_id
     from stockledger.produce import producer_config
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     settings = Settings()
     codec = Codec(settings.schema_registry_url)
@@ -134,10 +134,10 @@ def main() -> int:
 
     from sqlalchemy import create_engine
 
-    from api import tenants
-    from connectors import migrate
-    from stockledger.stack import Stack
-    from stockledger.testing import WorkerProcess
+    from stockledger import tenants
+    from stockledger.db import migrate
+    from cli.stack import Stack
+    from cli.testing import WorkerProcess
     from stockledger.topics import ensure_topics
 
     settings = Settings()

@@ -35,12 +35,13 @@ import aiohttp  # noqa: E402
 import requests  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from connectors import migrate, store  # noqa: E402
+from connectors import store  # noqa: E402
+from stockledger.db import migrate  # noqa: E402
 from connectors.notify import payload, subscriptions  # noqa: E402
 from connectors.progress import Progress  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
-from streams.codec import Codec  # noqa: E402
+from stockledger.codec import Codec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,7 +189,7 @@ def main() -> int:
                                       for r in recs], rate=50_000)
     metrics_port = args.port + 1
     log = open(ROOT / ".stack" / f"bench-notify-{run}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "stockledger.cli", "notify", "--topic-prefix", prefix, "--group",
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "notify", "--topic-prefix", prefix, "--group",
                              group, "--metrics-port", str(metrics_port), "--loglevel", "warning"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ})
     try:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import (bare_loop, end_offsets, faust_ceiling, fresh_run, latency_line, load, percentile,  # noqa: E402
                      publish_at_rate, read_records, say, start_worker, verdict, wait_caught_up)
 from stockledger.produce import prepare, publish  # noqa: E402
-from stockledger.testing import WorkerProcess  # noqa: E402
+from cli.testing import WorkerProcess  # noqa: E402
 
 SKUS = [f"B{n:03d}" for n in range(200)]
 AIM_RATE, FLOOR_RATE, AIM_P99_MS = 3_000, 1_000, 250

@@ -39,7 +39,7 @@ from _common import (TOPIC, bare_loop, end_offsets, faust_ceiling, fresh_run, la
                      percentile, publish_at_rate, read_records, say, start_worker, verdict, visible_times,
                      wait_caught_up)
 from stockledger.produce import prepare, publish  # noqa: E402
-from stockledger.testing import WorkerProcess  # noqa: E402
+from cli.testing import WorkerProcess  # noqa: E402
 
 AIM_RATE, FLOOR_RATE, AIM_P99_MS = 10_000, 5_000, 250
 

@@ -32,7 +32,7 @@ from stockledger.config import Settings
 from stockledger.consume import start_positions
 from stockledger.produce import producer_config
 from stockledger.topics import DLQ_SUFFIX
-from streams.codec import Codec, DecodeError
+from stockledger.codec import Codec, DecodeError
 
 Out = Callable[[str], None]
 REPLAY_HEADER = "stockledger-replayed-from"

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
-from connectors import tables as t
+from stockledger.db import tables as t
 
 LEDGER_TOPICS = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal", "ledger.external_refs")
 # Parents before children, so foreign keys hold inside a batch.

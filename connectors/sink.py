@@ -25,7 +25,8 @@ from pathlib import Path
 from confluent_kafka import Message, Producer
 from sqlalchemy import Engine
 
-from connectors import migrate, store
+from connectors import store
+from stockledger.db import migrate
 from connectors.dlq import DECODE, RULE, VALIDATE, DeadLetters, Failure, dlq_topic
 from connectors.offsets import (REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, TPKey, first_line, key_of,
                                 offset_of)
@@ -33,7 +34,7 @@ from connectors.rows import LEDGER_TOPICS, RecordError, RecordRows, contract_top
 from stockledger.config import Settings
 from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
-from streams.codec import Codec, DecodeError
+from stockledger.codec import Codec, DecodeError
 
 log = logging.getLogger("stockledger.sink")
 

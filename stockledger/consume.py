@@ -10,8 +10,8 @@ from typing import Iterator
 from confluent_kafka import Consumer, TopicPartition
 
 from stockledger.config import Settings
-from streams.codec import Codec, DecodeError
-from streams.jsonconv import parse_timestamp, to_json
+from stockledger.codec import Codec, DecodeError
+from stockledger.jsonconv import parse_timestamp, to_json
 
 
 def start_positions(consumer: Consumer, topic: str, partitions: list[int], offset: int | None,

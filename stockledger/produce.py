@@ -16,8 +16,8 @@ from confluent_kafka import KafkaException, Producer
 from stockledger import mapping
 from stockledger.config import Settings
 from stockledger.topics import TopicSpec, ensure_topics, spec
-from streams.codec import Codec, local_schema
-from streams.jsonconv import FieldError, compile_from_json
+from stockledger.codec import Codec, local_schema
+from stockledger.jsonconv import FieldError, compile_from_json
 
 
 class InputError(ValueError):

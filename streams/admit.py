@@ -17,10 +17,10 @@ import time
 from typing import Any, Mapping
 
 from stockledger.topics import INPUTS
-from streams.codec import DecodeError, RegistryUnavailable
+from stockledger.codec import DecodeError, RegistryUnavailable
 from streams.core.fold import VALIDATORS
 from streams.outbox import Acks
-from streams.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 from streams.tenantlog import FrameWriter
 
 log = logging.getLogger("stockledger.worker")

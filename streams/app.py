@@ -22,11 +22,11 @@ from faust.transport.producer import ProducerBuffer
 from stockledger.config import Settings
 from stockledger.topics import BY_NAME
 from streams import tenantlog
-from streams.codec import Codec
+from stockledger.codec import Codec
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
 from streams.faustfix.watchdog import Watchdog
-from streams.jsonconv import format_timestamp
+from stockledger.jsonconv import format_timestamp
 from streams.metrics import Metrics
 from streams.outbox import Outbox
 

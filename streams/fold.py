@@ -19,7 +19,7 @@ from faust.types import TP
 
 from streams.admit import decode
 from streams.core.fold import DeadLetter, FoldConfig, Input, fold
-from streams.deadletter import Failure, dead_letter, dlq_topic
+from stockledger.deadletter import Failure, dead_letter, dlq_topic
 from streams.outbox import Acks
 from streams.state import PartitionStore, View
 from streams.tenantlog import entries

@@ -23,7 +23,7 @@ from streams.core import fold as core
 from streams.core.credit import open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
-from streams.jsonconv import format_decimal
+from stockledger.jsonconv import format_decimal
 
 CHUNK = 1000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -33,7 +33,7 @@ def settings():
 @pytest.fixture(scope="session")
 def stack(settings):
     """The real stack: started for this run and stopped after it, or reused (and left) if already up."""
-    from stockledger.stack import Stack
+    from cli.stack import Stack
     from stockledger.topics import ensure_topics
 
     s = Stack(settings)
@@ -48,7 +48,7 @@ def stack(settings):
 
 @pytest.fixture(scope="session")
 def codec(stack, settings):
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     return Codec(settings.schema_registry_url)
 
@@ -85,7 +85,7 @@ def raw_producer(stack, settings):
 @pytest.fixture(scope="session")
 def worker(stack, settings):
     """One stream worker for the whole run (tests isolate themselves by tenant)."""
-    from stockledger.testing import WorkerProcess
+    from cli.testing import WorkerProcess
 
     w = WorkerProcess(settings, "w1", int(os.environ["STOCKLEDGER_WEB_PORT"])).start().wait_ready(180)
     yield w

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, text
 
 from connectors.notify import guard
 from connectors.notify.payload import EVENTS
-from api.tenants import webhook_secrets
+from stockledger.tenants import webhook_secrets
 from stockledger.security import new_token, seal, unseal
 
 TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] = webhook_secrets

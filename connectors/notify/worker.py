@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 from sqlalchemy import Engine, create_engine
 
-from connectors import migrate
+from stockledger.db import migrate
 from connectors.notify import guard, payload, state, subscriptions
 from connectors.notify.breaker import CLOSED, OPEN, STATE_VALUE, Breaker
 from connectors.notify.metrics import NotifyMetrics
@@ -34,7 +34,7 @@ from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, 
 from stockledger.config import Settings
 from stockledger.security import SecretError
 from stockledger.topics import ensure_topics
-from streams.codec import Codec, DecodeError
+from stockledger.codec import Codec, DecodeError
 
 log = logging.getLogger("stockledger.notify")
 

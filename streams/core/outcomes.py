@@ -1,4 +1,4 @@
-"""The sales.outcomes record: one per sale, refund and payment, typed (schemas/sale_outcome.avsc)."""
+"""The sales.outcomes record: one per sale, refund and payment, typed (stockledger/schemas/sale_outcome.avsc)."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ _REASON = {INVENTORY: REASON_ADJUSTMENT, SALE: REASON_SALE, RESTOCK: REASON_RETU
 
 @dataclass(frozen=True, slots=True)
 class Alert(Plain):
-    """One inventory.alerts record (fields as in schemas/inventory_alert.avsc)."""
+    """One inventory.alerts record (fields as in stockledger/schemas/inventory_alert.avsc)."""
 
     tenant_id: str
     sku: str
@@ -126,7 +126,7 @@ class StockState(Plain):
         )
 
     def level(self) -> dict[str, Any]:
-        """The stock.levels record for this state (schemas/stock_level.avsc)."""
+        """The stock.levels record for this state (stockledger/schemas/stock_level.avsc)."""
         return {
             "tenant_id": self.tenant_id,
             "sku": self.sku,

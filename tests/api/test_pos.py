@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stockledger.testing import settle
+from cli.testing import settle
 from tests.api.support import problem, records
 from tests.streams.test_sales_pipeline import catalog
 
@@ -90,7 +90,7 @@ def test_a_sale_the_pipeline_dead_letters_is_refused_with_its_reason(api, shop, 
 
 
 def test_a_key_of_tenant_a_on_tenant_b_path_is_not_found_and_publishes_nothing(api, creds, api_engine, settings):
-    from api import tenants
+    from stockledger import tenants
 
     other = tenants.add(api_engine, settings.master_key(), creds.tenant + "-b")
     body = problem(api.pos(creds, "sales", sale("S6"), "k-S6", company=other.tenant), 404)
@@ -191,7 +191,7 @@ def test_a_request_abandoned_by_a_dead_process_is_taken_over_with_the_same_recor
     from sqlalchemy import text
 
     from api import idempotency as idem
-    from streams.jsonconv import format_timestamp
+    from stockledger.jsonconv import format_timestamp
 
     body, path = sale("S11"), f"/integrations/piti/companies/{creds.tenant}/sales"
     _, first = idem.claim(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S11", idem.fingerprint("POST", path, body),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stockledger.security import sign
-from stockledger.testing import settle
+from cli.testing import settle
 from tests.api.support import dumps, problem, records
 from tests.streams.test_sales_pipeline import catalog, customer
 
@@ -109,7 +109,7 @@ def test_seed_001_treasury_payment_reduces_the_customer_balance(api, creds, publ
 
 
 def test_bad_signatures_and_timestamps_are_refused_alike(api, creds, api_engine, settings):
-    from api import tenants
+    from stockledger import tenants
 
     t, secret = creds.tenant, creds.secret
     body = dumps(inventory_change("evt-sig-1", 5))
@@ -141,7 +141,7 @@ def test_bad_signatures_and_timestamps_are_refused_alike(api, creds, api_engine,
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stockledger.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_during_a_rotation_overlap_both_secrets_verify_and_after_it_only_the_new(api, creds, settings):

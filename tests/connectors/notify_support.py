@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from stockledger.config import Settings
 from stockledger.produce import producer_config
-from stockledger.testing import wait_for
+from cli.testing import wait_for
 from tests.connectors.support import WorkerThread
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)

@@ -365,7 +365,7 @@ class SinkThread(WorkerThread):
 
 def spawn_sink(url: str, prefix: str, group: str, log: Path, *extra: str) -> subprocess.Popen:
     """A real sink worker process: `stockledger sink ...`."""
-    argv = [sys.executable, "-m", "stockledger.cli", "sink", "--database-url", url, "--topic-prefix", prefix,
+    argv = [sys.executable, "-m", "cli.main", "sink", "--database-url", url, "--topic-prefix", prefix,
             "--group", group, *extra]
     out = open(log, "ab")
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})

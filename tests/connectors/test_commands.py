@@ -8,7 +8,7 @@ import pytest
 
 from connectors import replay
 from connectors.progress import Progress
-from stockledger import cli
+from cli import main as cli
 
 
 @pytest.fixture

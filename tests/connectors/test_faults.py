@@ -13,7 +13,7 @@ import uuid
 
 from sqlalchemy import text
 
-from stockledger.stack.postgres import Postgres
+from cli.stack.postgres import Postgres
 from tests.connectors import support
 
 KILLS = 3

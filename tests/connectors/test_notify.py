@@ -14,10 +14,10 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from connectors import migrate
+from stockledger.db import migrate
 from connectors.notify import payload, subscriptions
 from stockledger.security import sign, verify
-from stockledger.testing import wait_for
+from cli.testing import wait_for
 from tests.connectors import support
 from tests.connectors.notify_support import (NotifierThread, Receiver, deliveries, failures, level, notify_settings,
                                              publish_levels)
@@ -221,7 +221,7 @@ def test_two_notifiers_share_the_work_and_never_send_a_level_twice(env, settings
 
 
 def test_sigkill_of_the_notifier_mid_delivery_loses_no_change(env, settings, codec, tenant):
-    from stockledger.testing import WorkerProcess
+    from cli.testing import WorkerProcess
 
     url, engine, prefix, topic, group = env
     skus = [f"K-{i:02d}" for i in range(20)]
@@ -265,7 +265,7 @@ def test_sigkill_of_the_notifier_mid_delivery_loses_no_change(env, settings, cod
 
 def test_end_to_end_an_inventory_change_reaches_the_receiver(sink_db, settings, codec, tenant, worker, publish):
     """A real inventory.changes event through the stream worker to stock.levels, then to the receiver."""
-    from stockledger.testing import inventory_event
+    from cli.testing import inventory_event
 
     url, engine = sink_db
     migrate.upgrade(engine)

@@ -7,10 +7,10 @@ import uuid
 
 from sqlalchemy import text
 
-from connectors import migrate
-from stockledger import cli
+from stockledger.db import migrate
+from cli import main as cli
 from stockledger.security import unseal, verify
-from stockledger.testing import wait_for
+from cli.testing import wait_for
 from tests.connectors import support
 from tests.connectors.notify_support import NotifierThread, Receiver, deliveries, level, notify_settings, publish_levels
 

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
 from connectors import replay
-from stockledger.cli import main as cli_main
+from cli.main import main as cli_main
 from tests.connectors import support
 from tests.connectors.support import INVOICES, JOURNAL
 

@@ -1,4 +1,4 @@
-"""The schema comes from the migrations, matches connectors/tables.py, and refuses books that do not add up."""
+"""The schema comes from the migrations, matches stockledger/db/tables.py, and refuses books that do not add up."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from connectors import migrate, tables
+from stockledger.db import migrate, tables
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from connectors import migrate
+from stockledger.db import migrate
 from tests.connectors import support
 from tests.connectors.support import CREDIT_NOTES, INVOICES, JOURNAL, PAYMENTS, REFS
 

@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from connectors import migrate, store
+from connectors import store
+from stockledger.db import migrate
 from connectors.rows import to_rows
 from tests.connectors import support
 

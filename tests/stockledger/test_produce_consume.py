@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from stockledger import cli
+from cli import main as cli
 from stockledger.consume import records
-from stockledger.testing import end_offsets
+from cli.testing import end_offsets
 from stockledger.produce import expand, read_json_records
 from stockledger.topics import spec
-from streams.codec import local_schema
-from streams.jsonconv import compile_from_json
+from stockledger.codec import local_schema
+from stockledger.jsonconv import compile_from_json
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed003"
 CASES = [

@@ -11,10 +11,10 @@ from itertools import accumulate
 import pytest
 
 from stockledger.consume import records
-from stockledger.testing import (WorkerProcess, admitted_event_ids, committed_lag, settle, stream_lag, tenant_records,
+from cli.testing import (WorkerProcess, admitted_event_ids, committed_lag, settle, stream_lag, tenant_records,
                                  wait_for)
-from stockledger.testing import inventory_event as inv
-from stockledger.testing import stock_of as stock
+from cli.testing import inventory_event as inv
+from cli.testing import stock_of as stock
 from streams.core.stock import StockState, apply_absolute, apply_delta
 
 
@@ -196,7 +196,7 @@ def test_stream_replay_is_refused_while_workers_run_and_changes_nothing_after(wo
                                                                               capsys):
     from datetime import datetime, timezone
 
-    from stockledger import cli
+    from cli import main as cli
 
     since = datetime.now(timezone.utc).isoformat()
     publish("inventory.changes", [inv(tenant, f"rp{n}", "RP", n, quantity_change=n) for n in range(1, 11)])

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from streams.codec import local_schema
-from streams.jsonconv import FieldError, compile_from_json, format_decimal, format_timestamp, parse_timestamp, to_json
+from stockledger.codec import local_schema
+from stockledger.jsonconv import FieldError, compile_from_json, format_decimal, format_timestamp, parse_timestamp, to_json
 
 SALE = compile_from_json(local_schema("sale"))
 

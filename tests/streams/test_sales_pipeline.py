@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from stockledger.testing import inventory_event, settle, tenant_records
-from stockledger.testing import stock_of as stock
+from cli.testing import inventory_event, settle, tenant_records
+from cli.testing import stock_of as stock
 
 T0 = "2026-04-01T09:00:00Z"
 

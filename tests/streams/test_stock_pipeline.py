@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stockledger import cli
-from stockledger.testing import inventory_event as inv
-from stockledger.testing import settle, tenant_records
-from stockledger.testing import stock_of as stock
+from cli import main as cli
+from cli.testing import inventory_event as inv
+from cli.testing import settle, tenant_records
+from cli.testing import stock_of as stock
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed003"
 

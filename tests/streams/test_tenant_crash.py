@@ -38,7 +38,7 @@ import requests
 from confluent_kafka import Producer
 
 from stockledger.produce import prepare, producer_config
-from stockledger.testing import OutcomeFollower, WorkerProcess, read_topic, settle
+from cli.testing import OutcomeFollower, WorkerProcess, read_topic, settle
 from streams import tenantlog
 from streams.core.credit import open_invoices_of
 from streams.core.fold import (DeadLetter, DictState, Emit, FoldConfig, Input, catalog_of, credit_of, fold, sale_of,

@@ -1,5 +1,5 @@
-"""The `sink`, `replay`, `notify` and `webhook` subcommands; `register(subparsers)` adds them to the
-`stockledger` CLI."""
+"""The `sink` and `replay` subcommands; `register(subparsers)` adds them to the `stockledger` CLI
+(`notify` and `webhook` are in cli/notify.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,10 @@ import argparse
 import logging
 import sys
 
+from cli.flags import EXIT_USAGE, connection_flags, settings_of
 from connectors.sink import DEFAULT_BATCH_MS, DEFAULT_BATCH_SIZE
 
-EXIT_REFUSED, EXIT_USAGE = 1, 2
-
-
-def _cli():
-    """The CLI module, imported late: it imports this one to register the commands."""
-    from stockledger import cli
-
-    return cli
+EXIT_REFUSED = 1
 
 
 def _positive(text: str) -> int:
@@ -27,7 +21,6 @@ def _positive(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    cli = _cli()
     p = subparsers.add_parser(
         "sink", help="PostgreSQL connector worker: writes the ledger topics into the books, exactly once",
         description="Consumes ledger.invoices, ledger.credit_notes, ledger.payments, ledger.journal and "
@@ -42,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "at once; a stopped one keeps them for the 10 s session timeout "
                                          "(give each worker its own)")
     p.add_argument("--topic-prefix", default="", help="read <prefix>ledger.* instead of ledger.* (side-by-side runs, tests)")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_sink)
 
     p = subparsers.add_parser(
@@ -63,12 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "(default <app_id>)")
     p.add_argument("--dry-run", action="store_true", help="show what would move or be republished; change nothing")
     p.add_argument("--wait", action="store_true", help="sink: then show running sinks writing the records again")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_replay)
-
-    from connectors.notify.commands import register as register_notify
-
-    register_notify(subparsers)
 
 
 def _logging(level: int | str = logging.INFO) -> None:
@@ -86,7 +75,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        sink = Sink(_cli()._settings(args), group=args.group, topic_prefix=args.topic_prefix,
+        sink = Sink(settings_of(args), group=args.group, topic_prefix=args.topic_prefix,
                     batch_size=args.batch_size, batch_ms=args.batch_ms, instance_id=args.instance_id, stop=stop)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
@@ -99,7 +88,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors import replay
 
-    settings = _cli()._settings(args)
+    settings = settings_of(args)
     try:
         partitions = replay.parse_partitions(args.partitions)
         if args.target == "dlq":

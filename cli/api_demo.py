@@ -15,10 +15,10 @@ def start(settings: Settings, tenant: str, progress: Callable[[str], None]):
     import requests
     from sqlalchemy import create_engine
 
-    from api import tenants
-    from connectors import migrate
-    from stockledger.demo import start_background
-    from stockledger.testing import wait_for
+    from stockledger import tenants
+    from stockledger.db import migrate
+    from cli.demo import start_background
+    from cli.testing import wait_for
 
     engine = create_engine(settings.database_url)
     try:

@@ -1,4 +1,4 @@
-"""The `notify` and `webhook add|list|remove|failures|stats` subcommands (registered by connectors.commands)."""
+"""The `notify` and `webhook add|list|remove|failures|stats` subcommands (registered by cli.main)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 
-from connectors.commands import EXIT_USAGE, _cli, _logging
+from cli.connectors import _logging
+from cli.flags import EXIT_USAGE, connection_flags, settings_of
 from connectors.notify.metrics import FAILURE_CLASSES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    cli = _cli()
     p = subparsers.add_parser(
         "notify", help="webhook connector worker: pushes every stock.levels change to the subscribed endpoints",
         description="Consumes stock.levels and POSTs seed 003's inventory.change (absolute new_quantity, signed "
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--breaker-open", help="how long it stays open before one probe (default 60s)")
     p.add_argument("--concurrency", type=int, help="requests in flight at most (default 64)")
     p.add_argument("--loglevel", default="info")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_notify)
 
     w = subparsers.add_parser("webhook", help="outbound webhook subscriptions: add, list, remove, failures, stats")
@@ -51,36 +51,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-private-url", action="store_true",
                    help="let the URL reach loopback, private or link-local addresses (refused by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("list", help="a tenant's subscriptions (never their secrets)")
     p.add_argument("tenant")
     p.add_argument("--json", action="store_true", help="JSON lines")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("remove", help="delete a subscription and what it still had pending")
     p.add_argument("subscription_id")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("failures", help="a tenant's data errors, rejections and dead letters, newest first")
     p.add_argument("tenant")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true", help="JSON lines, with the body that was sent")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("stats", help="a tenant's deliveries, failures, pending levels, breakers and p50/p95/p99 latency")
     p.add_argument("tenant")
     p.add_argument("--metrics-url", action="append",
                    help="a notifier's metrics (repeat for several; default http://127.0.0.1:<notify metrics port>/metrics)")
     p.add_argument("--json", action="store_true")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
 
 
 def _notify_settings(args: argparse.Namespace):
     from stockledger.config import parse_duration, parse_durations
 
-    settings = _cli()._settings(args).with_overrides(
+    settings = settings_of(args).with_overrides(
         notify_retry_schedule=args.retry_schedule, notify_dead_letter_after=args.dead_letter_after,
         notify_timeout=args.timeout, notify_breaker_failures=args.breaker_failures,
         notify_breaker_open=args.breaker_open, notify_concurrency=args.concurrency,
@@ -113,10 +113,11 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 def cmd_webhook(args: argparse.Namespace) -> int:
-    from connectors import migrate, store
+    from connectors import store
+    from stockledger.db import migrate
     from connectors.notify import subscriptions as subs
 
-    settings = _cli()._settings(args)
+    settings = settings_of(args)
     engine = store.engine_for(settings.database_url)
     try:
         migrate.upgrade(engine)

@@ -14,7 +14,7 @@ from typing import Callable
 import psycopg2
 
 from stockledger.config import Settings
-from stockledger.stack._proc import Process, StackError, wait_until
+from cli.stack._proc import Process, StackError, wait_until
 
 DATABASES = ("stockledger", "registry")
 

@@ -12,8 +12,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from stockledger.config import Settings
-from stockledger.stack import downloads
-from stockledger.stack._proc import Process, StackError, wait_until
+from cli.stack import downloads
+from cli.stack._proc import Process, StackError, wait_until
 
 LOG4J = """Configuration:
   Appenders:

@@ -108,11 +108,11 @@ def start_background(settings: Settings, name: str, argv: list[str], progress: C
     """A worker or sink that outlives this command; `stockledger stack down` stops it."""
     import sys
 
-    from stockledger.stack._proc import Process
+    from cli.stack._proc import Process
 
     proc = Process(name, settings.home / "run")
     if proc.pid() is None:
-        proc.spawn([sys.executable, "-m", "stockledger.cli", *argv])
+        proc.spawn([sys.executable, "-m", "cli.main", *argv])
         progress(f"{name}: started (log {proc.logfile})")
 
 
@@ -121,10 +121,10 @@ def run(settings: Settings, progress: Callable[[str], None]) -> dict[str, int]:
     import requests
 
     from stockledger.produce import prepare, publish
-    from stockledger.stack import Stack
-    from stockledger.testing import committed_lag, settle, wait_for
+    from cli.stack import Stack
+    from cli.testing import committed_lag, settle, wait_for
     from stockledger.topics import OUTPUTS, ensure_topics
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     Stack(settings).up(progress)
     ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from stockledger.stack._proc import StackError
+from cli.stack._proc import StackError
 
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
 APICURIO_VERSION = "3.0.9"  # 3.1.x is not on Maven Central; 3.2+ needs Java 21

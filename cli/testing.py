@@ -46,7 +46,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
-        argv = [sys.executable, "-m", "stockledger.cli", self.command, "--id", self.worker_id,
+        argv = [sys.executable, "-m", "cli.main", self.command, "--id", self.worker_id,
                 self.port_flag, str(self.web_port), "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)
@@ -239,7 +239,7 @@ class OutcomeFollower:
         from confluent_kafka import Producer
 
         from stockledger.produce import prepare, producer_config
-        from streams.codec import Codec
+        from stockledger.codec import Codec
 
         topic = "sales.outcomes"
         codec = Codec(self.settings.schema_registry_url)
@@ -353,7 +353,7 @@ def tenant_log(settings: Settings, tenant: str) -> list:
 
 def admitted_event_ids(settings: Settings, tenant: str) -> list[str]:
     """The event ids of the tenant log, in order (an event admitted twice appears twice)."""
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     codec = Codec(settings.schema_registry_url)
     return [codec.decode(e.value)["event_id"] for e in tenant_log(settings, tenant)]

@@ -8,38 +8,20 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from stockledger.config import Settings
-
-EXIT_USAGE = 2
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings().with_overrides(
-        home=Path(args.home) if getattr(args, "home", None) else None,
-        kafka_port=getattr(args, "kafka_port", None),
-        registry_port=getattr(args, "registry_port", None),
-        pg_port=getattr(args, "pg_port", None),
-        bootstrap_servers_env=getattr(args, "bootstrap_servers", None),
-        schema_registry_url_env=getattr(args, "schema_registry_url", None),
-        database_url_env=getattr(args, "database_url", None),
-    )
+from cli.flags import EXIT_USAGE, connection_flags, progress, settings_of
 
 
 # -- stack ----------------------------------------------------------------------------------------
 def cmd_stack(args: argparse.Namespace) -> int:
-    from stockledger.stack import Stack, StackError
+    from cli.stack import Stack, StackError
     from stockledger.topics import ensure_topics
 
-    settings = _settings(args)
+    settings = settings_of(args)
     stack = Stack(settings)
     if args.action == "up":
         try:
-            timings = stack.up(_progress)
-            ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
+            timings = stack.up(progress)
+            ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
         except StackError as exc:
             print(f"stack up failed: {exc}", file=sys.stderr)
             return 1
@@ -47,7 +29,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
               f"registry {settings.schema_registry_url}, postgres {settings.database_url}")
         return 0
     if args.action == "down":
-        stack.down(_progress)
+        stack.down(progress)
         return 0
     rows = stack.status()
     for s in rows:
@@ -61,8 +43,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from stockledger.produce import InputError, produce_file
 
     try:
-        n = produce_file(_settings(args), args.topic, args.file, tenant=args.tenant, currency=args.currency,
-                         progress=_progress)
+        n = produce_file(settings_of(args), args.topic, args.file, tenant=args.tenant, currency=args.currency,
+                         progress=progress)
     except (InputError, ValueError) as exc:
         print(f"nothing published: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -80,7 +62,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         print("give --offset or --from-time, not both", file=sys.stderr)
         return EXIT_USAGE
     try:
-        dump(_settings(args), args.topic, sys.stdout, meta=args.meta, offset=args.offset,
+        dump(settings_of(args), args.topic, sys.stdout, meta=args.meta, offset=args.offset,
              from_time=args.from_time, partition=args.partition, follow=args.follow)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
@@ -90,10 +72,10 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from stockledger.topics import ensure_topics
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
-    settings = _settings(args)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
+    settings = settings_of(args)
+    ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
     codec = Codec(settings.schema_registry_url)
     from stockledger.topics import BY_NAME
     for name in sorted(BY_NAME):
@@ -104,19 +86,19 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import run
 
-    settings = _settings(args)
+    settings = settings_of(args)
     run(settings, args.id, web_port=args.web_port, datadir=Path(args.data_dir) if args.data_dir else None,
         loglevel=args.loglevel, web_host=args.web_host)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stockledger import demo
-    from stockledger.stack import StackError
+    from cli import demo
+    from cli.stack import StackError
 
-    settings = _settings(args)
+    settings = settings_of(args)
     try:
-        counts = demo.run(settings, _progress)
+        counts = demo.run(settings, progress)
     except StackError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
@@ -132,20 +114,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     psql = f"psql -h 127.0.0.1 -p {settings.pg_port} -U postgres stockledger -c"
     print(f"  the books:        {psql} \"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
     print(f"  trial balance:    {psql} \"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
-    from api import demo as api_demo
+    from cli import api_demo
 
-    creds = api_demo.start(settings, demo.TENANT, _progress)
+    creds = api_demo.start(settings, demo.TENANT, progress)
     print(f"the HTTP API on http://127.0.0.1:{settings.api_port}, tenant '{creds.tenant}' (credentials shown once):")
     for line in api_demo.curl_lines(settings, creds):
         print(line)
     print("  stop everything:  .venv/bin/stockledger stack down")
     return 0
-
-
-def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (STOCKLEDGER_BOOTSTRAP_SERVERS)")
-    p.add_argument("--schema-registry-url", help="Confluent-compatible registry URL (STOCKLEDGER_SCHEMA_REGISTRY_URL)")
-    p.add_argument("--database-url", help="SQLAlchemy URL of the books (STOCKLEDGER_DATABASE_URL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a JSON document, a JSON array or JSON lines; - for stdin")
     p.add_argument("--tenant", help="tenant_id for records that have none (the seed examples)")
     p.add_argument("--currency", default="USD", help="currency of mapped ERP order imports")
-    _connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_produce)
 
     p = sub.add_parser("consume", help="print a topic's decoded records as JSON lines")
@@ -175,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", type=int)
     p.add_argument("--follow", action="store_true", help="keep reading new records")
     p.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, key")
-    _connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("worker", help="run a stream worker (Faust); start several to share the partitions")
@@ -185,21 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
                                       "STOCKLEDGER_OPERATOR_TOKEN is required")
     p.add_argument("--data-dir", help="RocksDB state folder (default: $STOCKLEDGER_HOME/workers/<id>)")
     p.add_argument("--loglevel", default="warning")
-    _connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="start the local stack and run the pipeline on demo data")
     p.set_defaults(func=cmd_demo)
 
-    from connectors.commands import register as register_connectors
+    from cli.connectors import register as register_connectors
 
     register_connectors(sub)
-    from api.commands import register as register_api
+    from cli.notify import register as register_notify
+
+    register_notify(sub)
+    from cli.api import register as register_api
 
     register_api(sub)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
-    _connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_topics)
     return parser
 

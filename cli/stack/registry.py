@@ -8,9 +8,9 @@ from typing import Callable
 import requests
 
 from stockledger.config import Settings
-from stockledger.stack import downloads
-from stockledger.stack._proc import Process, StackError, wait_until
-from streams.registry import RegistryClient
+from cli.stack import downloads
+from cli.stack._proc import Process, StackError, wait_until
+from stockledger.registry import RegistryClient
 
 
 class Registry:

@@ -18,9 +18,9 @@ import fastavro
 import requests
 
 from stockledger.topics import spec
-from streams.registry import RegistryClient, RegistryError
+from stockledger.registry import RegistryClient, RegistryError
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 _HEADER = struct.Struct(">bI")
 MAGIC = 0
 
@@ -40,7 +40,7 @@ def schema_text(stem: str) -> str:
 
 @lru_cache(maxsize=None)
 def local_schema(stem: str) -> dict:
-    """The parsed schema of a file in schemas/ (what this code writes and reads)."""
+    """The parsed schema of a file in stockledger/schemas/ (what this code writes and reads)."""
     return fastavro.parse_schema(json.loads(schema_text(stem)))
 
 
