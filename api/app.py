@@ -7,24 +7,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
 from api import answers, events, idempotency, negotiation, webhooks
-from stockledger import tenants
 from api.db import Database
 from api.idempotency import IDEMPOTENCY, Answer, Idempotency
 from api.outcomes import OutcomeWaiter
 from api.problems import Problem, not_found, unauthorized
-from api.publisher import PublishError, Publisher
+from api.publisher import Publisher, PublishError
 from api.ratelimit import RateLimiter
 from api.workers import Workers
+from stockledger import tenants
 from stockledger.config import Settings
 
 MAX_BODY = 1024 * 1024  # 1 MiB; above it 413

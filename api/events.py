@@ -4,13 +4,13 @@ as the caller wrote it. Nothing is published unless every event of a request con
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from api.problems import Problem
 from stockledger import mapping
-from stockledger.produce import Prepared, convert
 from stockledger.jsonconv import FieldError
+from stockledger.produce import Prepared, convert
 
 Published = list[tuple[str, Prepared]]  # (topic, record)
 ERP_TOPICS = {"catalog.update": "catalog.updates", "inventory.change": "inventory.changes",
@@ -21,13 +21,13 @@ AS_DATA = {"data.": ""}  # the body is the event's data: name its fields as the 
 
 
 def now_iso() -> str:
-    return iso(datetime.now(timezone.utc))
+    return iso(datetime.now(UTC))
 
 
 def iso(at: datetime) -> str:
     """The `timestamp` the API gives an event that names none: when its key was first claimed, so a
     request executed again (after a crash or a failed publish) publishes the very same record."""
-    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def invalid(field: str, message: str) -> Problem:

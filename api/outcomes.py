@@ -17,8 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from stockledger.config import Settings
 from stockledger.codec import Codec, DecodeError
+from stockledger.config import Settings
 
 OUTCOMES = "sales.outcomes"
 DEAD_LETTERS = ("sales.dlq", "refunds.dlq", "payments.dlq")
@@ -47,7 +47,7 @@ class OutcomeWaiter:
                                   "enable.auto.commit": False, "enable.partition.eof": False,
                                   "fetch.wait.max.ms": 20, "client.id": "stockledger-api-outcomes"})
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> "OutcomeWaiter":
+    def start(self, loop: asyncio.AbstractEventLoop) -> OutcomeWaiter:
         """Assign every partition at its current end (positions fixed now, before any publish)."""
         self._loop = loop
         tps = []
@@ -74,7 +74,7 @@ class OutcomeWaiter:
     async def wait(self, fut: asyncio.Future, event_id: str, timeout: float) -> Outcome | None:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             self.forget(event_id)

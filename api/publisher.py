@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from confluent_kafka import KafkaException, Producer
 
+from stockledger.codec import Codec
 from stockledger.config import Settings
 from stockledger.produce import Prepared, producer_config
-from stockledger.codec import Codec
 
 DELIVERY_TIMEOUT_MS = 30_000  # a record not acknowledged by then fails the request (503, not stored)
 
@@ -28,7 +28,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="api-producer", daemon=True)
 
-    def start(self) -> "Publisher":
+    def start(self) -> Publisher:
         self._thread.start()
         return self
 

@@ -34,13 +34,13 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
 from connectors import store  # noqa: E402
-from stockledger.db import migrate  # noqa: E402
 from connectors.rows import LEDGER_TOPICS, TABLE_ORDER, to_rows  # noqa: E402
 from connectors.sink import DEFAULT_BATCH_MS, DEFAULT_BATCH_SIZE  # noqa: E402
+from stockledger.codec import Codec  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
+from stockledger.db import migrate  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
-from stockledger.codec import Codec  # noqa: E402
 from tests.connectors.support import invoice, invoice_entry  # noqa: E402
 
 ROWS_PER_INVOICE = 8

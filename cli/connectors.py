@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sink", help="PostgreSQL connector worker: writes the ledger topics into the books, exactly once",
         description="Consumes ledger.invoices, ledger.credit_notes, ledger.payments, ledger.journal and "
                     "ledger.external_refs and writes the books. Start several with the same --group to share "
-                    "the partitions. Runs the schema migrations itself. SIGTERM/Ctrl-C: writes what it holds, then stops.")
+                    "the partitions. Runs the schema migrations itself. SIGTERM/Ctrl-C: writes what it holds, "
+                    "then stops.")
     p.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE,
                    help=f"write when this many records are buffered (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--batch-ms", type=_positive, default=DEFAULT_BATCH_MS,
@@ -34,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instance-id", help="static group membership: a restarted worker takes its partitions back "
                                          "at once; a stopped one keeps them for the 10 s session timeout "
                                          "(give each worker its own)")
-    p.add_argument("--topic-prefix", default="", help="read <prefix>ledger.* instead of ledger.* (side-by-side runs, tests)")
+    p.add_argument("--topic-prefix", default="",
+                   help="read <prefix>ledger.* instead of ledger.* (side-by-side runs, tests)")
     connection_flags(p)
     p.set_defaults(func=cmd_sink)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cli.flags import EXIT_USAGE, connection_flags, progress, settings_of
 
@@ -71,8 +71,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from stockledger.topics import ensure_topics
     from stockledger.codec import Codec
+    from stockledger.topics import ensure_topics
 
     settings = settings_of(args)
     ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
@@ -112,8 +112,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("  outcomes:         .venv/bin/stockledger consume sales.outcomes | tail -3")
     print("  levels topic:     .venv/bin/stockledger consume stock.levels | head")
     psql = f"psql -h 127.0.0.1 -p {settings.pg_port} -U postgres stockledger -c"
-    print(f"  the books:        {psql} \"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
-    print(f"  trial balance:    {psql} \"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
+    print(f"  the books:        {psql} "
+          "\"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
+    print(f"  trial balance:    {psql} "
+          "\"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
     from cli import api_demo
 
     creds = api_demo.start(settings, demo.TENANT, progress)

@@ -15,22 +15,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "notify", help="webhook connector worker: pushes every stock.levels change to the subscribed endpoints",
         description="Consumes stock.levels and POSTs seed 003's inventory.change (absolute new_quantity, signed "
-                    "X-ERP-Signature over <X-ERP-Timestamp>.<body>) to every webhook subscription of the tenant. Retries "
-                    "500/502/503/504, timeouts and connection errors on the schedule, never 4xx; dead-letters after the "
-                    "maximum age; newest level per SKU only; a circuit breaker per endpoint. Start several with the same "
-                    "--group to share the work. SIGTERM/Ctrl-C: finishes the requests in flight, then stops.")
+                    "X-ERP-Signature over <X-ERP-Timestamp>.<body>) to every webhook subscription of the tenant. "
+                    "Retries 500/502/503/504, timeouts and connection errors on the schedule, never 4xx; dead-letters "
+                    "after the maximum age; newest level per SKU only; a circuit breaker per endpoint. Start several "
+                    "with the same --group to share the work. SIGTERM/Ctrl-C: finishes the requests in flight, "
+                    "then stops.")
     p.add_argument("--group", help="consumer group, also the key of the stored offsets (default <app_id>-notify)")
     p.add_argument("--instance-id", "--id", dest="instance_id",
                    help="static group membership: a restarted notifier takes its partitions back at once")
     p.add_argument("--topic-prefix", default="", help="read <prefix>stock.levels (side-by-side runs, tests)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (STOCKLEDGER_NOTIFY_METRICS_PORT, "
-                                                    "default 6067; 0: none)")
+    p.add_argument("--metrics-port", type=int,
+                   help="Prometheus metrics on 127.0.0.1:PORT (STOCKLEDGER_NOTIFY_METRICS_PORT, "
+                        "default 6067; 0: none)")
     p.add_argument("--retry-schedule", help="delays between tries after a failure, the last repeating "
                                             "(STOCKLEDGER_NOTIFY_RETRY_SCHEDULE, default 1m,5m,15m,1h,6h)")
-    p.add_argument("--dead-letter-after", help="give up this long after the first failure (STOCKLEDGER_NOTIFY_DEAD_LETTER_AFTER, "
-                                               "default 24h)")
+    p.add_argument("--dead-letter-after",
+                   help="give up this long after the first failure (STOCKLEDGER_NOTIFY_DEAD_LETTER_AFTER, "
+                        "default 24h)")
     p.add_argument("--timeout", help="per request (STOCKLEDGER_NOTIFY_TIMEOUT, default 5s)")
-    p.add_argument("--breaker-failures", type=int, help="consecutive failures that open an endpoint's breaker (default 5)")
+    p.add_argument("--breaker-failures", type=int,
+                   help="consecutive failures that open an endpoint's breaker (default 5)")
     p.add_argument("--breaker-open", help="how long it stays open before one probe (default 60s)")
     p.add_argument("--concurrency", type=int, help="requests in flight at most (default 64)")
     p.add_argument("--loglevel", default="info")
@@ -68,10 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines, with the body that was sent")
     connection_flags(p)
     p.set_defaults(func=cmd_webhook)
-    p = wsub.add_parser("stats", help="a tenant's deliveries, failures, pending levels, breakers and p50/p95/p99 latency")
+    p = wsub.add_parser("stats",
+                        help="a tenant's deliveries, failures, pending levels, breakers and p50/p95/p99 latency")
     p.add_argument("tenant")
     p.add_argument("--metrics-url", action="append",
-                   help="a notifier's metrics (repeat for several; default http://127.0.0.1:<notify metrics port>/metrics)")
+                   help="a notifier's metrics (repeat for several; "
+                        "default http://127.0.0.1:<notify metrics port>/metrics)")
     p.add_argument("--json", action="store_true")
     connection_flags(p)
     p.set_defaults(func=cmd_webhook)
@@ -114,8 +120,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     from connectors import store
-    from stockledger.db import migrate
     from connectors.notify import subscriptions as subs
+    from stockledger.db import migrate
 
     settings = settings_of(args)
     engine = store.engine_for(settings.database_url)
@@ -147,7 +153,8 @@ def cmd_webhook(args: argparse.Namespace) -> int:
                        "secret": "tenant" if s.secret_from_tenant else "own", "allow_private_url": s.allow_private,
                        "created_at": s.created_at.isoformat() if s.created_at else None}
                 print(json.dumps(row) if args.json else
-                      f"{s.subscription_id}  {s.url}  {','.join(s.events)}  secret={row['secret']}  {row['created_at']}")
+                      f"{s.subscription_id}  {s.url}  {','.join(s.events)}  secret={row['secret']}  "
+                      f"{row['created_at']}")
             return 0
         if args.action == "remove":
             s = subs.remove(engine, args.subscription_id)

@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import requests
 from confluent_kafka import Consumer, TopicPartition
@@ -43,7 +43,7 @@ class WorkerProcess:
     def logfile(self) -> Path:
         return self.settings.home / "workers" / f"{self.worker_id}.log"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
         argv = [sys.executable, "-m", "cli.main", self.command, "--id", self.worker_id,
@@ -53,7 +53,7 @@ class WorkerProcess:
         log.close()
         return self
 
-    def wait_ready(self, timeout: float = 90) -> "WorkerProcess":
+    def wait_ready(self, timeout: float = 90) -> WorkerProcess:
         """Until `ready_path` answers 200 (a worker's /health answers 503 while recovering). A worker
         not ready in time is stopped, so a failed start never leaves a process holding its port."""
         try:
@@ -62,7 +62,7 @@ class WorkerProcess:
             self.kill()
             raise
 
-    def _wait_ready(self, timeout: float) -> "WorkerProcess":
+    def _wait_ready(self, timeout: float) -> WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -225,7 +225,7 @@ class OutcomeFollower:
         self._thread = threading.Thread(target=self._run, name="outcome-follower", daemon=True)
         self._started = threading.Event()
 
-    def start(self) -> "OutcomeFollower":
+    def start(self) -> OutcomeFollower:
         self._thread.start()
         if not self._started.wait(60):
             raise TimeoutError("the outcome follower did not start")
@@ -238,8 +238,8 @@ class OutcomeFollower:
 
         from confluent_kafka import Producer
 
-        from stockledger.produce import prepare, producer_config
         from stockledger.codec import Codec
+        from stockledger.produce import prepare, producer_config
 
         topic = "sales.outcomes"
         codec = Codec(self.settings.schema_registry_url)

@@ -13,11 +13,10 @@ import time
 
 from confluent_kafka import KafkaException, Producer
 
-from stockledger.topics import DLQ_SUFFIX
+from connectors.rows import contract_topic
 from stockledger.codec import Codec
 from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
-
-from connectors.rows import contract_topic
+from stockledger.topics import DLQ_SUFFIX
 
 __all__ = ["DECODE", "VALIDATE", "RULE", "Failure", "dlq_topic", "dead_letter", "DeadLetters"]
 

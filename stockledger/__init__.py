@@ -4,7 +4,8 @@ This package is the bottom layer (ARCHITECTURE.md): the contract and the parts e
 `topics` + the Avro files in stockledger/schemas/ (the contract), `config` (the one `Settings`),
 `codec` + `registry` (Confluent wire format, the registry client), `jsonconv` (JSON <-> Avro),
 `deadletter` (the one dead-letter builder), `security` + `tenants` (secrets, tenants and their
-credentials), `db/` (tables and migrations), `produce` / `consume` / `mapping` (Kafka client settings, publishing and reading records).
+credentials), `db/` (tables and migrations), `produce` / `consume` / `mapping` (Kafka client settings,
+                                                                                publishing and reading records).
 It imports nothing of streams/, connectors/, api/ or cli/.
 """
 

@@ -64,7 +64,8 @@ class Settings:
     # read, before committing it (connectors.sink), so a test can act while a batch is certainly in flight.
     fault_hold_batches: str = field(default_factory=lambda: _env("FAULT_HOLD_BATCHES", ""))
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
-    schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
+    schema_registry_url_env: str | None = field(
+        default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))
     # Required on the workers' HTTP port (the operators' door) when it is bound beyond loopback;
     # sent as `Authorization: Bearer <token>` by the API service when set.
@@ -144,7 +145,7 @@ class Settings:
     def notify_breaker_open_s(self) -> float:
         return parse_duration(self.notify_breaker_open)
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

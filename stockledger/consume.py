@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from confluent_kafka import Consumer, TopicPartition
 
-from stockledger.config import Settings
 from stockledger.codec import Codec, DecodeError
+from stockledger.config import Settings
 from stockledger.jsonconv import parse_timestamp, to_json
 
 
@@ -52,7 +52,8 @@ def records(settings: Settings, topic: str, offset: int | None = None, from_time
         while follow or len(at_end) < len(partitions):
             msg = consumer.poll(0.5)
             if msg is None:
-                if not follow and time.monotonic() - idle_since > idle_timeout and _caught_up(consumer, topic, partitions):
+                if not follow and time.monotonic() - idle_since > idle_timeout and _caught_up(consumer, topic,
+                                                                                              partitions):
                     break
                 continue
             if msg.error():

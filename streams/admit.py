@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from stockledger.topics import INPUTS
 from stockledger.codec import DecodeError, RegistryUnavailable
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
+from stockledger.topics import INPUTS
 from streams.core.fold import VALIDATORS
 from streams.outbox import Acks
-from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 from streams.tenantlog import FrameWriter
 
 log = logging.getLogger("stockledger.worker")

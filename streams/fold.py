@@ -17,9 +17,9 @@ from typing import Any
 
 from faust.types import TP
 
+from stockledger.deadletter import Failure, dead_letter, dlq_topic
 from streams.admit import decode
 from streams.core.fold import DeadLetter, FoldConfig, Input, fold
-from stockledger.deadletter import Failure, dead_letter, dlq_topic
 from streams.outbox import Acks
 from streams.state import PartitionStore, View
 from streams.tenantlog import entries
@@ -118,14 +118,15 @@ class Folder:
         outbox = p.outbox
         batch = outbox.batch()
         metrics = p.metrics
-        for inp, out in results:
+        for _inp, out in results:
             for r in out:
                 if isinstance(r, DeadLetter):
                     src = r.input
                     metrics.dead_lettered[src.topic] += 1
                     log.warning("dead letter %s[%s]@%s: %s", src.topic, src.partition, src.offset, r.error)
                     failure = Failure(src.topic, src.partition, src.offset, src.key, src.value, r.stage, r.error)
-                    outbox.produce(batch, dlq_topic(src.topic), codec.encode(dlq_topic(src.topic), dead_letter(failure)),
+                    outbox.produce(batch, dlq_topic(src.topic), codec.encode(dlq_topic(src.topic),
+                                                                             dead_letter(failure)),
                                    src.key)
                 else:
                     outbox.produce(batch, r.topic, codec.encode(r.topic, r.value), r.key)

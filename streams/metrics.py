@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -51,7 +51,8 @@ class Metrics:
         out += [f'stockledger_dlq_records_total{{topic="{t}"}} {n}' for t, n in sorted(self.dead_lettered.items())]
         out += ["# HELP stockledger_events_folded_total Events the fold applied to tenant state.",
                 "# TYPE stockledger_events_folded_total counter", f"stockledger_events_folded_total {self.folded}"]
-        out += ["# HELP stockledger_rereads_total Partitions read again from a record the consumer dropped or a commit that stopped.",
+        out += ["# HELP stockledger_rereads_total Partitions read again from a record the consumer dropped "
+                "or a commit that stopped.",
                 "# TYPE stockledger_rereads_total counter"]
         out += [f'stockledger_rereads_total{{topic="{t}"}} {n}' for t, n in sorted(self.rereads.items())]
         out += ["# HELP stockledger_consumer_lag Records not yet read, per assigned partition.",
@@ -61,7 +62,7 @@ class Metrics:
                 "# TYPE stockledger_processing_latency_seconds histogram"]
         for topic, h in sorted(self.latency.items()):
             running = 0
-            for bound, count in zip(h.buckets, h.counts):
+            for bound, count in zip(h.buckets, h.counts, strict=True):
                 running += count
                 out.append(f'stockledger_processing_latency_seconds_bucket{{topic="{topic}",le="{bound}"}} {running}')
             out.append(f'stockledger_processing_latency_seconds_bucket{{topic="{topic}",le="+Inf"}} {h.n}')

@@ -34,8 +34,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
@@ -146,7 +147,8 @@ class PartitionStore:
                         self.db.write(wb)
                         restored += n
                     if time.monotonic() > next_note:
-                        progress(f"restoring {self.topic}[{self.partition}]: {restored} of about {high - start} records")
+                        progress(f"restoring {self.topic}[{self.partition}]: {restored} "
+                                 f"of about {high - start} records")
                         next_note = time.monotonic() + 5
             committed = consumer.committed([TopicPartition(self.log_topic, self.partition)], timeout=30)[0].offset
             return restored, max(committed, 0)

@@ -12,18 +12,19 @@ import csv
 import hmac
 import io
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web as aioweb
 from aiokafka.partitioner import murmur2
 
+from stockledger.jsonconv import format_decimal
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
 from streams.core.credit import open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
-from stockledger.jsonconv import format_decimal
 
 CHUNK = 1000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -235,7 +236,7 @@ async def _snapshot(store: Any, tenant: str, fmt: str) -> AsyncIterator[bytes]:
     """Every SKU of the tenant in key order, in chunks (the nightly sweeper of 003 section 5.1)."""
     buf: list[str] = ["sku,qty,on_hand,reserved,available\r\n" if fmt == "csv" else "["]
     first = True
-    for key, raw in store.scan("stock", f"{tenant}:"):
+    for _key, raw in store.scan("stock", f"{tenant}:"):
         state = StockState.from_dict(raw)
         sku = state.sku
         row = {"sku": sku, "qty": state.available, "on_hand": state.on_hand, "reserved": state.reserved,

@@ -62,7 +62,8 @@ def tenant() -> str:
 @pytest.fixture(scope="session")
 def publish(stack, settings, codec):
     """publish(topic, events): validate and publish contract events like `stockledger produce`."""
-    from stockledger.produce import prepare, publish as _publish
+    from stockledger.produce import prepare
+    from stockledger.produce import publish as _publish
 
     def _go(topic: str, events: list[dict]) -> int:
         return _publish(settings, topic, prepare(topic, "<test>", events), codec=codec)

@@ -7,8 +7,8 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cli.stack._proc import StackError
 

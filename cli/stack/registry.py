@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 
-from stockledger.config import Settings
 from cli.stack import downloads
 from cli.stack._proc import Process, StackError, wait_until
+from stockledger.config import Settings
 from stockledger.registry import RegistryClient
 
 

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import aiohttp
 from sqlalchemy import Engine, create_engine
 
-from stockledger.db import migrate
 from connectors.notify import guard, payload, state, subscriptions
 from connectors.notify.breaker import CLOSED, OPEN, STATE_VALUE, Breaker
 from connectors.notify.metrics import NotifyMetrics
 from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, first_line
+from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
+from stockledger.db import migrate
 from stockledger.security import SecretError
 from stockledger.topics import ensure_topics
-from stockledger.codec import Codec, DecodeError
 
 log = logging.getLogger("stockledger.notify")
 
@@ -108,8 +108,9 @@ class Notifier(OffsetWorker):
             self._http, _ = start_http_server(self.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
         self.deliverer.start()
         self.open_consumer()
-        log.info("notify %s consuming %s; retries after %s, dead letter after %s, timeout %s, breaker %d failures / %s; "
-                 "metrics on 127.0.0.1:%s", self.group, ", ".join(self.topics), self.settings.notify_retry_schedule,
+        log.info("notify %s consuming %s; retries after %s, dead letter after %s, timeout %s, "
+                 "breaker %d failures / %s; metrics on 127.0.0.1:%s", self.group, ", ".join(self.topics),
+                 self.settings.notify_retry_schedule,
                  self.settings.notify_dead_letter_after, self.settings.notify_timeout,
                  self.settings.notify_breaker_failures, self.settings.notify_breaker_open, self.metrics_port or "-")
         try:
@@ -266,12 +267,13 @@ class Deliverer:
                 for c in claims:
                     t = asyncio.create_task(self._guarded(session, c))
                     tasks.add(t)
-                    t.add_done_callback(lambda t: self._done(tasks, t, backlog))
+                    # bind this round's backlog: read at completion, the loop variable would be a later round's
+                    t.add_done_callback(lambda t, backlog=backlog: self._done(tasks, t, backlog))
                 if backlog and len(tasks) < self.concurrency:
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             if tasks:  # in flight at stop: let them finish (bounded by the request timeout)
                 await asyncio.wait(tasks, timeout=self.timeout + 1)
@@ -292,7 +294,8 @@ class Deliverer:
     def _breaker(self, url: str) -> Breaker:
         br = self.breakers.get(url)
         if br is None:
-            br = self.breakers[url] = Breaker(self.n.settings.notify_breaker_failures, self.n.settings.notify_breaker_open_s)
+            br = self.breakers[url] = Breaker(self.n.settings.notify_breaker_failures,
+                                              self.n.settings.notify_breaker_open_s)
             self.n.metrics.breaker.labels(url).set(STATE_VALUE[CLOSED])
         return br
 
@@ -336,7 +339,7 @@ class Deliverer:
             br.probing = False
             self._failed(c, "config", f"not sent: {exc}", None, endpoint=False)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._failed(c, "timeout", f"no answer within {self.timeout:g} s", None)
             return
         except (aiohttp.ClientError, OSError) as exc:

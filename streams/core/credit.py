@@ -177,7 +177,7 @@ class InvoiceEntry(Plain):
                 "next": self.next}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "InvoiceEntry":
+    def from_dict(cls, data: Mapping[str, Any]) -> InvoiceEntry:
         return cls(data["tenant_id"], data["customer_ref"], data["invoice_id"], data["issued_at"], data["currency"],
                    Decimal(data["total"]), Decimal(data["paid"]), Decimal(data["credited"]), data.get("prev"),
                    data.get("next"))
@@ -222,7 +222,7 @@ class CreditState(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CreditState":
+    def from_dict(cls, data: Mapping[str, Any]) -> CreditState:
         if "open_invoices" in data:
             raise ValueError(f"credit of {data.get('customer_ref')!r} is in the layout before open invoices got "
                              "their own keys (open_invoices inside the value); rebuild the state from the tenant log")
@@ -277,7 +277,7 @@ class RefundMark(Plain):
                 "invoice_id": self.invoice_id, "invoice_ids": list(self.invoice_ids)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RefundMark":
+    def from_dict(cls, data: Mapping[str, Any]) -> RefundMark:
         return cls(data["tenant_id"], data["customer_ref"], data["refund_id"], data["invoice_id"],
                    tuple(data.get("invoice_ids", ())))
 
@@ -557,7 +557,8 @@ def apply_payment(
             return _refuse(
                 state,
                 OVERPAYMENT,
-                f"payment of {amount} {currency} exceeds the {due} due on customer {state.customer_ref}'s open invoices",
+                f"payment of {amount} {currency} exceeds the {due} due on customer {state.customer_ref}'s "
+                "open invoices",
             )
     left = amount
     allocations: list[Allocation] = []

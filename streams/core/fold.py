@@ -39,30 +39,53 @@ marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .catalog import CatalogEntry, validate_catalog_update
-from .credit import (APPLIED, CreditState, PaymentReceived, RefundMark, add_invoice,
-                     apply_credit_refund, apply_payment, check_order, invoice_key, open_invoices_of,
-                     refund_mark_key, set_terms, validate_customer_credit, validate_payment)
+from .credit import (
+    APPLIED,
+    CreditState,
+    PaymentReceived,
+    RefundMark,
+    add_invoice,
+    apply_credit_refund,
+    apply_payment,
+    check_order,
+    invoice_key,
+    open_invoices_of,
+    refund_mark_key,
+    set_terms,
+    validate_customer_credit,
+    validate_payment,
+)
 from .documents import DocumentLine, Invoice, invoice_id_for
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
-from .outcomes import (ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome,
-                       Reason)
+from .outcomes import ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome, Reason
 from .pricing import CatalogItem, PricingError, price_lines
 from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
 from .serde import Plain
-from .stock import (REASON_ADJUSTMENT, REASON_CATALOG, REASON_COUNT, REASON_ORDER, REASON_RETURN, REASON_SALE,
-                    RESTOCK)
+from .stock import (
+    REASON_ADJUSTMENT,
+    REASON_CATALOG,
+    REASON_COUNT,
+    REASON_ORDER,
+    REASON_RETURN,
+    REASON_SALE,
+    RESTOCK,
+    StockResult,
+    StockState,
+    apply_absolute,
+    apply_delta,
+    validate_inventory_change,
+)
 from .stock import SALE as SALE_DELTA
-from .stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
 
 __all__ = [
     "TABLES",
@@ -98,7 +121,7 @@ TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen")
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLI = timedelta(milliseconds=1)
 
 
@@ -231,7 +254,7 @@ class SaleRecord(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SaleRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> SaleRecord:
         outcome, invoice, refunds = data.get("outcome"), data.get("invoice"), data.get("refunds")
         return cls(
             data["tenant_id"], data["sale_id"], data["event_id"], data["fingerprint"], data["kind"], data["status"],
@@ -289,7 +312,7 @@ class PaymentRecord(Plain):
                 "invoice_ids": list(self.invoice_ids)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PaymentRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> PaymentRecord:
         return cls(data["tenant_id"], data["payment_id"], data["customer_ref"], data["event_id"],
                    data["fingerprint"], data["status"], tuple(data.get("invoice_ids", ())))
 
@@ -356,7 +379,7 @@ def _millis(value: datetime | int) -> int:
     if isinstance(value, int):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MILLI
 
 

@@ -20,7 +20,6 @@ from decimal import (
 )
 from types import MappingProxyType
 
-
 __all__ = [
     "MINOR_UNITS",
     "UnknownCurrency",

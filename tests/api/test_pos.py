@@ -32,7 +32,8 @@ def test_a_sale_is_answered_with_its_documents_and_replayed_identically(api, sho
     assert first.status_code == 201, first.text
     body = first.json()
     assert (body["sale_id"], body["outcome"], body["invoice_id"], body["journal_entry_id"], body["payment_ids"],
-            body["total"], body["currency"]) == ("S1", "ACCEPTED", "INV-S1", "JE-INV-S1", ["PAY-S1-1"], "2320.00", "KES")
+            body["total"], body["currency"]) == ("S1", "ACCEPTED", "INV-S1", "JE-INV-S1", ["PAY-S1-1"], "2320.00",
+                                                 "KES")
     assert first.headers["Location"] == "/api/v1/sales/S1"
     assert "Idempotent-Replayed" not in first.headers
     again = api.pos(shop, "sales", sale("S1", payments=[{"method": "CARD", "amount": "2320.00"}]),

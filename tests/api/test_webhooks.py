@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stockledger.security import sign
 from cli.testing import settle
+from stockledger.security import sign
 from tests.api.support import dumps, problem, records
 from tests.streams.test_sales_pipeline import catalog, customer
 
@@ -130,7 +130,8 @@ def test_bad_signatures_and_timestamps_are_refused_alike(api, creds, api_engine,
     refusals.append(api.webhook("erp", other.tenant, secret, None, raw=body))  # A's secret, B's path
     details = {problem(r, 401)["detail"] for r in refusals}
     assert len(details) == 1
-    assert records(settings, "inventory.changes", t) == [] and records(settings, "inventory.changes", other.tenant) == []
+    assert records(settings, "inventory.changes", t) == [] and records(settings, "inventory.changes",
+                                                                       other.tenant) == []
     with_prefix = api.webhook("erp", t, secret, None, raw=body, signature="sha256=" + sign(secret, body))
     assert with_prefix.status_code == 200
     fresh = api.webhook("erp", t, secret, inventory_change("evt-sig-2", 6), timestamp=int(time.time()) - 250)

@@ -9,11 +9,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -26,7 +26,7 @@ from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 D = Decimal
 
 INVOICES, CREDIT_NOTES, PAYMENTS, JOURNAL, REFS = LEDGER_TOPICS

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from connectors import store
-from stockledger.db import migrate
 from connectors.rows import to_rows
+from stockledger.db import migrate
 from tests.connectors import support
 
 

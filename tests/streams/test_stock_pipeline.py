@@ -117,7 +117,8 @@ def test_metrics_count_events_and_dead_letters(worker, publish, settings, tenant
     publish("inventory.changes", [inv(tenant, "mt1", "M", 1, quantity_change=1)])
     settle(settings)
     text = worker.get("/metrics").text
-    processed = [line for line in text.splitlines() if line.startswith('stockledger_events_processed_total{topic="inventory.changes"}')]
+    processed = [line for line in text.splitlines()
+                 if line.startswith('stockledger_events_processed_total{topic="inventory.changes"}')]
     assert len(processed) == 1 and int(processed[0].split()[-1]) >= 1
     assert "# TYPE stockledger_processing_latency_seconds histogram" in text
     assert 'stockledger_consumer_lag{topic="inventory.changes",partition="0"}' in text

@@ -29,20 +29,32 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from confluent_kafka import Producer
 
-from stockledger.produce import prepare, producer_config
 from cli.testing import OutcomeFollower, WorkerProcess, read_topic, settle
+from stockledger.produce import prepare, producer_config
 from streams import tenantlog
 from streams.core.credit import open_invoices_of
-from streams.core.fold import (DeadLetter, DictState, Emit, FoldConfig, Input, catalog_of, credit_of, fold, sale_of,
-                               serial_fold, stock_of)
+from streams.core.fold import (
+    DeadLetter,
+    DictState,
+    Emit,
+    FoldConfig,
+    Input,
+    catalog_of,
+    credit_of,
+    fold,
+    sale_of,
+    serial_fold,
+    stock_of,
+)
 from streams.core.stock import StockState
 from streams.web import credit_view, sale_view, stock_view, tenant_partition
 
@@ -572,7 +584,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     state_tables: dict[str, dict[str, Any]] = {}
     emits: list[Emit] = []
     letters: list[DeadLetter] = []
-    for tenant, inputs in logs.items():
+    for _tenant, inputs in logs.items():
         ref, outputs = serial_fold((inp for _, inp in inputs), config)
         for table, rows in ref.tables.items():
             state_tables.setdefault(table, {}).update(rows)
@@ -679,7 +691,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     problems += [f"dead letter not in the reference: {x}" for x in sorted(dlq_have - dlq_want)[:15]]
     timeline.note(f"compared; {len(problems)} differences")
     if problems:  # where, in log order, the worker's outputs first left the serial fold's
-        for tenant, inputs in logs.items():
+        for _tenant, inputs in logs.items():
             problems += [f"first divergence, tenant {tenant}: {line}" for line in first_divergence(
                 inputs, config, lambda o: norm(o.topic, o.value) in everything[o.topic])]
     assert not problems, "\n".join(problems[:100] + [p for p in problems[100:] if p.startswith("first divergence")]) \

@@ -14,10 +14,10 @@ from typing import Any
 import fastavro
 from fastavro.validation import validate
 
-from stockledger.topics import spec
 from stockledger.codec import local_schema
-from streams.core.fold import DeadLetter, Emit, Input
 from stockledger.jsonconv import compile_from_json, to_json
+from stockledger.topics import spec
+from streams.core.fold import DeadLetter, Emit, Input
 
 TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
