@@ -187,7 +187,7 @@ class Idempotency:
             what = decide(claimed, row, fp)
             if what == EXECUTE:
                 at = iso(row["event_time"])  # type: ignore[index]
-                return await self._execute(tenant, scope, key, lambda at=at: execute(at)), False
+                return await self._execute(tenant, scope, key, lambda: execute(at)), False  # noqa: B023 (awaited here)
             if what == MISMATCH:
                 raise mismatch
             if what == REPLAY:

@@ -96,7 +96,7 @@ class OutcomeWaiter:
                 if msg.error() or not self._waiting:
                     continue
                 try:
-                    self._handle(msg.topic(), msg.value())
+                    self._handle(msg.topic(), msg.value())  # type: ignore[arg-type]
                 except (DecodeError, KeyError, TypeError) as exc:
                     log.warning("undecodable record on %s: %s", msg.topic(), exc)
 

@@ -220,7 +220,8 @@ def _stats(engine, settings, args: argparse.Namespace) -> int:
                      for c in FAILURE_CLASSES},
         "dead_letters": int(total("stockledger_webhook_dead_letters_total", tenant=t)),
         "pending": pending, "retries_pending": retrying,
-        "breakers": {e: breaker_names.get(max((v for lab, v in samples.get("stockledger_webhook_breaker_state", ())
+        "breakers": {e: breaker_names.get(max((v for lab, v in  # type: ignore[arg-type]
+                                                samples.get("stockledger_webhook_breaker_state", ())
                                                 if lab.get("endpoint") == e), default=0), "?") for e in endpoints},
         "latency_seconds": {f"p{int(q * 100)}": metrics.quantile(q, buckets) for q in (0.5, 0.95, 0.99)},
         "latency_count": int(buckets[-1][1]) if buckets else 0,

@@ -263,7 +263,7 @@ class OutcomeFollower:
                 for msg in msgs:
                     if msg.error() is not None:
                         continue
-                    positions[msg.partition()] = msg.offset() + 1
+                    positions[msg.partition()] = msg.offset() + 1  # type: ignore[operator]
                     key = msg.key()
                     if key is None or not key.decode().startswith(self.prefixes):
                         continue
@@ -343,9 +343,9 @@ def tenant_log(settings: Settings, tenant: str) -> list:
             for msg in c.consume(1000, 1.0):
                 if msg.error():
                     continue
-                last = msg.offset()
+                last = msg.offset()  # type: ignore[assignment]
                 if msg.key() == key:
-                    out.extend(tenantlog.entries(msg.value()))
+                    out.extend(tenantlog.entries(msg.value()))  # type: ignore[arg-type]
         return out
     finally:
         c.close()

@@ -190,7 +190,7 @@ class Sink(OffsetWorker):
                 self.stats.fenced += 1
                 log.warning("%s", exc)
                 stale = exc.partitions
-                self.retrying("seek to stored offsets", lambda stale=stale: self.seek_to_stored(stale))
+                self.retrying("seek to stored offsets", lambda: self.seek_to_stored(stale))  # noqa: B023 (called here)
                 if not self.buffer:
                     return
             except TRANSIENT as exc:

@@ -41,7 +41,7 @@ def schema_text(stem: str) -> str:
 @cache
 def local_schema(stem: str) -> dict:
     """The parsed schema of a file in stockledger/schemas/ (what this code writes and reads)."""
-    return fastavro.parse_schema(json.loads(schema_text(stem)))
+    return fastavro.parse_schema(json.loads(schema_text(stem)))  # type: ignore[return-value]
 
 
 def subject(topic: str) -> str:

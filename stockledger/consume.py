@@ -57,8 +57,8 @@ def records(settings: Settings, topic: str, offset: int | None = None, from_time
                     break
                 continue
             if msg.error():
-                if msg.error().code() == -191:  # _PARTITION_EOF
-                    at_end.add(msg.partition())
+                if msg.error().code() == -191:  # type: ignore[union-attr]  # _PARTITION_EOF
+                    at_end.add(msg.partition())  # type: ignore[arg-type]
                     continue
                 raise RuntimeError(str(msg.error()))
             idle_since = time.monotonic()

@@ -41,7 +41,7 @@ def tenant_partition(tenant: str, partitions: int) -> int:
 
 def owner_url(p: Pipeline, partition: int) -> str | None:
     """The URL of the worker folding `partition` of the tenant log, from the group's assignment."""
-    for url, tps in p.app.assignor.external_topic_distribution.items():
+    for url, tps in p.app.assignor.external_topic_distribution.items():  # type: ignore[attr-defined]
         if partition in tps.get(p.log_topic, ()):
             return str(url).rstrip("/")
     return None
@@ -211,7 +211,8 @@ def install(p: Pipeline, folder: Any) -> Views:
             return refused
         consumer = app.consumer
         assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()) if consumer else []
-        recovered = bool(app.tables.recovery.completed.is_set() if app.tables else True) and folder.ready()
+        recovered = bool(app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+                         if app.tables else True) and folder.ready()
         return aioweb.json_response({"status": "ok" if recovered else "recovering", "recovered": recovered,
                                      "url": str(app.conf.canonical_url), "assigned": assignment},
                                     status=200 if recovered else 503)

@@ -16,6 +16,7 @@ import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 
@@ -38,7 +39,7 @@ class Subscription:
     url: str
     events: tuple[str, ...]
     secret_from_tenant: bool
-    created_at: object = None
+    created_at: datetime | None = None
     allow_private: bool = False
 
 

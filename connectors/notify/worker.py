@@ -18,10 +18,12 @@ Two halves in one process:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from sqlalchemy import Engine, create_engine
@@ -92,7 +94,7 @@ class Notifier(OffsetWorker):
         self.metrics = NotifyMetrics()
         self.metrics_port = settings.notify_metrics_port if metrics_port is None else metrics_port
         self.deliverer = Deliverer(self)
-        self._http = None
+        self._http: Any = None
 
     def prepare(self) -> None:
         revision = self.retrying("migrate", lambda: migrate.upgrade(self.engine))
@@ -179,9 +181,11 @@ class Notifier(OffsetWorker):
                 eid, body = payload.body(rec)
                 for sid in ids:
                     prev = levels.get((sid, rec["sku"]))
-                    if prev is None or prev.offset < msg.offset():
-                        levels[(sid, rec["sku"])] = state.Level(sid, rec["sku"], rec["tenant_id"], msg.partition(),
-                                                                msg.offset(), eid, body, msg.timestamp()[1])
+                    if prev is None or prev.offset < msg.offset():  # type: ignore[operator]
+                        levels[(sid, rec["sku"])] = state.Level(sid, rec["sku"], rec["tenant_id"],
+                                                                msg.partition(),  # type: ignore[arg-type]
+                                                                msg.offset(), eid, body,  # type: ignore[arg-type]
+                                                                msg.timestamp()[1])
             state.upsert_pending(conn, list(levels.values()))
         self.committed(moves)
         self.buffer = []
@@ -267,8 +271,8 @@ class Deliverer:
                 for c in claims:
                     t = asyncio.create_task(self._guarded(session, c))
                     tasks.add(t)
-                    # bind this round's backlog: read at completion, the loop variable would be a later round's
-                    t.add_done_callback(lambda t, backlog=backlog: self._done(tasks, t, backlog))
+                    # this round's backlog, bound now: a lambda would read a later round's value at completion
+                    t.add_done_callback(functools.partial(self._done, tasks, backlog=backlog))
                 if backlog and len(tasks) < self.concurrency:
                     continue
                 try:
@@ -345,7 +349,7 @@ class Deliverer:
         except (aiohttp.ClientError, OSError) as exc:
             if isinstance(getattr(exc, "os_error", None), guard.PrivateAddress):
                 br.probing = False
-                self._failed(c, "config", f"not sent: {exc.os_error}", None, endpoint=False)  # type: ignore[attr-defined]
+                self._failed(c, "config", f"not sent: {exc.os_error}", None, endpoint=False)  # type: ignore[union-attr]
                 return
             self._failed(c, "connection", f"{type(exc).__name__}: {first_line(exc)}"[:300], None)
             return

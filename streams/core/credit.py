@@ -425,7 +425,7 @@ def _adjust(due: tuple[Due, ...], currency: str, before: Decimal | None, after: 
         amount -= before
     if after is not None:
         e = after.as_tuple().exponent
-        counts[e] = counts.get(e, 0) + 1  # type: ignore[call-overload,index]
+        counts[e] = counts.get(e, 0) + 1  # type: ignore[call-overload,index,arg-type]
         amount += after
     if not counts:
         return due[:at] + due[at + 1:]

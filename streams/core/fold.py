@@ -643,11 +643,11 @@ def _sale(ctx: _Ctx) -> None:
     if isinstance(booking, LedgerError):
         fail(booking.code, booking.reason)
         return
-    inv, entry = booking.invoice, booking.journal
+    inv, je = booking.invoice, booking.journal
     ctx.emit("ledger.invoices", f"{tenant}:{inv.invoice_id}", datum(inv))
     for pay in booking.payments:
         ctx.emit("ledger.payments", f"{tenant}:{pay.payment_id}", datum(pay))
-    ctx.emit("ledger.journal", f"{tenant}:{entry.entry_id}", datum(entry))
+    ctx.emit("ledger.journal", f"{tenant}:{je.entry_id}", datum(je))
     ctx.emit("ledger.external_refs", f"{tenant}:sale:{sale.sale_id}",
              {"tenant_id": tenant, "kind": "sale", "external_id": sale.sale_id, "internal_id": inv.invoice_id})
     reason = REASON_SALE if kind == POS else REASON_ORDER
@@ -659,7 +659,7 @@ def _sale(ctx: _Ctx) -> None:
         credit = ctx.credit(sale.customer_ref or "")
         update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total)
         ctx.store_credit(update.state)
-    documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), entry.entry_id)
+    documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), je.entry_id)
     outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
                       customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
                       currency=sale.currency)

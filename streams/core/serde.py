@@ -96,7 +96,7 @@ def _reader(tp: Any) -> Callable[[Any], Any]:
         kt, vt = typing.get_args(tp) or (str, Any)
         kr, vr = _reader(kt), _reader(vt)
         return lambda value: {kr(k): vr(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         fields = tuple((name, _reader(ftp), has_default) for name, ftp, has_default in _fields(tp))
 
         def read_dataclass(value: Any) -> Any:

@@ -77,7 +77,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
             clear()
             self._forget()
 
-        flow_control.clear = clear_and_forget
+        flow_control.clear = clear_and_forget  # type: ignore[method-assign]
 
     def _forget(self, tps: set[TP] | None = None) -> None:
         """Owe the committed offset again (all partitions, or `tps`). A delivery still in flight
