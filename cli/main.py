@@ -8,7 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cli.flags import EXIT_USAGE, connection_flags, progress, settings_of
+from cli.flags import EXIT_USAGE
+from cli.flags import connection_flags as _connection_flags
+from cli.flags import progress as _progress
+from cli.flags import settings_of as _settings
 
 
 # -- stack ----------------------------------------------------------------------------------------
@@ -16,12 +19,12 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from cli.stack import Stack, StackError
     from stockledger.topics import ensure_topics
 
-    settings = settings_of(args)
+    settings = _settings(args)
     stack = Stack(settings)
     if args.action == "up":
         try:
-            timings = stack.up(progress)
-            ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
+            timings = stack.up(_progress)
+            ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
         except StackError as exc:
             print(f"stack up failed: {exc}", file=sys.stderr)
             return 1
@@ -29,7 +32,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
               f"registry {settings.schema_registry_url}, postgres {settings.database_url}")
         return 0
     if args.action == "down":
-        stack.down(progress)
+        stack.down(_progress)
         return 0
     rows = stack.status()
     for s in rows:
@@ -43,8 +46,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from stockledger.produce import InputError, produce_file
 
     try:
-        n = produce_file(settings_of(args), args.topic, args.file, tenant=args.tenant, currency=args.currency,
-                         progress=progress)
+        n = produce_file(_settings(args), args.topic, args.file, tenant=args.tenant, currency=args.currency,
+                         progress=_progress)
     except (InputError, ValueError) as exc:
         print(f"nothing published: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -62,7 +65,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         print("give --offset or --from-time, not both", file=sys.stderr)
         return EXIT_USAGE
     try:
-        dump(settings_of(args), args.topic, sys.stdout, meta=args.meta, offset=args.offset,
+        dump(_settings(args), args.topic, sys.stdout, meta=args.meta, offset=args.offset,
              from_time=args.from_time, partition=args.partition, follow=args.follow)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
@@ -74,8 +77,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from stockledger.codec import Codec
     from stockledger.topics import ensure_topics
 
-    settings = settings_of(args)
-    ensure_topics(settings.bootstrap_servers, settings.partitions, log=progress)
+    settings = _settings(args)
+    ensure_topics(settings.bootstrap_servers, settings.partitions, log=_progress)
     codec = Codec(settings.schema_registry_url)
     from stockledger.topics import BY_NAME
     for name in sorted(BY_NAME):
@@ -86,7 +89,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import run
 
-    settings = settings_of(args)
+    settings = _settings(args)
     run(settings, args.id, web_port=args.web_port, datadir=Path(args.data_dir) if args.data_dir else None,
         loglevel=args.loglevel, web_host=args.web_host)
     return 0
@@ -96,9 +99,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cli import demo
     from cli.stack import StackError
 
-    settings = settings_of(args)
+    settings = _settings(args)
     try:
-        counts = demo.run(settings, progress)
+        counts = demo.run(settings, _progress)
     except StackError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
@@ -118,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           "\"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
     from cli import api_demo
 
-    creds = api_demo.start(settings, demo.TENANT, progress)
+    creds = api_demo.start(settings, demo.TENANT, _progress)
     print(f"the HTTP API on http://127.0.0.1:{settings.api_port}, tenant '{creds.tenant}' (credentials shown once):")
     for line in api_demo.curl_lines(settings, creds):
         print(line)
@@ -143,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a JSON document, a JSON array or JSON lines; - for stdin")
     p.add_argument("--tenant", help="tenant_id for records that have none (the seed examples)")
     p.add_argument("--currency", default="USD", help="currency of mapped ERP order imports")
-    connection_flags(p)
+    _connection_flags(p)
     p.set_defaults(func=cmd_produce)
 
     p = sub.add_parser("consume", help="print a topic's decoded records as JSON lines")
@@ -153,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", type=int)
     p.add_argument("--follow", action="store_true", help="keep reading new records")
     p.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, key")
-    connection_flags(p)
+    _connection_flags(p)
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("worker", help="run a stream worker (Faust); start several to share the partitions")
@@ -163,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "STOCKLEDGER_OPERATOR_TOKEN is required")
     p.add_argument("--data-dir", help="RocksDB state folder (default: $STOCKLEDGER_HOME/workers/<id>)")
     p.add_argument("--loglevel", default="warning")
-    connection_flags(p)
+    _connection_flags(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="start the local stack and run the pipeline on demo data")
@@ -180,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_api(sub)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
-    connection_flags(p)
+    _connection_flags(p)
     p.set_defaults(func=cmd_topics)
     return parser
 

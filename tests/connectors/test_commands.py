@@ -21,7 +21,7 @@ def test_sink_flags(parser):
                               "--instance-id", "w1", "--database-url", "postgresql+psycopg2://x/y"])
     assert (args.batch_size, args.batch_ms, args.group, args.instance_id, args.topic_prefix) == (500, 20, "g1", "w1",
                                                                                                  "")
-    assert cli.settings_of(args).database_url == "postgresql+psycopg2://x/y"
+    assert cli._settings(args).database_url == "postgresql+psycopg2://x/y"
     with pytest.raises(SystemExit):
         parser.parse_args(["sink", "--batch-size", "0"])
 
