@@ -62,7 +62,7 @@ class Metrics:
                 "# TYPE stockledger_processing_latency_seconds histogram"]
         for topic, h in sorted(self.latency.items()):
             running = 0
-            for bound, count in zip(h.buckets, h.counts, strict=True):
+            for bound, count in zip(h.buckets, h.counts, strict=False):  # counts has one more: above the last
                 running += count
                 out.append(f'stockledger_processing_latency_seconds_bucket{{topic="{topic}",le="{bound}"}} {running}')
             out.append(f'stockledger_processing_latency_seconds_bucket{{topic="{topic}",le="+Inf"}} {h.n}')
