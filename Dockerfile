@@ -9,6 +9,6 @@ COPY stockledger stockledger
 COPY streams streams
 COPY connectors connectors
 COPY api api
-COPY schemas schemas
+COPY cli cli
 RUN pip install --no-cache-dir --no-deps .
 ENTRYPOINT ["stockledger"]

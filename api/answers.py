@@ -10,7 +10,7 @@ from typing import Any
 from api.idempotency import Answer
 from api.outcomes import Outcome
 from api.problems import PROBLEM_TYPE, TITLES
-from streams.jsonconv import to_json
+from stockledger.jsonconv import to_json
 
 JSON = "application/json"
 
@@ -52,7 +52,8 @@ def decided(ids: dict, event_id: str, outcome: str, reasons: list, credit: Any, 
                 "document_ids": document_ids, "total": total, "currency": currency}
         return json_answer(201, body, {"Location": sale_location(ids["sale_id"])})
     what = "refund" if "refund_id" in ids else "sale"
-    return problem_answer(422, f"the {what} was refused: " + ("; ".join(r.get("message", r.get("code", "")) for r in reasons)
+    return problem_answer(422, f"the {what} was refused: " + ("; ".join(r.get("message", r.get("code", ""))
+                                                                        for r in reasons)
                                                              or outcome),
                           outcome=outcome, reasons=reasons, credit=credit, event_id=event_id, **ids)
 

@@ -9,23 +9,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
-from api import answers, events, idempotency, metrics, negotiation, openapi, tenants, webhooks
+from api import answers, events, idempotency, metrics, negotiation, openapi, webhooks
 from api.db import Database
 from api.idempotency import IDEMPOTENCY, Answer, Idempotency
 from api.outcomes import OutcomeWaiter
 from api.problems import Problem, not_found, unauthorized
-from api.publisher import PublishError, Publisher
+from api.publisher import Publisher, PublishError
 from api.ratelimit import RateLimiter
 from api.workers import Workers
+from stockledger import tenants
 from stockledger.config import Settings
 from stockledger.security import id_refusal
 

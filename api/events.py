@@ -4,14 +4,14 @@ as the caller wrote it. Nothing is published unless every event of a request con
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from api.problems import Problem
 from stockledger import mapping
+from stockledger.jsonconv import FieldError
 from stockledger.produce import Prepared, convert
 from stockledger.security import id_refusal
-from streams.jsonconv import FieldError
 
 Published = list[tuple[str, Prepared]]  # (topic, record)
 ERP_TOPICS = {"catalog.update": "catalog.updates", "inventory.change": "inventory.changes",
@@ -25,13 +25,13 @@ FIXED_AT = "2000-01-01T00:00:00.000+00:00"  # the time a request is mapped at fo
 
 
 def now_iso() -> str:
-    return iso(datetime.now(timezone.utc))
+    return iso(datetime.now(UTC))
 
 
 def iso(at: datetime) -> str:
     """The `timestamp` the API gives an event that names none: when its key was first claimed, so a
     request executed again (after a crash or a failed publish) publishes the very same record."""
-    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def invalid(field: str, message: str) -> Problem:

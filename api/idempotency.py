@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -199,7 +200,7 @@ class Idempotency:
             what = decide(claimed, row, fp)
             if what == EXECUTE:
                 at = iso(row["event_time"])  # type: ignore[index]
-                return await self._execute(tenant, scope, key, lambda: execute(at)), False
+                return await self._execute(tenant, scope, key, lambda: execute(at)), False  # noqa: B023 (awaited here)
             if what == MISMATCH:
                 raise mismatch
             if what == REPLAY:

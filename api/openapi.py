@@ -96,8 +96,8 @@ def _read(summary: str, param: str | None) -> dict:
 
 
 def document() -> dict:
-    pos = [{"integrationKey": []}]
-    bearer = [{"bearer": []}]
+    pos: list[dict[str, list[str]]] = [{"integrationKey": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     sale_ok = {201: "accepted, with its documents", 202: "not decided yet (Location)"}
     return {
         "openapi": "3.0.3",

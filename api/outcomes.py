@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
-from streams.codec import Codec, DecodeError
 
 OUTCOMES = "sales.outcomes"
 DEAD_LETTERS = ("sales.dlq", "refunds.dlq", "payments.dlq")
@@ -48,7 +48,7 @@ class OutcomeWaiter:
                                   "enable.auto.commit": False, "enable.partition.eof": False,
                                   "fetch.wait.max.ms": 20, "client.id": "stockledger-api-outcomes"})
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> "OutcomeWaiter":
+    def start(self, loop: asyncio.AbstractEventLoop) -> OutcomeWaiter:
         """Assign every partition at its current end (positions fixed now, before any publish)."""
         self._loop = loop
         tps = []
@@ -77,7 +77,7 @@ class OutcomeWaiter:
     async def wait(self, fut: asyncio.Future, tenant: str, event_id: str, timeout: float) -> Outcome | None:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             self.forget(tenant, event_id, fut)
@@ -99,7 +99,7 @@ class OutcomeWaiter:
                 if msg.error() or not self._waiting:
                     continue
                 try:
-                    self._handle(msg.topic(), msg.value())
+                    self._handle(msg.topic(), msg.value())  # type: ignore[arg-type]
                 except (DecodeError, KeyError, TypeError) as exc:
                     log.warning("undecodable record on %s: %s", msg.topic(), exc)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from confluent_kafka import KafkaException, Producer
 
 from api.problems import Problem
+from stockledger.codec import Codec
 from stockledger.config import Settings
 from stockledger.produce import Prepared, producer_config
-from streams.codec import Codec
 
 DELIVERY_TIMEOUT_MS = 30_000  # a record not acknowledged by then fails the request (503, not stored)
 
@@ -29,7 +29,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="api-producer", daemon=True)
 
-    def start(self) -> "Publisher":
+    def start(self) -> Publisher:
         self._thread.start()
         return self
 
@@ -48,7 +48,8 @@ class Publisher:
             try:
                 encoded.append((topic, item, self.codec.encode(topic, item.record)))
             except (OverflowError, ValueError, TypeError) as exc:
-                raise Problem(400, f"the request maps to an event its schema cannot hold ({exc.__class__.__name__})")
+                raise Problem(400, f"the request maps to an event its schema cannot hold "
+                                   f"({exc.__class__.__name__})") from None
         for topic, item, value in encoded:
             fut = loop.create_future()
 

@@ -17,10 +17,10 @@ from api.idempotency import prune
 from api.outcomes import DEAD_LETTERS, OUTCOMES, OutcomeWaiter
 from api.publisher import Publisher
 from api.workers import Workers
-from connectors import migrate
+from stockledger.codec import Codec
 from stockledger.config import Settings
+from stockledger.db import migrate
 from stockledger.topics import INPUTS, ensure_topics
-from streams.codec import Codec
 
 PRUNE_EVERY = 3600.0
 log = logging.getLogger("stockledger.api")

@@ -19,7 +19,7 @@ class Workers:
         self.headers = {"Authorization": f"Bearer {settings.operator_token}"} if settings.operator_token else {}
         self.session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> "Workers":
+    async def start(self) -> Workers:
         self.session = aiohttp.ClientSession(headers=self.headers, timeout=aiohttp.ClientTimeout(total=30))
         return self
 

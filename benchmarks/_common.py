@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition  # noqa: E402
 
+from cli.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
+from stockledger.codec import Codec  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
-from stockledger.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
-from streams.codec import Codec  # noqa: E402
 
 TOPIC = "inventory.changes"
 

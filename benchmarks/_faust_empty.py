@@ -75,7 +75,7 @@ def main() -> None:
     @app.agent(topic)
     async def empty(stream):  # noqa: ANN001
         count = 0
-        async for event in stream.events():
+        async for _event in stream.events():
             count += 1
             if count == 1:
                 state["first"] = time.perf_counter()

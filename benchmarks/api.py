@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import percentile, say  # noqa: E402
+
 from stockledger.config import Settings  # noqa: E402
 
 CLIENTS = 200
@@ -42,8 +43,8 @@ def bare_server(port: int) -> None:
 
     from api import events
     from api.idempotency import event_id
+    from stockledger.codec import Codec
     from stockledger.produce import producer_config
-    from streams.codec import Codec
 
     settings = Settings()
     codec = Codec(settings.schema_registry_url)
@@ -134,10 +135,10 @@ def main() -> int:
 
     from sqlalchemy import create_engine
 
-    from api import tenants
-    from connectors import migrate
-    from stockledger.stack import Stack
-    from stockledger.testing import WorkerProcess
+    from cli.stack import Stack
+    from cli.testing import WorkerProcess
+    from stockledger import tenants
+    from stockledger.db import migrate
     from stockledger.topics import ensure_topics
 
     settings = Settings()

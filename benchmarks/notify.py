@@ -24,23 +24,23 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import percentile, publish_at_rate, say, warm_producer  # noqa: E402
-
 import aiohttp  # noqa: E402
 import requests  # noqa: E402
+from _common import percentile, publish_at_rate, say, warm_producer  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from connectors import migrate, store  # noqa: E402
+from connectors import store  # noqa: E402
 from connectors.notify import payload, subscriptions  # noqa: E402
 from connectors.progress import Progress  # noqa: E402
+from stockledger.codec import Codec  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
+from stockledger.db import migrate  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
-from streams.codec import Codec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,7 @@ class RemoteReceiver:
 
 def level(tenant: str, sku: str, n: int) -> dict:
     return {"tenant_id": tenant, "sku": sku, "on_hand": 1000 + n, "reserved": 0, "available": 1000 + n,
-            "updated_at": datetime.now(timezone.utc), "last_event_id": f"ev-{n}", "location_id": "WH-MAIN",
+            "updated_at": datetime.now(UTC), "last_event_id": f"ev-{n}", "location_id": "WH-MAIN",
             "reason": "POS_SALE"}
 
 
@@ -188,7 +188,7 @@ def main() -> int:
                                       for r in recs], rate=50_000)
     metrics_port = args.port + 1
     log = open(ROOT / ".stack" / f"bench-notify-{run}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "stockledger.cli", "notify", "--topic-prefix", prefix, "--group",
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "notify", "--topic-prefix", prefix, "--group",
                              group, "--metrics-port", str(metrics_port), "--loglevel", "warning"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ})
     try:
@@ -218,7 +218,8 @@ def main() -> int:
         arrived = rx.wait(set(last_per_sku.values()), 120, "notifier (every SKU's last level)")
         lat = latencies(sent, arrived)
         coalesced = total - len(lat)
-        bare_bodies = [(f"bare-{eid}", body.replace(eid, f"bare-{eid}")) for eid, body in (payload.body(r) for r in recs)]
+        bare_bodies = [(f"bare-{eid}", body.replace(eid, f"bare-{eid}"))
+                       for eid, body in (payload.body(r) for r in recs)]
         bare_sent = asyncio.run(bare_post(url, secret, bare_bodies, concurrency, rate=args.rate))
         time.sleep(0.5)
         bare_lat = latencies(bare_sent, rx.arrived())
@@ -237,7 +238,8 @@ def main() -> int:
                       "p99_ms": round(p.get(0.99, 0), 1),
                       "bare_p50_ms": round(b.get(0.5, 0), 1), "bare_p99_ms": round(b.get(0.99, 0), 1)}))
     say(f"notifier: {notify_rate:,.0f} deliveries/s (bare aiohttp {bare_rate:,.0f}/s, ratio "
-        f"{notify_rate / bare_rate:.2f}); at {args.rate} changes/s: p50 {p.get(0.5, 0):.0f} ms, p95 {p.get(0.95, 0):.0f} ms, "
+        f"{notify_rate / bare_rate:.2f}); at {args.rate} changes/s: p50 {p.get(0.5, 0):.0f} ms, "
+        f"p95 {p.get(0.95, 0):.0f} ms, "
         f"p99 {p.get(0.99, 0):.0f} ms ({coalesced} of {total} coalesced); bare client p50 {b.get(0.5, 0):.1f} ms, "
         f"p99 {b.get(0.99, 0):.1f} ms")
     return 0

@@ -14,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer  # noqa: E402
 
-from stockledger import demo  # noqa: E402
+from cli import demo  # noqa: E402
+from stockledger.codec import Codec  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import prepare, produce_file, producer_config, read_json_records  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
-from streams.codec import Codec  # noqa: E402
 
 TOPIC = "inventory.changes"
 

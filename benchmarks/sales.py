@@ -34,10 +34,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (bare_loop, end_offsets, faust_ceiling, fresh_run, latency_line, load, percentile,  # noqa: E402
-                     publish_at_rate, read_records, say, start_worker, verdict, wait_caught_up)
+from _common import (  # noqa: E402
+    bare_loop,
+    end_offsets,
+    faust_ceiling,
+    fresh_run,
+    latency_line,
+    load,
+    percentile,
+    publish_at_rate,
+    read_records,
+    say,
+    start_worker,
+    verdict,
+    wait_caught_up,
+)
+
+from cli.testing import WorkerProcess  # noqa: E402
 from stockledger.produce import prepare, publish  # noqa: E402
-from stockledger.testing import WorkerProcess  # noqa: E402
 
 SKUS = [f"B{n:03d}" for n in range(200)]
 AIM_RATE, FLOOR_RATE, AIM_P99_MS = 3_000, 1_000, 250
@@ -147,7 +161,7 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     say(f"latency: {total} sales at {args.rate}/s")
     lat_sales = sales(tenant, total, "L", 3)
     encoded = [(e["data"]["sale_id"], p.key, codec.encode("sales", p.record))
-               for e, p in zip(lat_sales, prepare("sales", "<bench>", lat_sales))]
+               for e, p in zip(lat_sales, prepare("sales", "<bench>", lat_sales), strict=True)]
     out_start = end_offsets(settings, "sales.outcomes")
     sent = publish_at_rate(settings, "sales", encoded, args.rate)
     wait_caught_up(settings, max(300, total / 20), "latency run")

@@ -33,13 +33,14 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
-from connectors import migrate, store  # noqa: E402
+from connectors import store  # noqa: E402
 from connectors.rows import LEDGER_TOPICS, TABLE_ORDER, to_rows  # noqa: E402
 from connectors.sink import DEFAULT_BATCH_MS, DEFAULT_BATCH_SIZE  # noqa: E402
+from stockledger.codec import Codec  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
+from stockledger.db import migrate  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
 from stockledger.topics import ensure_topics  # noqa: E402
-from streams.codec import Codec  # noqa: E402
 from tests.connectors.support import invoice, invoice_entry  # noqa: E402
 
 ROWS_PER_INVOICE = 8
@@ -146,7 +147,7 @@ def spawn_sink(settings: Settings, url: str, prefix: str, group: str, batch: int
     env = {**os.environ, "STOCKLEDGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "STOCKLEDGER_SCHEMA_REGISTRY_URL": settings.schema_registry_url}
     out = open(log, "ab")
-    return subprocess.Popen([sys.executable, "-m", "stockledger.cli", "sink", "--database-url", url, "--topic-prefix",
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "sink", "--database-url", url, "--topic-prefix",
                              prefix, "--group", group, "--batch-size", str(batch), "--batch-ms", str(batch_ms),
                              "--metrics-port", "0"],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -35,11 +35,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (TOPIC, bare_loop, end_offsets, faust_ceiling, fresh_run, latency_line, load,  # noqa: E402
-                     percentile, publish_at_rate, read_records, say, start_worker, verdict, visible_times,
-                     wait_caught_up)
+from _common import (  # noqa: E402
+    TOPIC,
+    bare_loop,
+    end_offsets,
+    faust_ceiling,
+    fresh_run,
+    latency_line,
+    load,
+    percentile,
+    publish_at_rate,
+    read_records,
+    say,
+    start_worker,
+    verdict,
+    visible_times,
+    wait_caught_up,
+)
+
+from cli.testing import WorkerProcess  # noqa: E402
 from stockledger.produce import prepare, publish  # noqa: E402
-from stockledger.testing import WorkerProcess  # noqa: E402
 
 AIM_RATE, FLOOR_RATE, AIM_P99_MS = 10_000, 5_000, 250
 
@@ -114,7 +129,7 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     say(f"latency: {total} events at {args.rate}/s")
     lat_events = events(tenant2, total, 2000, 1_700_100_000_000, "L")
     prepared = prepare(TOPIC, "<bench>", lat_events)
-    encoded = [(e["event_id"], p.key, codec.encode(TOPIC, p.record)) for e, p in zip(lat_events, prepared)]
+    encoded = [(e["event_id"], p.key, codec.encode(TOPIC, p.record)) for e, p in zip(lat_events, prepared, strict=True)]
     sent = publish_at_rate(settings, TOPIC, encoded, args.rate)
     wait_caught_up(settings, max(120, total / 50), "latency run")
     lat_load = load()

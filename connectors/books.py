@@ -19,17 +19,15 @@ A table for people; `--json` or `--csv` for machines. `--tenant T` keeps one ten
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-import sys
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 EXIT_OK, EXIT_DIFFERENCES, EXIT_USAGE = 0, 1, 2
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -92,7 +90,7 @@ class Report:
 def _day_end(as_of: date | None) -> datetime | None:
     if as_of is None:
         return None
-    return datetime(as_of.year, as_of.month, as_of.day, tzinfo=timezone.utc) + timedelta(days=1)
+    return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
 
 
 def _money(value: Any) -> Any:
@@ -140,7 +138,7 @@ def trial_balance(engine: Engine, tenant: str | None = None, as_of: date | None 
 
 
 def aging(engine: Engine, tenant: str | None = None, as_of: date | None = None) -> Report:
-    day = as_of or datetime.now(timezone.utc).date()
+    day = as_of or datetime.now(UTC).date()
     rows = _rows(engine, _AGING, {"tenant": tenant, "as_of": day, "before": _day_end(day)})
     return Report(("tenant_id", "currency", "customer_ref", *BUCKETS, "credit", "total"), rows)
 
@@ -172,7 +170,7 @@ def render(report: Report, fmt: str) -> str:
     out = []
     for n, row in enumerate(cells):
         out.append("  ".join(cell.rjust(w) if numeric[i] else cell.ljust(w)
-                             for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+                             for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out) + "\n"
@@ -184,52 +182,3 @@ def _numeric(cell: str) -> bool:
         return True
     except ArithmeticError:
         return False
-
-
-# -- the command ----------------------------------------------------------------------------------
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
-
-
-def register(subparsers: argparse._SubParsersAction, connection_flags: Any) -> None:
-    p = subparsers.add_parser(
-        "books", help="the accountant's commands on PostgreSQL: check, trial-balance, aging",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("report", choices=["check", "trial-balance", "aging"])
-    p.add_argument("--tenant", help="one tenant only")
-    p.add_argument("--as-of", type=_date, help="trial-balance, aging: as of the end of this day (UTC), YYYY-MM-DD")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON rows")
-    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
-    p.set_defaults(format="table")
-    connection_flags(p)
-    p.set_defaults(func=cmd_books)
-
-
-def cmd_books(args: argparse.Namespace) -> int:
-    from stockledger import cli
-
-    if args.report == "check" and args.as_of is not None:
-        print("--as-of is for trial-balance and aging; check reads the books as they are", file=sys.stderr)
-        return EXIT_USAGE
-    engine = create_engine(cli._settings(args).database_url)
-    try:
-        if args.report == "check":
-            report = check(engine, args.tenant)
-        elif args.report == "trial-balance":
-            report = trial_balance(engine, args.tenant, args.as_of)
-        else:
-            report = aging(engine, args.tenant, args.as_of)
-    finally:
-        engine.dispose()
-    sys.stdout.write(render(report, args.format))
-    if args.report == "check":
-        if report.differences:
-            print(f"books check: {report.differences} difference(s)", file=sys.stderr)
-            return EXIT_DIFFERENCES
-        print(f"books check: {len(report.rows)} reconciliations, every one agrees", file=sys.stderr)
-    return EXIT_OK

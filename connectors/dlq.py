@@ -1,6 +1,6 @@
 """Dead letters of the sink: a record that can never be written goes to `<topic>.dlq`, whole.
 
-The record is built by the project's one builder (`streams.deadletter`): `decode` (bytes that are
+The record is built by the project's one builder (`stockledger.deadletter`): `decode` (bytes that are
 not a record of ours), `validate` (a record that does not fit its table) or `rule` (the database
 refused it: a constraint of the books). Dead letters are delivered before the batch's offsets commit, so none is
 lost; a crash between the two can deliver one twice (at least once, and replaying it twice is
@@ -13,11 +13,10 @@ import time
 
 from confluent_kafka import KafkaException, Producer
 
-from stockledger.topics import DLQ_SUFFIX
-from streams.codec import Codec
-from streams.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
-
 from connectors.rows import contract_topic
+from stockledger.codec import Codec
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
+from stockledger.topics import DLQ_SUFFIX
 
 __all__ = ["DECODE", "VALIDATE", "RULE", "Failure", "dlq_topic", "dead_letter", "DeadLetters"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition

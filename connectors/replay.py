@@ -17,8 +17,8 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -28,11 +28,11 @@ from sqlalchemy.exc import ProgrammingError
 from connectors import store
 from connectors.progress import Progress
 from connectors.sink import default_group
+from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
 from stockledger.consume import start_positions
 from stockledger.produce import producer_config
 from stockledger.topics import DLQ_SUFFIX
-from streams.codec import Codec, DecodeError
 
 Out = Callable[[str], None]
 REPLAY_HEADER = "stockledger-replayed-from"

@@ -6,12 +6,13 @@ A record that decodes but cannot be mapped (a field missing, money that is not D
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
-from connectors import tables as t
+from stockledger.db import tables as t
 
 LEDGER_TOPICS = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal", "ledger.external_refs")
 # Parents before children, so foreign keys hold inside a batch.
@@ -51,9 +52,9 @@ def _money(value: Any, name: str) -> Decimal:
 
 def _time(value: Any, name: str) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
     raise RecordError(f"{name}: expected a timestamp, got {type(value).__name__}")
 
 

@@ -27,16 +27,26 @@ from confluent_kafka import Message, Producer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine
 
-from connectors import migrate, store
+from connectors import store
 from connectors.dlq import DECODE, RULE, VALIDATE, DeadLetters, Failure, dlq_topic
-from connectors.offsets import (REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, TPKey, first_line, key_of,
-                                offset_of)
+from connectors.offsets import (
+    REWIND_CHECK_S,
+    TRANSIENT,
+    Fenced,
+    OffsetWorker,
+    Stopped,
+    TPKey,
+    first_line,
+    key_of,
+    offset_of,
+)
 from connectors.rows import LEDGER_TOPICS, RecordError, RecordRows, contract_topic, to_rows
+from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
+from stockledger.db import migrate
+from stockledger.ops import BATCH_BUCKETS, OpsServer
 from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
-from stockledger.ops import BATCH_BUCKETS, OpsServer
-from streams.codec import Codec, DecodeError
 
 log = logging.getLogger("stockledger.sink")
 
@@ -225,7 +235,7 @@ class Sink(OffsetWorker):
                 self.stats.fenced += 1
                 log.warning("%s", exc)
                 stale = exc.partitions
-                self.retrying("seek to stored offsets", lambda: self.seek_to_stored(stale))
+                self.retrying("seek to stored offsets", lambda: self.seek_to_stored(stale))  # noqa: B023 (called here)
                 if not self.buffer:
                     return
             except TRANSIENT as exc:

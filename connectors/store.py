@@ -6,8 +6,9 @@ together, or neither.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import psycopg2
 from psycopg2.extras import execute_values

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +117,8 @@ class Settings:
     # read, before committing it (connectors.sink), so a test can act while a batch is certainly in flight.
     fault_hold_batches: str = field(default_factory=lambda: _env("FAULT_HOLD_BATCHES", ""))
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
-    schema_registry_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
+    schema_registry_url_env: str | None = field(
+        default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
     database_url_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_DATABASE_URL"))
     # Required on the workers' HTTP port (the operators' door) when it is bound beyond loopback;
     # sent as `Authorization: Bearer <token>` by the API service when set.
@@ -188,15 +190,16 @@ class Settings:
             raise ConfigError("STOCKLEDGER_KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol,
                               "SASL needs STOCKLEDGER_KAFKA_SASL_USERNAME and STOCKLEDGER_KAFKA_SASL_PASSWORD")
 
-    def kafka_config(self) -> dict[str, object]:
+    def kafka_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka (confluent-kafka) settings every client starts from: the brokers and their security."""
-        conf: dict[str, object] = {"bootstrap.servers": self.bootstrap_servers}
+        conf: dict[str, str | int | float | bool] = {"bootstrap.servers": self.bootstrap_servers}
         if self.kafka_security_protocol == "PLAINTEXT":
             return conf
         conf["security.protocol"] = self.kafka_security_protocol
         if self.kafka_security_protocol.startswith("SASL_"):
-            conf.update({"sasl.mechanism": self.kafka_sasl_mechanism, "sasl.username": self.kafka_sasl_username,
-                         "sasl.password": self.kafka_sasl_password})
+            # __post_init__ refused SASL without a username and password
+            conf.update({"sasl.mechanism": self.kafka_sasl_mechanism, "sasl.username": self.kafka_sasl_username or "",
+                         "sasl.password": self.kafka_sasl_password or ""})
         if self.kafka_security_protocol.endswith("SSL"):
             for key, value in (("ssl.ca.location", self.kafka_ssl_ca_file),
                                ("ssl.certificate.location", self.kafka_ssl_cert_file),
@@ -284,7 +287,7 @@ class Settings:
     def notify_breaker_open_s(self) -> float:
         return parse_duration(self.notify_breaker_open)
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

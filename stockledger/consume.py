@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from confluent_kafka import Consumer, TopicPartition
 
+from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
-from streams.codec import Codec, DecodeError
-from streams.jsonconv import parse_timestamp, to_json
+from stockledger.jsonconv import parse_timestamp, to_json
 
 
 def start_positions(consumer: Consumer, topic: str, partitions: list[int], offset: int | None,
@@ -52,12 +52,13 @@ def records(settings: Settings, topic: str, offset: int | None = None, from_time
         while follow or len(at_end) < len(partitions):
             msg = consumer.poll(0.5)
             if msg is None:
-                if not follow and time.monotonic() - idle_since > idle_timeout and _caught_up(consumer, topic, partitions):
+                if not follow and time.monotonic() - idle_since > idle_timeout and _caught_up(consumer, topic,
+                                                                                              partitions):
                     break
                 continue
             if msg.error():
-                if msg.error().code() == -191:  # _PARTITION_EOF
-                    at_end.add(msg.partition())
+                if msg.error().code() == -191:  # type: ignore[union-attr]  # _PARTITION_EOF
+                    at_end.add(msg.partition())  # type: ignore[arg-type]
                     continue
                 raise RuntimeError(str(msg.error()))
             idle_since = time.monotonic()

@@ -8,7 +8,7 @@ re-sent payload is recognised as the same business action.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -25,7 +25,7 @@ def order_import(record: dict, tenant: str | None, currency: str) -> dict:
         "event_id": f"order-import:{record['order_id']}",
         "event_type": "order.placed",
         "tenant_id": record.get("tenant_id", tenant),
-        "timestamp": record.get("order_date") or datetime.now(timezone.utc).isoformat(),
+        "timestamp": record.get("order_date") or datetime.now(UTC).isoformat(),
         "source": "erp",
         "data": {
             "sale_id": record["order_id"],
@@ -43,7 +43,7 @@ def order_import(record: dict, tenant: str | None, currency: str) -> dict:
 
 
 def adjust(record: dict, tenant: str | None) -> list[dict]:
-    stamp: Any = record.get("timestamp") or datetime.now(timezone.utc).isoformat()
+    stamp: Any = record.get("timestamp") or datetime.now(UTC).isoformat()
     out = []
     for n, adj in enumerate(record["adjustments"], start=1):
         out.append({

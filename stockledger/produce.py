@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
 from stockledger import mapping
+from stockledger.bounds import event_bounds
+from stockledger.codec import Codec, local_schema
 from stockledger.config import Settings
+from stockledger.jsonconv import FieldError, compile_from_json
 from stockledger.topics import TopicSpec, ensure_topics, spec
-from streams.codec import Codec, local_schema
-from streams.core.bounds import event_bounds
-from streams.jsonconv import FieldError, compile_from_json
 
 
 class InputError(ValueError):
@@ -70,7 +71,7 @@ def expand(topic: str, raw: Any, tenant: str | None, currency: str) -> list[Any]
     return [raw]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converter(topic: str) -> tuple[TopicSpec, Callable[[Any, str], Any]]:
     t = spec(topic)
     if t.key_field is None:

@@ -24,8 +24,8 @@ import hashlib
 import hmac
 import os
 import secrets as _secrets
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 

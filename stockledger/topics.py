@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    schema: str  # file stem in schemas/
+    schema: str  # file stem in stockledger/schemas/
     key_field: str | None = None  # the natural id inside `data`, for input topics
     event_types: tuple[str, ...] = ()
     compacted: bool = False

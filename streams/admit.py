@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from stockledger.bounds import event_bounds
+from stockledger.codec import DecodeError, RegistryUnavailable
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 from stockledger.topics import INPUTS
-from streams.codec import DecodeError, RegistryUnavailable
-from streams.core.bounds import event_bounds
 from streams.core.fold import VALIDATORS, internal_error
 from streams.outbox import Acks
-from streams.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
 from streams.tenantlog import FrameWriter
 
 log = logging.getLogger("stockledger.worker")

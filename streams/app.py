@@ -20,15 +20,15 @@ from typing import Any
 import faust
 from faust.transport.producer import ProducerBuffer
 
+from stockledger.codec import Codec
 from stockledger.config import Settings
+from stockledger.jsonconv import format_timestamp
 from stockledger.topics import BY_NAME
 from streams import tenantlog
-from streams.codec import Codec
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
 from streams.faustfix.vitals import Vitals
 from streams.faustfix.watchdog import Watchdog
-from streams.jsonconv import format_timestamp
 from streams.metrics import Metrics
 from streams.outbox import Outbox
 

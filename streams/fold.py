@@ -25,10 +25,10 @@ from typing import Any
 
 from faust.types import TP
 
+from stockledger.deadletter import RULE, Failure, dead_letter, dlq_topic
 from stockledger.topics import DLQ_SUFFIX
 from streams.admit import decode
-from streams.core.fold import Decision, DeadLetter, FoldConfig, Input, fold_guarded, internal_error
-from streams.deadletter import RULE, Failure, dead_letter, dlq_topic
+from streams.core.fold import DeadLetter, Decision, FoldConfig, Input, fold_guarded, internal_error
 from streams.outbox import Acks
 from streams.state import PartitionStore, View, check_value
 from streams.tenantlog import entries
@@ -72,6 +72,7 @@ def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[t
     out, sends = fold_guarded(state, inp, config, prepare)
     if sends is None:
         dead = out[0]
+        assert isinstance(dead, DeadLetter)
         log.error("fold failed on %s[%s]@%s: %s", inp.topic, inp.partition, inp.offset, dead.error)
         sends = [letter(codec, Failure(inp.topic, inp.partition, inp.offset, inp.key, inp.value, dead.stage,
                                        dead.error))]

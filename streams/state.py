@@ -34,8 +34,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
@@ -146,10 +147,10 @@ class PartitionStore:
                                 continue
                             raise RuntimeError(f"restoring {self.topic}[{self.partition}]: {err}")
                         if msg.value() is not None:
-                            wb.put(msg.key(), msg.value())
+                            wb.put(msg.key(), msg.value())  # type: ignore[arg-type]
                         n += 1
                         last = msg.offset()
-                        if last >= high - 1:
+                        if last >= high - 1:  # type: ignore[operator]
                             done = True
                     if last is not None:
                         wb.put(_OFFSET_KEY, str(last + 1).encode())
@@ -157,7 +158,8 @@ class PartitionStore:
                         self.db.write(wb)
                         restored += n
                     if time.monotonic() > next_note:
-                        progress(f"restoring {self.topic}[{self.partition}]: {restored} of about {high - start} records")
+                        progress(f"restoring {self.topic}[{self.partition}]: {restored} "
+                                 f"of about {high - start} records")
                         next_note = time.monotonic() + 5
             committed = consumer.committed([TopicPartition(self.log_topic, self.partition)], timeout=30)[0].offset
             return restored, max(committed, 0)
@@ -194,11 +196,11 @@ class PartitionStore:
         head = table + SEP + prefix
         start = head.encode()
         for raw_key, raw in self.db.items(from_key=start):
-            if not raw_key.startswith(start):
+            if not raw_key.startswith(start):  # type: ignore[union-attr,arg-type]
                 break
             value = self._resolve(_loads(raw))[0]
             if value is not None:
-                yield raw_key.decode()[len(table) + 1:], value
+                yield raw_key.decode()[len(table) + 1:], value  # type: ignore[union-attr]
 
     # -- writes -------------------------------------------------------------------------------
     def write(self, outbox: Outbox, batch: Batch, end: int, changes: dict[str, Any]) -> None:
@@ -208,6 +210,7 @@ class PartitionStore:
         topic, partition = self.topic, self.partition
         for key, value in changes.items():
             env = self._envelope(key)
+            history: list[Any]
             if env is None:
                 before, history = None, []
             else:

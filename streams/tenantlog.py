@@ -14,8 +14,8 @@ key length or -1, value length), the key bytes and the value bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from stockledger.topics import INPUTS
 

@@ -16,8 +16,9 @@ import hmac
 import io
 import json
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -25,13 +26,13 @@ from aiohttp import web as aioweb
 from aiokafka.partitioner import murmur2
 from yarl import URL
 
+from stockledger.jsonconv import format_decimal
 from stockledger.security import id_refusal
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
 from streams.core.credit import open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
-from streams.jsonconv import format_decimal
 
 CHUNK = 1000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -48,7 +49,7 @@ def tenant_partition(tenant: str, partitions: int) -> int:
 
 def owner_url(p: Pipeline, partition: int) -> str | None:
     """The URL of the worker folding `partition` of the tenant log, from the group's assignment."""
-    for url, tps in p.app.assignor.external_topic_distribution.items():
+    for url, tps in p.app.assignor.external_topic_distribution.items():  # type: ignore[attr-defined]
         if partition in tps.get(p.log_topic, ()):
             return str(url).rstrip("/")
     return None
@@ -284,7 +285,8 @@ def install(p: Pipeline, folder: Any) -> Views:
             return refused
         consumer = app.consumer
         assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()) if consumer else []
-        recovered = bool(app.tables.recovery.completed.is_set() if app.tables else True) and folder.ready()
+        recovered = bool(app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+                         if app.tables else True) and folder.ready()
         dead = dict(p.vitals.dead)  # an agent that died: this worker folds nothing and is stopping
         body = {"status": "dead" if dead else "ok" if recovered else "recovering", "recovered": recovered,
                 "url": str(app.conf.canonical_url), "assigned": assignment}
@@ -312,7 +314,7 @@ async def _snapshot(store: Any, tenant: str, fmt: str) -> AsyncIterator[bytes]:
     """Every SKU of the tenant in key order, in chunks (the nightly sweeper of 003 section 5.1)."""
     buf: list[str] = ["sku,qty,on_hand,reserved,available\r\n" if fmt == "csv" else "["]
     first = True
-    for key, raw in store.scan("stock", f"{tenant}:"):
+    for _key, raw in store.scan("stock", f"{tenant}:"):
         state = StockState.from_dict(raw)
         sku = state.sku
         row = {"sku": sku, "qty": state.available, "on_hand": state.on_hand, "reserved": state.reserved,

@@ -24,12 +24,12 @@ def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1"
     folder = fold.install(p)
     web.install(p, folder)
 
-    @p.app.on_partitions_assigned.connect
+    @p.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
         p.watchdog.forget(assigned)
         folder.assigned(assigned)
 
-    @p.app.on_partitions_revoked.connect
+    @p.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         folder.revoked(revoked)
 

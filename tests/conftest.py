@@ -33,7 +33,7 @@ def settings():
 @pytest.fixture(scope="session")
 def stack(settings):
     """The real stack: started for this run and stopped after it, or reused (and left) if already up."""
-    from stockledger.stack import Stack
+    from cli.stack import Stack
     from stockledger.topics import ensure_topics
 
     s = Stack(settings)
@@ -48,7 +48,7 @@ def stack(settings):
 
 @pytest.fixture(scope="session")
 def codec(stack, settings):
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     return Codec(settings.schema_registry_url)
 
@@ -62,7 +62,8 @@ def tenant() -> str:
 @pytest.fixture(scope="session")
 def publish(stack, settings, codec):
     """publish(topic, events): validate and publish contract events like `stockledger produce`."""
-    from stockledger.produce import prepare, publish as _publish
+    from stockledger.produce import prepare
+    from stockledger.produce import publish as _publish
 
     def _go(topic: str, events: list[dict]) -> int:
         return _publish(settings, topic, prepare(topic, "<test>", events), codec=codec)
@@ -85,7 +86,7 @@ def raw_producer(stack, settings):
 @pytest.fixture(scope="session")
 def worker(stack, settings):
     """One stream worker for the whole run (tests isolate themselves by tenant)."""
-    from stockledger.testing import WorkerProcess
+    from cli.testing import WorkerProcess
 
     w = WorkerProcess(settings, "w1", int(os.environ["STOCKLEDGER_WEB_PORT"])).start().wait_ready(180)
     yield w

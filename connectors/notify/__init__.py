@@ -6,5 +6,5 @@
   results, failures.
 - `breaker`: seed 001's circuit breaker per endpoint.
 - `worker`: the connector worker (consumes stock.levels, delivers over HTTP).
-- `metrics`, `commands`: Prometheus metrics and the CLI.
+- `metrics`: Prometheus metrics. The commands are cli/notify.py.
 """

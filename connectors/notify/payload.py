@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from stockledger.security import sign
 
@@ -32,8 +32,8 @@ def event_id(level: dict) -> str:
 def iso_utc(value: datetime | int) -> str:
     """`2024-01-20T10:05:00Z` (milliseconds only when there are some)."""
     if isinstance(value, int):
-        value = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = datetime.fromtimestamp(value / 1000, tz=UTC)
+    value = value.astimezone(UTC)
     ms = value.microsecond // 1000
     return value.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}" if ms else "") + "Z"
 

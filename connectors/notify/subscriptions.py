@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 
 from connectors.notify import guard
 from connectors.notify.payload import EVENTS
-from api.tenants import webhook_secrets
 from stockledger.security import new_token, seal, unseal
+from stockledger.tenants import webhook_secrets
 
 TENANT_SECRETS: Callable[[Engine, bytes, str], list[str]] = webhook_secrets
 
@@ -38,7 +39,7 @@ class Subscription:
     url: str
     events: tuple[str, ...]
     secret_from_tenant: bool
-    created_at: object = None
+    created_at: datetime | None = None
     allow_private: bool = False
 
 
@@ -78,16 +79,17 @@ def add(engine: Engine, master_key: bytes, tenant: str, url: str, *, events: tup
             raise SubscriptionError("a webhook secret must have at least 16 characters")
         if secret is not None and any(hmac.compare_digest(secret.encode(), s.encode())
                                       for s in TENANT_SECRETS(engine, master_key, tenant)):
-            raise SubscriptionError("this secret is the tenant's inbound webhook secret: deliveries signed with it would "
-                                    "be accepted as inbound ERP webhooks; give another one (or none: a new one is made)")
+            raise SubscriptionError("this secret is the tenant's inbound webhook secret: deliveries signed with it "
+                                    "would be accepted as inbound ERP webhooks; give another one (or none: a new one "
+                                    "is made)")
         secret = secret if secret is not None else new_token("whsec_")
         sealed = seal(master_key, tenant, secret)
     sub = Subscription("wh_" + uuid.uuid4().hex[:16], tenant, url, events, secret_from_tenant,
                        allow_private=allow_private)
     with engine.begin() as conn:
         conn.execute(text("""
-            INSERT INTO webhook_subscriptions (subscription_id, tenant_id, url, events, secret_sealed, secret_from_tenant,
-                                               allow_private)
+            INSERT INTO webhook_subscriptions (subscription_id, tenant_id, url, events, secret_sealed,
+                                               secret_from_tenant, allow_private)
             VALUES (:id, :t, :url, :events, :sealed, :from_tenant, :allow_private)"""),
                      {"id": sub.subscription_id, "t": tenant, "url": url, "events": list(events), "sealed": sealed,
                       "from_tenant": secret_from_tenant, "allow_private": allow_private})
@@ -98,7 +100,8 @@ def list_for(engine: Engine, tenant: str) -> list[Subscription]:
     with engine.connect() as conn:
         rows = conn.execute(text("""
             SELECT subscription_id, tenant_id, url, events, secret_from_tenant, created_at, allow_private
-              FROM webhook_subscriptions WHERE tenant_id = :t ORDER BY created_at, subscription_id"""), {"t": tenant}).all()
+              FROM webhook_subscriptions WHERE tenant_id = :t ORDER BY created_at, subscription_id"""),
+            {"t": tenant}).all()
     return [Subscription(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6]) for r in rows]
 
 

@@ -18,6 +18,7 @@ Two halves in one process:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -26,16 +27,16 @@ from dataclasses import dataclass
 import aiohttp
 from sqlalchemy import Engine, create_engine
 
-from connectors import migrate
 from connectors.notify import guard, payload, state, subscriptions
 from connectors.notify.breaker import CLOSED, OPEN, STATE_VALUE, Breaker
 from connectors.notify.metrics import NotifyMetrics
-from stockledger.ops import OpsServer
 from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, first_line
+from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
+from stockledger.db import migrate
+from stockledger.ops import OpsServer
 from stockledger.security import SecretError
 from stockledger.topics import ensure_topics
-from streams.codec import Codec, DecodeError
 
 log = logging.getLogger("stockledger.notify")
 
@@ -116,8 +117,9 @@ class Notifier(OffsetWorker):
         self.deliverer.start()
         self.open_consumer()
         self.consuming = True
-        log.info("notify %s consuming %s; retries after %s, dead letter after %s, timeout %s, breaker %d failures / %s; "
-                 "metrics on %s:%s", self.group, ", ".join(self.topics), self.settings.notify_retry_schedule,
+        log.info("notify %s consuming %s; retries after %s, dead letter after %s, timeout %s, "
+                 "breaker %d failures / %s; metrics on %s:%s", self.group, ", ".join(self.topics),
+                 self.settings.notify_retry_schedule,
                  self.settings.notify_dead_letter_after, self.settings.notify_timeout,
                  self.settings.notify_breaker_failures, self.settings.notify_breaker_open, self.settings.metrics_host,
                  self.metrics_port or "-")
@@ -187,9 +189,11 @@ class Notifier(OffsetWorker):
                 eid, body = payload.body(rec)
                 for sid in ids:
                     prev = levels.get((sid, rec["sku"]))
-                    if prev is None or prev.offset < msg.offset():
-                        levels[(sid, rec["sku"])] = state.Level(sid, rec["sku"], rec["tenant_id"], msg.partition(),
-                                                                msg.offset(), eid, body, msg.timestamp()[1])
+                    if prev is None or prev.offset < msg.offset():  # type: ignore[operator]
+                        levels[(sid, rec["sku"])] = state.Level(sid, rec["sku"], rec["tenant_id"],
+                                                                msg.partition(),  # type: ignore[arg-type]
+                                                                msg.offset(), eid, body,  # type: ignore[arg-type]
+                                                                msg.timestamp()[1])
             state.upsert_pending(conn, list(levels.values()))
         self.committed(moves)
         self.buffer = []
@@ -275,12 +279,13 @@ class Deliverer:
                 for c in claims:
                     t = asyncio.create_task(self._guarded(session, c))
                     tasks.add(t)
-                    t.add_done_callback(lambda t: self._done(tasks, t, backlog))
+                    # this round's backlog, bound now: a lambda would read a later round's value at completion
+                    t.add_done_callback(functools.partial(self._done, tasks, backlog=backlog))
                 if backlog and len(tasks) < self.concurrency:
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             if tasks:  # in flight at stop: let them finish (bounded by the request timeout)
                 await asyncio.wait(tasks, timeout=self.timeout + 1)
@@ -301,7 +306,8 @@ class Deliverer:
     def _breaker(self, url: str) -> Breaker:
         br = self.breakers.get(url)
         if br is None:
-            br = self.breakers[url] = Breaker(self.n.settings.notify_breaker_failures, self.n.settings.notify_breaker_open_s)
+            br = self.breakers[url] = Breaker(self.n.settings.notify_breaker_failures,
+                                              self.n.settings.notify_breaker_open_s)
             self.n.metrics.breaker.labels(url).set(STATE_VALUE[CLOSED])
         return br
 
@@ -346,13 +352,13 @@ class Deliverer:
             br.probing = False
             self._failed(c, "config", f"not sent: {exc}", None, endpoint=False)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._failed(c, "timeout", f"no answer within {self.timeout:g} s", None)
             return
         except (aiohttp.ClientError, OSError) as exc:
             if isinstance(getattr(exc, "os_error", None), guard.PrivateAddress):
                 br.probing = False
-                self._failed(c, "config", f"not sent: {exc.os_error}", None, endpoint=False)  # type: ignore[attr-defined]
+                self._failed(c, "config", f"not sent: {exc.os_error}", None, endpoint=False)  # type: ignore[union-attr]
                 return
             self._failed(c, "connection", f"{type(exc).__name__}: {first_line(exc)}"[:300], None)
             return

@@ -56,7 +56,7 @@ class CatalogEntry(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CatalogEntry":
+    def from_dict(cls, data: Mapping[str, Any]) -> CatalogEntry:
         mrp, tax = data.get("mrp"), data.get("tax_rate")
         return cls(
             data["tenant_id"], data["sku"], data["product_group_id"], data["group_name"], data["display_name"],
@@ -67,7 +67,7 @@ class CatalogEntry(Plain):
 
     @classmethod
     def from_variant(cls, tenant_id: str, group: Mapping[str, Any], variant: Mapping[str, Any], updated_at: int,
-                     event_id: str) -> "CatalogEntry":
+                     event_id: str) -> CatalogEntry:
         """From a catalog.update's `data` (the group) and one of its variants; validate first."""
         mrp, tax = variant.get("mrp"), group.get("tax_rate")
         return cls(

@@ -202,7 +202,7 @@ class InvoiceEntry(Plain):
                 "next": self.next, "due_at": self.due_at}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "InvoiceEntry":
+    def from_dict(cls, data: Mapping[str, Any]) -> InvoiceEntry:
         return cls(data["tenant_id"], data["customer_ref"], data["invoice_id"], data["issued_at"], data["currency"],
                    Decimal(data["total"]), Decimal(data["paid"]), Decimal(data["credited"]), data.get("prev"),
                    data.get("next"), data.get("due_at"))
@@ -253,7 +253,7 @@ class CreditState(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CreditState":
+    def from_dict(cls, data: Mapping[str, Any]) -> CreditState:
         if "open_invoices" in data:
             raise ValueError(f"credit of {data.get('customer_ref')!r} is in the layout before open invoices got "
                              "their own keys (open_invoices inside the value); rebuild the state from the tenant log")
@@ -310,7 +310,7 @@ class RefundMark(Plain):
                 "invoice_id": self.invoice_id, "invoice_ids": list(self.invoice_ids)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RefundMark":
+    def from_dict(cls, data: Mapping[str, Any]) -> RefundMark:
         return cls(data["tenant_id"], data["customer_ref"], data["refund_id"], data["invoice_id"],
                    tuple(data.get("invoice_ids", ())))
 
@@ -458,7 +458,7 @@ def _adjust(due: tuple[Due, ...], currency: str, before: Decimal | None, after: 
         amount -= before
     if after is not None:
         e = after.as_tuple().exponent
-        counts[e] = counts.get(e, 0) + 1  # type: ignore[call-overload,index]
+        counts[e] = counts.get(e, 0) + 1  # type: ignore[call-overload,index,arg-type]
         amount += after
     if not counts:
         return due[:at] + due[at + 1:]
@@ -593,7 +593,8 @@ def apply_payment(
             return _refuse(
                 state,
                 OVERPAYMENT,
-                f"payment of {amount} {currency} exceeds the {due} due on customer {state.customer_ref}'s open invoices",
+                f"payment of {amount} {currency} exceeds the {due} due on customer {state.customer_ref}'s "
+                "open invoices",
             )
     left = amount
     allocations: list[Allocation] = []

@@ -1,4 +1,4 @@
-"""Ledger documents: invoices, credit notes, payments (field names as in schemas/*.avsc).
+"""Ledger documents: invoices, credit notes, payments (field names as in stockledger/schemas/*.avsc).
 
 Ids are deterministic from the input so a replay produces the same documents
 and a producer can name one without asking: INV-<sale_id>, CN-<refund_id>,

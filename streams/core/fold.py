@@ -37,7 +37,7 @@ Rules (SPEC 2, "Effectively exactly once"):
   the event is decided (`decide` returns them, `Decision.apply` writes them); an exception
   leaves the state untouched, and `fold_guarded` (the worker's and `serial_fold`'s step)
   dead-letters that event alone as INTERNAL_ERROR.
-- Bounded (SPEC 2, "Bounds", streams/core/bounds.py): an event that would take a SKU's on_hand
+- Bounded (SPEC 2, "Bounds", stockledger/bounds.py): an event that would take a SKU's on_hand
   beyond +-10^12 or an amount it writes or sends beyond decimal(18,4) is dead-lettered
   (QUANTITY_OUT_OF_RANGE / AMOUNT_OUT_OF_RANGE) and nothing of it is applied.
 - Deterministic: no wall clock (`decided_at` is the event's timestamp), no randomness; the
@@ -54,31 +54,56 @@ marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from .bounds import outcome_bounds
+from stockledger.bounds import outcome_bounds  # the SPEC's bounds: pure, in the contract package
+
 from .catalog import CatalogEntry, validate_catalog_update
-from .credit import (APPLIED, CreditState, PaymentReceived, RefundMark, add_invoice,
-                     apply_credit_refund, apply_payment, check_order, due_at_for, invoice_key, open_invoices_of,
-                     refund_mark_key, set_terms, validate_customer_credit, validate_payment)
+from .credit import (
+    APPLIED,
+    CreditState,
+    PaymentReceived,
+    RefundMark,
+    add_invoice,
+    apply_credit_refund,
+    apply_payment,
+    check_order,
+    due_at_for,
+    invoice_key,
+    open_invoices_of,
+    refund_mark_key,
+    set_terms,
+    validate_customer_credit,
+    validate_payment,
+)
 from .documents import DocumentLine, Invoice, credit_note_id_for, invoice_id_for, payment_id_for
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
-from .outcomes import (ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome,
-                       Reason)
+from .outcomes import ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome, Reason
 from .pricing import CatalogItem, PricingError, price_lines
 from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
 from .serde import Plain
-from .stock import (REASON_ADJUSTMENT, REASON_CATALOG, REASON_COUNT, REASON_ORDER, REASON_RETURN, REASON_SALE,
-                    RESTOCK)
+from .stock import (
+    REASON_ADJUSTMENT,
+    REASON_CATALOG,
+    REASON_COUNT,
+    REASON_ORDER,
+    REASON_RETURN,
+    REASON_SALE,
+    RESTOCK,
+    StockResult,
+    StockState,
+    apply_absolute,
+    apply_delta,
+    validate_inventory_change,
+)
 from .stock import SALE as SALE_DELTA
-from .stock import StockResult, StockState, apply_absolute, apply_delta, validate_inventory_change
 
 __all__ = [
     "TABLES",
@@ -123,7 +148,7 @@ POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 INTERNAL_ERROR = "INTERNAL_ERROR"  # the dead-letter code of an event that made our own code fail
 FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLI = timedelta(milliseconds=1)
 
 
@@ -256,7 +281,7 @@ class SaleRecord(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SaleRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> SaleRecord:
         outcome, invoice, refunds = data.get("outcome"), data.get("invoice"), data.get("refunds")
         return cls(
             data["tenant_id"], data["sale_id"], data["event_id"], data["fingerprint"], data["kind"], data["status"],
@@ -314,7 +339,7 @@ class PaymentRecord(Plain):
                 "invoice_ids": list(self.invoice_ids)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PaymentRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> PaymentRecord:
         return cls(data["tenant_id"], data["payment_id"], data["customer_ref"], data["event_id"],
                    data["fingerprint"], data["status"], tuple(data.get("invoice_ids", ())))
 
@@ -386,7 +411,7 @@ def _millis(value: datetime | int) -> int:
     if isinstance(value, int):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MILLI
 
 
@@ -738,12 +763,12 @@ def _sale(ctx: _Ctx) -> None:
         refuse(tuple(Reason(DUPLICATE_DOCUMENT_ID, f"{pid} is already the document of {_owned_by(o)}")
                      for pid, o in taken), figures)
         return
-    inv, entry = booking.invoice, booking.journal
+    inv, je = booking.invoice, booking.journal
     ctx.emit("ledger.invoices", f"{tenant}:{inv.invoice_id}", datum(inv))
     for pay in booking.payments:
         ctx.claim(pay.payment_id, "sale", sale.sale_id, sale.sale_id)
         ctx.emit("ledger.payments", f"{tenant}:{pay.payment_id}", datum(pay))
-    journal = ctx.journal(entry)
+    journal = ctx.journal(je)
     ctx.emit("ledger.external_refs", f"{tenant}:sale:{sale.sale_id}",
              {"tenant_id": tenant, "kind": "sale", "external_id": sale.sale_id, "internal_id": inv.invoice_id})
     reason = REASON_SALE if kind == POS else REASON_ORDER

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -72,7 +72,7 @@ def _canon(value: Any) -> str:
         return _number(Decimal(repr(value)))
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return _number(Decimal(round(value.timestamp() * 1000)))
     if isinstance(value, date):
         return json.dumps(value.isoformat())

@@ -19,7 +19,7 @@ from decimal import (
     localcontext,
 )
 from types import MappingProxyType
-
+from typing import TypeGuard
 
 __all__ = [
     "MINOR_UNITS",
@@ -87,7 +87,7 @@ class UnknownCurrency(ValueError):
         self.code = code
 
 
-def is_known_currency(code: object) -> bool:
+def is_known_currency(code: object) -> TypeGuard[str]:
     """True for an upper-case ISO 4217 code listed in MINOR_UNITS."""
     return isinstance(code, str) and code in MINOR_UNITS
 

@@ -1,4 +1,4 @@
-"""The sales.outcomes record: one per sale, refund and payment, typed (schemas/sale_outcome.avsc)."""
+"""The sales.outcomes record: one per sale, refund and payment, typed (stockledger/schemas/sale_outcome.avsc)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class CreditFigures(Plain):
     order_amount: Decimal
 
     @classmethod
-    def of(cls, check: CreditCheck) -> "CreditFigures":
+    def of(cls, check: CreditCheck) -> CreditFigures:
         return cls(check.credit_limit, check.outstanding, check.available, check.order_amount)
 
     def datum(self) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class Outcome(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Outcome":
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
         credit, total = data.get("credit"), data.get("total")
         return cls(
             data["tenant_id"], data["kind"], data["id"], data["event_id"], data["outcome"], data["decided_at"],

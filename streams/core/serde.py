@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from typing import Any, Callable, Self
+from functools import cache
+from typing import Any, Self
 
 __all__ = ["Plain", "to_plain", "from_plain"]
 
@@ -41,7 +41,7 @@ def to_plain(value: Any) -> Any:
     raise TypeError(f"cannot convert {type(value).__name__} to a plain value")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     """(name, resolved type, has default) per field; memoised because resolving hints is slow."""
     hints = typing.get_type_hints(cls)
@@ -61,7 +61,7 @@ def from_plain(tp: Any, value: Any) -> Any:
     return _reader(tp)(value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reader(tp: Any) -> Callable[[Any], Any]:
     """A converter compiled once per type: the hints are walked here, not for every value."""
     if tp is Any:
@@ -96,7 +96,7 @@ def _reader(tp: Any) -> Callable[[Any], Any]:
         kt, vt = typing.get_args(tp) or (str, Any)
         kr, vr = _reader(kt), _reader(vt)
         return lambda value: {kr(k): vr(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         fields = tuple((name, _reader(ftp), has_default) for name, ftp, has_default in _fields(tp))
 
         def read_dataclass(value: Any) -> Any:

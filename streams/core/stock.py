@@ -20,9 +20,9 @@ Choices where SPEC is silent:
 from __future__ import annotations
 
 import bisect
-from itertools import chain as _chain_iter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from itertools import chain as _chain_iter
 from typing import Any, Literal
 
 from .serde import Plain
@@ -75,7 +75,7 @@ _REASON = {INVENTORY: REASON_ADJUSTMENT, SALE: REASON_SALE, RESTOCK: REASON_RETU
 
 @dataclass(frozen=True, slots=True)
 class Alert(Plain):
-    """One inventory.alerts record (fields as in schemas/inventory_alert.avsc)."""
+    """One inventory.alerts record (fields as in stockledger/schemas/inventory_alert.avsc)."""
 
     tenant_id: str
     sku: str
@@ -117,16 +117,16 @@ class StockState(Plain):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StockState":
+    def from_dict(cls, data: Mapping[str, Any]) -> StockState:
         flat = iter(data.get("deltas", ()))  # [ts1, qty1, ts2, qty2, ...]: one flat list, cheap both ways
         return cls(
             data["tenant_id"], data["sku"], data.get("on_hand", 0), data.get("reserved", 0),
-            data.get("absolute_ts"), data.get("absolute_qty"), tuple(zip(flat, flat)),
+            data.get("absolute_ts"), data.get("absolute_qty"), tuple(zip(flat, flat, strict=False)),
             data.get("updated_at", 0), data.get("last_event_id"), data.get("location_id"), data.get("reason"),
         )
 
     def level(self) -> dict[str, Any]:
-        """The stock.levels record for this state (schemas/stock_level.avsc)."""
+        """The stock.levels record for this state (stockledger/schemas/stock_level.avsc)."""
         return {
             "tenant_id": self.tenant_id,
             "sku": self.sku,

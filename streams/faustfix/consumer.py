@@ -35,7 +35,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -76,7 +77,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
             clear()
             self._forget()
 
-        flow_control.clear = clear_and_forget
+        flow_control.clear = clear_and_forget  # type: ignore[method-assign]
 
     def _forget(self, tps: set[TP] | None = None) -> None:
         """Owe the committed offset again (all partitions, or `tps`). A delivery still in flight

@@ -19,7 +19,8 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("stockledger.worker")
 

@@ -16,7 +16,7 @@ API_PORT = int(os.environ.get("STOCKLEDGER_TEST_API_PORT", "27101"))
 def api_engine(stack, settings):
     from sqlalchemy import create_engine
 
-    from connectors import migrate
+    from stockledger.db import migrate
 
     engine = create_engine(settings.database_url)
     migrate.upgrade(engine)
@@ -27,7 +27,7 @@ def api_engine(stack, settings):
 def _start(settings, name: str, port: int, **env: str):
     """An API process on `port`, or on one 10, 20... above when that one is taken (36100-36199 lie in
     Linux's ephemeral range, so a client socket of anything on the machine may hold it)."""
-    from stockledger.testing import WorkerProcess
+    from cli.testing import WorkerProcess
 
     for attempt in range(5):
         proc = WorkerProcess(settings, name, port + 10 * attempt, command="api", port_flag="--port",
@@ -63,6 +63,6 @@ def strict_api(stack, api_engine, settings):
 @pytest.fixture
 def creds(api_engine, settings, tenant) -> support.Creds:
     """A tenant of the test's own with fresh credentials (as `stockledger tenant add` makes them)."""
-    from api import tenants
+    from stockledger import tenants
 
     return support.Creds(tenants.add(api_engine, settings.master_key(), tenant))

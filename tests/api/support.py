@@ -15,7 +15,7 @@ from stockledger.security import sign
 
 @dataclass
 class Creds:
-    raw: Any  # api.tenants.Credentials
+    raw: Any  # stockledger.tenants.Credentials
 
     @property
     def tenant(self) -> str:
@@ -83,7 +83,7 @@ class Api:
 
 
 def records(settings, topic: str, tenant: str) -> list[dict]:
-    from stockledger.testing import tenant_records
+    from cli.testing import tenant_records
 
     return tenant_records(settings, topic, tenant)
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from stockledger.testing import settle
+from cli.testing import settle
 from tests.api.support import problem, records
 from tests.streams.test_sales_pipeline import catalog, customer
 
@@ -93,7 +93,7 @@ def test_reads_answer_for_the_token_tenant_only(api, shop, api_engine, settings)
     problem(api.read(shop, "/api/v1/stock/NOPE"), 404)
     problem(api.read(shop, "/api/v1/sales/NOPE"), 404)
     # another tenant with the same SKU sees its own, never this one's
-    from api import tenants
+    from stockledger import tenants
     from tests.api.support import Creds
 
     other = Creds(tenants.add(api_engine, settings.master_key(), shop.tenant + "-b"))

@@ -3,15 +3,13 @@ timestamp window, content negotiation, the rate limit, and how outcome documents
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from api import answers, idempotency, negotiation, webhooks
 from api.idempotency import EXECUTE, IN_FLIGHT, MISMATCH, REPLAY, decide
 from api.problems import Problem
 from api.ratelimit import RateLimiter
-from api.tenants import parse_duration
+from stockledger.tenants import parse_duration
 
 
 def test_idempotency_keys_missing_empty_or_too_long_are_refused():

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stockledger.testing import settle
+from cli.testing import settle
 from tests.api.support import problem, records
 from tests.streams.test_sales_pipeline import catalog
 
@@ -20,7 +20,8 @@ def sale(sale_id: str, qty: int = 2, **extra) -> dict:
 
 def api_fingerprint(creds, path: str, body: dict, key: str) -> str:
     """The fingerprint the API gives a POS sale with this body and key (of the event it maps to)."""
-    from api import events, idempotency as idem
+    from api import events
+    from api import idempotency as idem
 
     return idem.fingerprint("POST", path, events.pos_sale(creds.tenant, body, idem.event_id(creds.tenant, key),
                                                           events.FIXED_AT))
@@ -40,7 +41,8 @@ def test_a_sale_is_answered_with_its_documents_and_replayed_identically(api, sho
     assert first.status_code == 201, first.text
     body = first.json()
     assert (body["sale_id"], body["outcome"], body["invoice_id"], body["journal_entry_id"], body["payment_ids"],
-            body["total"], body["currency"]) == ("S1", "ACCEPTED", "INV-S1", "JE-INV-S1", ["PAY-S1-1"], "2320.00", "KES")
+            body["total"], body["currency"]) == ("S1", "ACCEPTED", "INV-S1", "JE-INV-S1", ["PAY-S1-1"], "2320.00",
+                                                 "KES")
     assert first.headers["Location"] == "/api/v1/sales/S1"
     assert "Idempotent-Replayed" not in first.headers
     again = api.pos(shop, "sales", sale("S1", payments=[{"method": "CARD", "amount": "2320.00"}]),
@@ -98,7 +100,7 @@ def test_a_sale_the_pipeline_dead_letters_is_refused_with_its_reason(api, shop, 
 
 
 def test_a_key_of_tenant_a_on_tenant_b_path_is_not_found_and_publishes_nothing(api, creds, api_engine, settings):
-    from api import tenants
+    from stockledger import tenants
 
     other = tenants.add(api_engine, settings.master_key(), creds.tenant + "-b")
     body = problem(api.pos(creds, "sales", sale("S6"), "k-S6", company=other.tenant), 404)
@@ -199,7 +201,7 @@ def test_a_request_abandoned_by_a_dead_process_is_taken_over_with_the_same_recor
     from sqlalchemy import text
 
     from api import idempotency as idem
-    from streams.jsonconv import format_timestamp
+    from stockledger.jsonconv import format_timestamp
 
     body, path = sale("S11"), f"/integrations/piti/companies/{creds.tenant}/sales"
     _, first = idem.claim(api_engine, creds.tenant, idem.IDEMPOTENCY, "k-S11",

@@ -9,12 +9,12 @@ import sys
 
 from sqlalchemy import text
 
-from api import tenants
+from stockledger import tenants
 from stockledger.security import credential_hash
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stockledger.cli", "tenant", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", "tenant", *args], capture_output=True,
                           text=True, timeout=120)
 
 

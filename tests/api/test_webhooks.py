@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.testing import settle
 from stockledger.security import sign
-from stockledger.testing import settle
 from tests.api.support import dumps, problem, records
 from tests.streams.test_sales_pipeline import catalog, customer
 
@@ -109,7 +109,7 @@ def test_seed_001_treasury_payment_reduces_the_customer_balance(api, creds, publ
 
 
 def test_bad_signatures_and_timestamps_are_refused_alike(api, creds, api_engine, settings):
-    from api import tenants
+    from stockledger import tenants
 
     t, secret = creds.tenant, creds.secret
     body = dumps(inventory_change("evt-sig-1", 5))
@@ -130,7 +130,8 @@ def test_bad_signatures_and_timestamps_are_refused_alike(api, creds, api_engine,
     refusals.append(api.webhook("erp", other.tenant, secret, None, raw=body))  # A's secret, B's path
     details = {problem(r, 401)["detail"] for r in refusals}
     assert len(details) == 1
-    assert records(settings, "inventory.changes", t) == [] and records(settings, "inventory.changes", other.tenant) == []
+    assert records(settings, "inventory.changes", t) == [] and records(settings, "inventory.changes",
+                                                                       other.tenant) == []
     with_prefix = api.webhook("erp", t, secret, None, raw=body, signature="sha256=" + sign(secret, body))
     assert with_prefix.status_code == 200
     fresh = api.webhook("erp", t, secret, inventory_change("evt-sig-2", 6), timestamp=int(time.time()) - 250)
@@ -141,7 +142,7 @@ def test_bad_signatures_and_timestamps_are_refused_alike(api, creds, api_engine,
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stockledger.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_during_a_rotation_overlap_both_secrets_verify_and_after_it_only_the_new(api, creds, settings):

@@ -7,21 +7,21 @@ import asyncio
 import json
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 import requests
 from aiohttp import web
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
+from cli.testing import wait_for
 from stockledger.config import Settings
 from stockledger.produce import producer_config
-from stockledger.testing import wait_for
 from tests.connectors.support import WorkerThread
 
-T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 # Every test's receivers and notifier metrics ports (loopback only).
 PORTS = range(27200, 27300)  # below the ephemeral range (32768-60999): no client connection holds one
 
@@ -105,11 +105,11 @@ class Receiver:
         self._ready.set()
         try:
             await asyncio.wait_for(self._stop.wait(), self.lifetime)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await runner.cleanup()
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self._thread.start()
         assert self._ready.wait(10), "receiver did not start"
         return self
@@ -171,7 +171,7 @@ class NotifierThread(WorkerThread):
         samples = scrape([requests.get(self.metrics_url, timeout=5).text])
         return sum(v for lab, v in samples.get(name, ()) if all(lab.get(k) == x for k, x in labels.items()))
 
-    def __enter__(self) -> "NotifierThread":
+    def __enter__(self) -> NotifierThread:
         super().__enter__()
 
         def up() -> bool:

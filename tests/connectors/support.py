@@ -9,11 +9,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -26,7 +26,7 @@ from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 D = Decimal
 
 INVOICES, CREDIT_NOTES, PAYMENTS, JOURNAL, REFS = LEDGER_TOPICS
@@ -365,7 +365,7 @@ class SinkThread(WorkerThread):
 
 def spawn_sink(url: str, prefix: str, group: str, log: Path, *extra: str) -> subprocess.Popen:
     """A real sink worker process: `stockledger sink ...`."""
-    argv = [sys.executable, "-m", "stockledger.cli", "sink", "--database-url", url, "--topic-prefix", prefix,
+    argv = [sys.executable, "-m", "cli.main", "sink", "--database-url", url, "--topic-prefix", prefix,
             "--group", group, *(() if "--metrics-port" in extra else ("--metrics-port", "0")), *extra]
     out = open(log, "ab")
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})

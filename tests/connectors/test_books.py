@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import text
 
-from connectors import migrate
-from stockledger.testing import settle, wait_for
+from cli.testing import settle, wait_for
+from stockledger.db import migrate
 from tests.connectors import support
 from tests.connectors.support import ROOT, SinkThread
 
@@ -52,12 +52,12 @@ def payment(tenant: str, pid: str, customer: str, amount: str, ts: str, invoice:
 
 
 def books(url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stockledger.cli", "books", *args, "--database-url", url],
+    return subprocess.run([sys.executable, "-m", "cli.main", "books", *args, "--database-url", url],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def outcomes(settings, tenant: str) -> dict[str, dict]:
-    from stockledger.testing import tenant_records
+    from cli.testing import tenant_records
 
     out: dict[str, dict] = {}
     for r in tenant_records(settings, "sales.outcomes", tenant):
@@ -134,8 +134,8 @@ def test_the_issues_tenant_reconciles_in_postgresql_and_the_books_commands_say_s
         invoices = {r.invoice_id: (r.total, r.paid_amount, r.credited_amount, r.status, r.due_date,
                                    r.first_payment_at, r.last_payment_at)
                     for r in conn.execute(text("SELECT * FROM invoices WHERE tenant_id = :t"), {"t": t})}
-    paid_at = datetime(2026, 1, 10, 10, tzinfo=timezone.utc)
-    p5_at = datetime(2026, 1, 20, 10, tzinfo=timezone.utc)
+    paid_at = datetime(2026, 1, 10, 10, tzinfo=UTC)
+    p5_at = datetime(2026, 1, 20, 10, tzinfo=UTC)
     assert invoices == {
         "INV-S1": (D("100.0000"), D("100.0000"), D(0), "PAID", None, paid_at, paid_at),
         "INV-S2": (D("100.0000"), D(0), D(0), "UNPAID", date(2026, 2, 9), None, None),

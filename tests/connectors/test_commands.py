@@ -6,9 +6,9 @@ import io
 
 import pytest
 
+from cli import main as cli
 from connectors import replay
 from connectors.progress import Progress
-from stockledger import cli
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def parser():
 def test_sink_flags(parser):
     args = parser.parse_args(["sink", "--batch-size", "500", "--batch-ms", "20", "--group", "g1",
                               "--instance-id", "w1", "--database-url", "postgresql+psycopg2://x/y"])
-    assert (args.batch_size, args.batch_ms, args.group, args.instance_id, args.topic_prefix) == (500, 20, "g1", "w1", "")
+    assert (args.batch_size, args.batch_ms, args.group, args.instance_id, args.topic_prefix) == (500, 20, "g1", "w1",
+                                                                                                 "")
     assert cli._settings(args).database_url == "postgresql+psycopg2://x/y"
     with pytest.raises(SystemExit):
         parser.parse_args(["sink", "--batch-size", "0"])

@@ -13,7 +13,7 @@ import uuid
 
 from sqlalchemy import text
 
-from stockledger.stack.postgres import Postgres
+from cli.stack.postgres import Postgres
 from tests.connectors import support
 
 KILLS = 3
@@ -79,7 +79,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_postgres_down_at_start_then_stopped_and_started_mid_run_loses_and_duplicates_nothing(stack, settings, codec, tenant, prefix,
+def test_postgres_down_at_start_then_stopped_and_started_mid_run_loses_and_duplicates_nothing(stack, settings, codec,
+                                                                                              tenant, prefix,
                                                                          group, tmp_path):
     """A PostgreSQL of the test's own (the shared one serves others): not up yet when the sink starts,
     then stopped under it in the middle of a batch."""

@@ -14,13 +14,20 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from connectors import migrate
+from cli.testing import wait_for
 from connectors.notify import payload, subscriptions
+from stockledger.db import migrate
 from stockledger.security import sign, verify
-from stockledger.testing import wait_for
 from tests.connectors import support
-from tests.connectors.notify_support import (NotifierThread, Receiver, deliveries, failures, level, notify_settings,
-                                             publish_levels)
+from tests.connectors.notify_support import (
+    NotifierThread,
+    Receiver,
+    deliveries,
+    failures,
+    level,
+    notify_settings,
+    publish_levels,
+)
 
 SECRET = "whsec_test_0123456789abcdef"
 
@@ -192,7 +199,7 @@ def test_1000_changes_of_10_skus_to_a_slow_receiver(env, settings, codec, tenant
     assert set(per_sku) == set(skus)
     for sku, got in per_sku.items():
         assert got[-1] == last[sku]
-        assert all(a > b for a, b in zip(got, got[1:])), f"{sku}: an older level after a newer one: {got}"
+        assert all(a > b for a, b in zip(got, got[1:], strict=False)), f"{sku}: an older level after a newer one: {got}"
     assert len(rx.requests) <= 1000 and all(r.status == 200 for r in rx.requests)
 
 
@@ -221,7 +228,7 @@ def test_two_notifiers_share_the_work_and_never_send_a_level_twice(env, settings
 
 
 def test_sigkill_of_the_notifier_mid_delivery_loses_no_change(env, settings, codec, tenant):
-    from stockledger.testing import WorkerProcess
+    from cli.testing import WorkerProcess
 
     url, engine, prefix, topic, group = env
     skus = [f"K-{i:02d}" for i in range(20)]
@@ -265,7 +272,7 @@ def test_sigkill_of_the_notifier_mid_delivery_loses_no_change(env, settings, cod
 
 def test_end_to_end_an_inventory_change_reaches_the_receiver(sink_db, settings, codec, tenant, worker, publish):
     """A real inventory.changes event through the stream worker to stock.levels, then to the receiver."""
-    from stockledger.testing import inventory_event
+    from cli.testing import inventory_event
 
     url, engine = sink_db
     migrate.upgrade(engine)
@@ -290,7 +297,8 @@ def test_end_to_end_an_inventory_change_reaches_the_receiver(sink_db, settings, 
         assert data.pop("reason", reason) == reason  # null on stock.levels until the workers fill it
         assert data == {"sku": "IPH15-128-BLK", "location_id": "WH-MAIN", "new_quantity": qty}
         assert doc["tenant_id"] == tenant and doc["event_type"] == "inventory.change"
-    assert verify([SECRET], rx.ok()[1].body, rx.ok()[1].headers["X-ERP-Signature"], rx.ok()[1].headers["X-ERP-Timestamp"])
+    assert verify([SECRET], rx.ok()[1].body, rx.ok()[1].headers["X-ERP-Signature"],
+                  rx.ok()[1].headers["X-ERP-Timestamp"])
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])

@@ -7,10 +7,10 @@ import uuid
 
 from sqlalchemy import text
 
-from connectors import migrate
-from stockledger import cli
+from cli import main as cli
+from cli.testing import wait_for
+from stockledger.db import migrate
 from stockledger.security import unseal, verify
-from stockledger.testing import wait_for
 from tests.connectors import support
 from tests.connectors.notify_support import NotifierThread, Receiver, deliveries, level, notify_settings, publish_levels
 
@@ -31,8 +31,8 @@ def test_webhook_commands(sink_db, settings, codec, tenant, capsys):
         with Receiver(respond=lambda n, body: 400 if b'"sku":"BAD"' in body else 200) as rx:
             code, _, err = _run(capsys, "webhook", "add", tenant, rx.url, *db)  # migrates a fresh database itself
             assert code == 2  # the receiver is on loopback: refused unless the operator allows it
-            assert err == (f"127.0.0.1 is loopback: a webhook may only go to public addresses unless "
-                           f"--allow-private-url\n")
+            assert err == ("127.0.0.1 is loopback: a webhook may only go to public addresses unless "
+                           "--allow-private-url\n")
             code, out, _ = _run(capsys, "webhook", "add", tenant, rx.url, "--allow-private-url", *db)
             assert code == 0
             sub_id = out.split()[1].rstrip(":")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -32,7 +32,7 @@ def test_breaker_opens_after_n_consecutive_failures_half_opens_and_closes_on_suc
 
 def _level(**over):
     base = {"tenant_id": "acme", "sku": "IPH15-128-BLK", "on_hand": 50, "reserved": 1, "available": 49,
-            "updated_at": datetime(2024, 1, 20, 10, 5, tzinfo=timezone.utc), "last_event_id": "e1",
+            "updated_at": datetime(2024, 1, 20, 10, 5, tzinfo=UTC), "last_event_id": "e1",
             "location_id": "WH-MAIN", "reason": "POS_SALE"}
     return {**base, **over}
 
@@ -53,7 +53,7 @@ def test_the_body_is_seed_003s_inventory_change_with_a_deterministic_event_id():
     h = payload.headers("s3cret-s3cret-s3cret", body.encode(), eid, now=1_700_000_000)
     assert h["X-ERP-Timestamp"] == "1700000000"
     assert verify(["s3cret-s3cret-s3cret"], body.encode(), h["X-ERP-Signature"], h["X-ERP-Timestamp"])
-    assert payload.iso_utc(datetime(2024, 1, 20, 10, 5, 0, 250_000, tzinfo=timezone.utc)) == "2024-01-20T10:05:00.250Z"
+    assert payload.iso_utc(datetime(2024, 1, 20, 10, 5, 0, 250_000, tzinfo=UTC)) == "2024-01-20T10:05:00.250Z"
 
 
 def test_quantiles_interpolate_inside_the_bucket_like_histogram_quantile():
@@ -93,7 +93,8 @@ def test_the_secret_resolver_signs_with_the_tenants_newest_secret(monkeypatch):
 
     key = bytes(32)
     resolver = subscriptions.SecretResolver(None, key, ttl=60)  # type: ignore[arg-type]
-    assert resolver.secret("wh_1", "acme", seal(key, "acme", "own-secret-0123456789"), False, 0) == "own-secret-0123456789"
+    sealed = seal(key, "acme", "own-secret-0123456789")
+    assert resolver.secret("wh_1", "acme", sealed, False, 0) == "own-secret-0123456789"
     monkeypatch.setattr(subscriptions, "TENANT_SECRETS", lambda engine, master, tenant: [])
     with pytest.raises(LookupError):
         resolver.secret("wh_2", "acme", None, True, 0)  # a tenant with no webhook secret in the registry

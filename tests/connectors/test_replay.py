@@ -7,14 +7,14 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
+from cli.main import main as cli_main
 from connectors import replay
-from stockledger.cli import main as cli_main
 from tests.connectors import support
 from tests.connectors.support import INVOICES, JOURNAL
 
@@ -22,7 +22,7 @@ HOUR = 3_600_000
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 def _wait_records(sink_thread, n: int, timeout: float = 60) -> None:

@@ -1,9 +1,9 @@
-"""The schema comes from the migrations, matches connectors/tables.py, and refuses books that do not add up."""
+"""The schema comes from the migrations, matches stockledger/db/tables.py, and refuses books that do not add up."""
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,9 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from connectors import migrate, tables
+from stockledger.db import migrate, tables
 
-NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -84,7 +84,8 @@ def test_the_database_refuses_an_unbalanced_journal_entry_at_commit(books):
 def test_changing_or_removing_a_line_of_a_balanced_entry_is_refused(books):
     with books.begin() as conn:
         _entry(conn, "JE-1", [("1000", "10.00", "0"), ("4000", "0", "10.00")])
-    for statement in ("UPDATE journal_lines SET credit = 9 WHERE line_no = 2", "DELETE FROM journal_lines WHERE line_no = 2"):
+    for statement in ("UPDATE journal_lines SET credit = 9 WHERE line_no = 2",
+                      "DELETE FROM journal_lines WHERE line_no = 2"):
         with pytest.raises(IntegrityError, match="does not balance"):
             with books.begin() as conn:
                 conn.execute(text(statement))

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from connectors import migrate
+from stockledger.db import migrate
 from tests.connectors import support
 from tests.connectors.support import CREDIT_NOTES, INVOICES, JOURNAL, PAYMENTS, REFS
 
@@ -115,14 +115,15 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_the_rest_is_written(se
     producer_bytes = [
         (INVOICES, b"not avro at all", "decode", "not Confluent wire format: magic byte 110"),
         (INVOICES, struct.pack(">bI", 0, 987_654_321) + b"\x00", "decode", "unknown schema id 987654321"),
-        (JOURNAL, codec.encode(JOURNAL, unbalanced), "rule", "JE-UNBALANCED of tenant %s does not balance" % tenant),
+        (JOURNAL, codec.encode(JOURNAL, unbalanced), "rule", f"JE-UNBALANCED of tenant {tenant} does not balance"),
         (INVOICES, codec.encode(INVOICES, bad_total), "rule", "invoices_total_is_net_plus_tax"),
         (INVOICES, codec.encode(REFS, support.external_ref(tenant, "sale", "S1", "INV-S1")), "validate",
          "field 'invoice_id' missing: not a ledger.invoices record"),
     ]
     producer = support.Producer(support.producer_config(settings))
     for i, (contract, rec) in enumerate(good):  # poison in the middle of the good records, one batch
-        support.produce(producer, prefix + contract, codec.encode(contract, rec), support.key_of(contract, rec).encode())
+        support.produce(producer, prefix + contract, codec.encode(contract, rec),
+                        support.key_of(contract, rec).encode())
         if i % 16 == 5 and i // 16 < len(producer_bytes):
             contract_p, value, _, _ = producer_bytes[i // 16]
             support.produce(producer, prefix + contract_p, value, f"{tenant}:poison-{i // 16}".encode())

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from connectors import migrate, store
+from connectors import store
 from connectors.rows import to_rows
+from stockledger.db import migrate
 from tests.connectors import support
 
 

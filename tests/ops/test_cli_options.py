@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from stockledger.cli import build_parser
+from cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stockledger.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

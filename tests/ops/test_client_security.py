@@ -78,7 +78,7 @@ def test_faust_worker_gets_the_same_credentials(secured, tmp_path):
 
 
 def test_registry_bearer_token(monkeypatch):
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     monkeypatch.setenv("STOCKLEDGER_SCHEMA_REGISTRY_TOKEN", "tok-123")
     s = Settings()
@@ -87,7 +87,7 @@ def test_registry_bearer_token(monkeypatch):
 
 
 def test_kafka_tools_get_a_java_client_config(secured, tmp_path):
-    from stockledger.stack import tools
+    from cli.stack import tools
 
     props = tools.client_properties(secured)
     assert props.splitlines() == [
@@ -121,13 +121,13 @@ def test_incomplete_security_is_a_config_error(monkeypatch, env, variable):
 
 def test_no_client_is_configured_outside_settings():
     """Every Kafka client starts from Settings.kafka_config() (or producer_config, built on it): no other
-    module names the brokers itself. The local stack's own probes (stockledger/stack/) talk to the
+    module names the brokers itself. The local stack's own probes (cli/stack/) talk to the
     plaintext broker it started."""
     offenders = []
     for pkg in PACKAGES:
         for path in (ROOT / pkg).rglob("*.py"):
             rel = path.relative_to(ROOT).as_posix()
-            if rel in ("stockledger/config.py", "stockledger/topics.py") or rel.startswith("stockledger/stack/"):
+            if rel in ("stockledger/config.py", "stockledger/topics.py") or rel.startswith("cli/stack/"):
                 continue
             text = path.read_text()
             if '"bootstrap.servers"' in text or re.search(r"ensure_topics\([^)]*bootstrap_servers", text):

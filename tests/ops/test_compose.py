@@ -81,7 +81,7 @@ def test_notifier_and_api_share_the_master_key():
 
 
 def test_kafka_tools_follow_the_brokers_version():
-    from stockledger.stack import downloads
+    from cli.stack import downloads
 
     assert downloads.kafka_version() == "4.1.1"
     assert compose()["services"]["kafka"]["image"] == f"apache/kafka:{downloads.kafka_version()}"

@@ -58,7 +58,7 @@ def test_sink_health_metrics_and_json_logs(stack, settings, tmp_path):
     prefix, group, port = f"ops-{uuid.uuid4().hex[:6]}.", f"ops-sink-{uuid.uuid4().hex[:6]}", free_port()
     base = f"http://127.0.0.1:{port}"
     out, err = open(tmp_path / "out", "w+"), open(tmp_path / "err", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "stockledger.cli", "--log-format", "json", "sink", "--topic-prefix",
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--log-format", "json", "sink", "--topic-prefix",
                              prefix, "--group", group, "--metrics-port", str(port)],
                             cwd=ROOT, env=dict(os.environ), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     try:
@@ -96,7 +96,7 @@ def test_log_level_warning_hides_info(stack, settings, tmp_path):
     """The same flag after the command; text format: no INFO line, the dead-letter WARNING stays."""
     prefix, group, port = f"ops-{uuid.uuid4().hex[:6]}.", f"ops-sink-{uuid.uuid4().hex[:6]}", free_port()
     err = open(tmp_path / "err", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "stockledger.cli", "sink", "--topic-prefix", prefix, "--group",
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "sink", "--topic-prefix", prefix, "--group",
                              group, "--metrics-port", str(port), "--log-level", "warning"],
                             cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=err,
                             stdin=subprocess.DEVNULL)

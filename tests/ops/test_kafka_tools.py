@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def stockledger(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stockledger.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True,
                           cwd=ROOT, env=dict(os.environ), timeout=300, stdin=subprocess.DEVNULL)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import fastavro
 import pytest
 
+from stockledger.codec import SCHEMA_DIR, schema_text, subject
+from stockledger.registry import RegistryClient, RegistryError
 from stockledger.topics import BY_NAME
-from streams.codec import SCHEMA_DIR, schema_text, subject
-from streams.registry import RegistryClient, RegistryError
 
 TOPICS = sorted(BY_NAME)
 HISTORY = SCHEMA_DIR / "history"  # <stem>.v<N>.avsc: the released versions before the current file

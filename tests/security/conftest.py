@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from stockledger.testing import WorkerProcess, settle, wait_for
+from cli.testing import WorkerProcess, settle, wait_for
 from tests.api import support
 from tests.api.conftest import _start, api_engine  # noqa: F401 - the fixture, shared
 from tests.streams.test_sales_pipeline import catalog, customer
@@ -89,7 +89,7 @@ def sec_api(stack, api_engine, settings, group):  # noqa: F811
 
 
 def new_tenant(api_engine, settings, name: str) -> support.Creds:  # noqa: F811
-    from api import tenants
+    from stockledger import tenants
 
     return support.Creds(tenants.add(api_engine, settings.master_key(), name))
 

@@ -66,7 +66,7 @@ def test_every_door_fuzzed_from_its_description(sec_api, tenants_ab):
             @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
             @given(case=strategy)
-            def fuzz(case) -> None:
+            def fuzz(case, signed=signed) -> None:
                 try:
                     kwargs = case.as_transport_kwargs(base_url=api.url)
                     resp = _send(session, kwargs, a.secret if signed else None)

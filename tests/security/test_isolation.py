@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import requests
 
-from stockledger.testing import settle
+from cli.testing import settle
 from tests.api.support import problem
 
 CRAFTED = "..%2Finventory%2Fsnapshot%3Ftenant%3D{victim}"

@@ -7,8 +7,8 @@ import shutil
 import socket
 import uuid
 
-from stockledger.stack import Stack
-from stockledger.stack.postgres import Postgres
+from cli.stack import Stack
+from cli.stack.postgres import Postgres
 
 
 def _free_port() -> int:

@@ -33,6 +33,6 @@ elif DIE == "admit":
     admit.admit = dying_admit
 
 if __name__ == "__main__":
-    from stockledger.cli import main
+    from cli.main import main
 
     sys.exit(main(sys.argv[1:]))

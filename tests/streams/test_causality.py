@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
-from stockledger.testing import OutcomeFollower, settle, tenant_records, wait_for
+from cli.testing import OutcomeFollower, settle, tenant_records, wait_for
 
 BASE = 1_795_000_000_000
 CUSTOMERS = [f"C{n}" for n in range(1, 6)]  # unlimited credit (limit 0)

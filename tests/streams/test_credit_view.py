@@ -3,7 +3,7 @@ credit, terms, first and last payment, each open invoice's due date. Pure: the v
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streams.core.fold import DictState, credit_of, fold, open_invoices_of
 from streams.web import credit_view
@@ -12,7 +12,7 @@ from tests.streams.core.test_fold import CFG
 
 
 def at(month: int, day: int, hour: int = 10) -> int:
-    return int(datetime(2026, month, day, hour, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(2026, month, day, hour, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_overdue_days_past_due_store_credit_and_payments():

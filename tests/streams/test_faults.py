@@ -6,15 +6,15 @@ import base64
 import random
 import struct
 import time
+from datetime import UTC
 from itertools import accumulate
 
 import pytest
 
+from cli.testing import WorkerProcess, admitted_event_ids, committed_lag, settle, stream_lag, tenant_records, wait_for
+from cli.testing import inventory_event as inv
+from cli.testing import stock_of as stock
 from stockledger.consume import records
-from stockledger.testing import (WorkerProcess, admitted_event_ids, committed_lag, settle, stream_lag, tenant_records,
-                                 wait_for)
-from stockledger.testing import inventory_event as inv
-from stockledger.testing import stock_of as stock
 from streams.core.stock import StockState, apply_absolute, apply_delta
 
 
@@ -96,7 +96,7 @@ def test_sigkill_twice_mid_stream_changes_nothing(worker, publish, settings, ten
     publish("inventory.changes", stream)
     for kill in range(2):
         # kill while the worker is mid-stream: some but not all of the events are committed
-        wait_for(lambda: stream_lag(settings) < len(stream) * (0.8 - 0.35 * kill),
+        wait_for(lambda: stream_lag(settings) < len(stream) * (0.8 - 0.35 * kill),  # noqa: B023 (waited for here)
                  180, f"progress before kill {kill + 1}", interval=0.2)
         assert stream_lag(settings) > 0
         worker.kill()
@@ -163,7 +163,7 @@ def test_records_the_consumer_loses_are_read_again_in_order(worker, publish, set
                 # records the agent had applied but not yet committed are read again after a clear;
                 # a duplicate re-publishes the current level, so it repeats the level just before it
                 got = [level for i, level in enumerate(got) if i == 0 or level != got[i - 1]]
-            first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), 300))
+            first = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), 300))
             assert got == expected, f"{sku}: {len(got)} levels, first wrong at #{first}: {got[first:first + 5]}"
         metrics = faulty.get("/metrics").text
         rereads = sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
@@ -194,11 +194,11 @@ def test_records_on_any_partition_reach_their_tenant_whole(worker, codec, settin
 
 def test_stream_replay_is_refused_while_workers_run_and_changes_nothing_after(worker, publish, settings, tenant,
                                                                               capsys):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from stockledger import cli
+    from cli import main as cli
 
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     publish("inventory.changes", [inv(tenant, f"rp{n}", "RP", n, quantity_change=n) for n in range(1, 11)])
     settle(settings)
     assert stock(worker, tenant, "RP")["on_hand"] == 55

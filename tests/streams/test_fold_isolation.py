@@ -1,33 +1,31 @@
 """The fold shell's per-event isolation (streams/fold.py `fold_entry`) and admit's check against hostile records.
 
-No stack: the codec here encodes with the project's own schemas and fastavro, exactly as streams/codec.py
+No stack: the codec here encodes with the project's own schemas and fastavro, exactly as stockledger/codec.py
 does, under local schema ids instead of the registry's. A failing encoder is injected by wrapping it
 (test-only), never through a production setting.
 """
 
 from __future__ import annotations
 
-import io
 import string
 from decimal import Decimal
 from typing import Any
 
-import fastavro
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stockledger.codec import Codec, local_schema
 from stockledger.topics import spec
 from streams import fold as shell
 from streams.admit import admission
-from streams.codec import Codec, local_schema
 from streams.core.fold import DeadLetter, DictState, FoldConfig, Input, fold_guarded, serial_fold, stock_of
 
 from .core.foldkit import catalog, delta, sale, wide_body
 
 
 class LocalCodec(Codec):
-    """streams.codec.Codec with local schema ids (no registry)."""
+    """stockledger.codec.Codec with local schema ids (no registry)."""
 
     def __init__(self) -> None:
         super().__init__("http://127.0.0.1:9")

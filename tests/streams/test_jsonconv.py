@@ -6,8 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from streams.codec import local_schema
-from streams.jsonconv import FieldError, compile_from_json, format_decimal, format_timestamp, parse_timestamp, to_json
+from stockledger.codec import local_schema
+from stockledger.jsonconv import (
+    FieldError,
+    compile_from_json,
+    format_decimal,
+    format_timestamp,
+    parse_timestamp,
+    to_json,
+)
 
 SALE = compile_from_json(local_schema("sale"))
 
@@ -35,7 +42,8 @@ def test_converts_decimals_timestamps_defaults():
     ({"line_items": [{"quantity": 2}]}, "data.line_items[0].sku", "is required"),
     ({"line_items": [{"sku": "A", "quantity": 1, "unit_price": "1e20"}]}, "data.line_items[0].unit_price",
      "AMOUNT_OUT_OF_RANGE: 1e20 is too large (at most 18 digits)"),
-    ({"payments": [{"method": "CASH", "amount": "abc"}]}, "data.payments[0].amount", "expected a decimal number, got 'abc'"),
+    ({"payments": [{"method": "CASH", "amount": "abc"}]}, "data.payments[0].amount",
+     "expected a decimal number, got 'abc'"),
 ])
 def test_errors_name_the_field(data, path, message):
     with pytest.raises(FieldError) as err:

@@ -19,9 +19,9 @@ from decimal import Decimal
 
 import requests
 
-from stockledger.testing import WorkerProcess, settle, tenant_records, wait_for
-from stockledger.testing import inventory_event as inv
-from stockledger.testing import stock_of as stock
+from cli.testing import WorkerProcess, settle, tenant_records, wait_for
+from cli.testing import inventory_event as inv
+from cli.testing import stock_of as stock
 from streams.admit import admission
 from streams.core.fold import DeadLetter, FoldConfig, Input, serial_fold
 from streams.faustfix.vitals import EXIT_AGENT_DIED
@@ -177,7 +177,7 @@ def test_produce_refuses_an_out_of_range_quantity_or_amount_naming_file_record_a
     good = inv(tenant, "g1", "A", 1, quantity_change=1)
     bad = inv(tenant, "g2", "A", 2, quantity_change=LONG_MAX)
     path.write_text("\n".join(json.dumps(e) for e in (good, bad)) + "\n")
-    run = subprocess.run([sys.executable, "-m", "stockledger.cli", "produce", "inventory.changes", str(path)],
+    run = subprocess.run([sys.executable, "-m", "cli.main", "produce", "inventory.changes", str(path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run
     assert f"{path}: record 2: data.quantity_change: QUANTITY_OUT_OF_RANGE: 9223372036854775807 is beyond " \
@@ -187,7 +187,7 @@ def test_produce_refuses_an_out_of_range_quantity_or_amount_naming_file_record_a
             "data": {"sale_id": "S1", "channel": "POS", "currency": "KES", "payment_terms": "PAID",
                      "line_items": [{"sku": "A", "quantity": 1, "unit_price": "100000000000000"}]}}
     sales.write_text(json.dumps(sale))
-    run = subprocess.run([sys.executable, "-m", "stockledger.cli", "produce", "sales", str(sales)],
+    run = subprocess.run([sys.executable, "-m", "cli.main", "produce", "sales", str(sales)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run
     assert f"{sales}: record 1: data.line_items[0].unit_price: AMOUNT_OUT_OF_RANGE: 100000000000000 is too large " \

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from stockledger.testing import inventory_event, settle, tenant_records
-from stockledger.testing import stock_of as stock
+from cli.testing import inventory_event, settle, tenant_records
+from cli.testing import stock_of as stock
 
 T0 = "2026-04-01T09:00:00Z"
 
@@ -78,7 +78,8 @@ def shop(worker, publish, settings, tenant):
 
 def test_pos_sale_deducts_prices_and_books(shop, worker, publish, settings):
     t = shop
-    publish("sales", [sale(t, "S1", [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1, "discount_percent": "10"}],
+    publish("sales", [sale(t, "S1", [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1,
+                                                                   "discount_percent": "10"}],
                            payments=[{"method": "CARD", "amount": "2581.52"}])])
     settle(settings)
     assert stock(worker, t, "A")["on_hand"] == 8 and stock(worker, t, "B")["on_hand"] == 4
@@ -174,7 +175,8 @@ def test_payments_partially_paid_then_paid_and_overpayment_refused(shop, worker,
     publish("payments", [payment(t, "PM3", "C2", "600.00", minute=33)])  # oldest unpaid first
     settle(settings)
     pays = documents(settings, "ledger.payments", t)
-    assert [(a["invoice_id"], a["amount"], a["paid_after"], a["status_after"]) for a in pays["PAY-PM1"]["allocations"]] \
+    assert [(a["invoice_id"], a["amount"], a["paid_after"],
+             a["status_after"]) for a in pays["PAY-PM1"]["allocations"]] \
         == [("INV-P1", "400.00", "400.00", "PARTIALLY_PAID")]
     assert [(a["status_after"], a["paid_after"]) for a in pays["PAY-PM3"]["allocations"]] == [("PAID", "1000.00")]
     assert "PAY-PM2" not in pays

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stockledger import cli
-from stockledger.testing import inventory_event as inv
-from stockledger.testing import settle, tenant_records
-from stockledger.testing import stock_of as stock
+from cli import main as cli
+from cli.testing import inventory_event as inv
+from cli.testing import settle, tenant_records
+from cli.testing import stock_of as stock
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed003"
 
@@ -117,7 +117,8 @@ def test_metrics_count_events_and_dead_letters(worker, publish, settings, tenant
     publish("inventory.changes", [inv(tenant, "mt1", "M", 1, quantity_change=1)])
     settle(settings)
     text = worker.get("/metrics").text
-    processed = [line for line in text.splitlines() if line.startswith('stockledger_events_processed_total{topic="inventory.changes"}')]
+    processed = [line for line in text.splitlines()
+                 if line.startswith('stockledger_events_processed_total{topic="inventory.changes"}')]
     assert len(processed) == 1 and float(processed[0].split()[-1]) >= 1
     assert "# TYPE stockledger_processing_latency_seconds histogram" in text
     for flow in ("admit", "fold"):  # prometheus-client histograms of each batch

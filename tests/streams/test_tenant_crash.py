@@ -33,23 +33,34 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from confluent_kafka import Producer
 from sqlalchemy import text
 
-from connectors import migrate
-
+from cli.testing import OutcomeFollower, WorkerProcess, read_topic, settle
+from stockledger.db import migrate
 from stockledger.produce import prepare, producer_config
-from stockledger.testing import OutcomeFollower, WorkerProcess, read_topic, settle
 from streams import tenantlog
 from streams.core.credit import open_invoices_of
-from streams.core.fold import (DeadLetter, DictState, Emit, FoldConfig, Input, catalog_of, credit_of, fold, sale_of,
-                               serial_fold, stock_of)
+from streams.core.fold import (
+    DeadLetter,
+    DictState,
+    Emit,
+    FoldConfig,
+    Input,
+    catalog_of,
+    credit_of,
+    fold,
+    sale_of,
+    serial_fold,
+    stock_of,
+)
 from streams.core.stock import StockState
 from streams.web import credit_view, sale_view, stock_view, tenant_partition
 from tests.connectors import support as sink_support
@@ -510,7 +521,7 @@ class SinkBooks:
         problems += diff("books invoice", want_settled, got_settled)
         problems += [f"serial fold's books: {p}" for p in differences(ref, mine)]
         for tenant in tenants:
-            check = subprocess.run([sys.executable, "-m", "stockledger.cli", "books", "check", "--tenant", tenant,
+            check = subprocess.run([sys.executable, "-m", "cli.main", "books", "check", "--tenant", tenant,
                                     "--database-url", self.url], cwd=sink_support.ROOT, capture_output=True,
                                    text=True, timeout=120)
             if check.returncode != 0:
@@ -664,7 +675,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     state_tables: dict[str, dict[str, Any]] = {}
     emits: list[Emit] = []
     letters: list[DeadLetter] = []
-    for tenant, inputs in logs.items():
+    for _tenant, inputs in logs.items():
         ref, outputs = serial_fold((inp for _, inp in inputs), config)
         for table, rows in ref.tables.items():
             state_tables.setdefault(table, {}).update(rows)
@@ -782,7 +793,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     problems += [f"dead letter not in the reference: {x}" for x in sorted(dlq_have - dlq_want)[:15]]
     timeline.note(f"compared; {len(problems)} differences")
     if problems:  # where, in log order, the worker's outputs first left the serial fold's
-        for tenant, inputs in logs.items():
+        for _tenant, inputs in logs.items():
             problems += [f"first divergence, tenant {tenant}: {line}" for line in first_divergence(
                 inputs, config, lambda o: norm(o.topic, o.value) in everything[o.topic])]
     assert not problems, "\n".join(problems[:100] + [p for p in problems[100:] if p.startswith("first divergence")]) \

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from streams.core.credit import CreditState
 from streams.core.fold import DictState, Emit
@@ -81,7 +82,7 @@ def differences(state: DictState, outputs: list[Any]) -> list[str]:
         for currency in sorted(currencies):
             d = docs[(tenant, currency)]
 
-            def gl(account: str) -> Decimal:
+            def gl(account: str, tenant: str = tenant, currency: str = currency) -> Decimal:
                 return bal.get((tenant, currency, account), Z)
 
             if -gl("4000") - gl("4010") != d["net"]:

@@ -1,7 +1,7 @@
 """Builders for fold tests: events as the codec decodes them, and a check that outputs fit their schemas.
 
 An event is written as JSON-like data, converted and encoded with its topic's schema and decoded
-again, so the fold sees exactly what streams/codec.py gives it (tz-aware datetimes, Decimal money
+again, so the fold sees exactly what stockledger/codec.py gives it (tz-aware datetimes, Decimal money
 at scale 4, absent optionals as None).
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 import fastavro
 from fastavro.validation import validate
 
+from stockledger.codec import local_schema
+from stockledger.jsonconv import compile_from_json, to_json
 from stockledger.topics import spec
-from streams.codec import local_schema
 from streams.core.fold import DeadLetter, Emit, Input
-from streams.jsonconv import compile_from_json, to_json
 
 TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
@@ -144,7 +144,7 @@ def wide_schema(stem: str) -> Any:
     if parsed is None:
         import json
 
-        from streams.codec import schema_text
+        from stockledger.codec import schema_text
 
         doc = json.loads(schema_text(stem))
 

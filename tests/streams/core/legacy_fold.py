@@ -2,7 +2,7 @@
 
 `streams/core/credit.py` then `streams/core/fold.py` of that commit, verbatim but for absolute imports
 and one module: the reference the new layout must match output for output (test_fold_equivalence.py)
-and the "old" side of benchmarks/core_fold.py. Do not change it.
+and the "old" side of tests/streams/core/bench_fold.py. Do not change it.
 """
 
 from __future__ import annotations

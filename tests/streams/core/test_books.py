@@ -6,7 +6,7 @@ after every prefix, the journal's accounts equal the subledgers (bookskit.differ
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -24,11 +24,11 @@ DAY = 86_400_000
 
 
 def at(day: int, hour: int = 10) -> int:
-    return int(datetime(2026, 1, day, hour, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(2026, 1, day, hour, tzinfo=UTC).timestamp() * 1000)
 
 
 def midnight(year: int, month: int, day: int) -> int:
-    return int(datetime(year, month, day, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(year, month, day, tzinfo=UTC).timestamp() * 1000)
 
 
 class Books:

@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from streams.core.bounds import (AMOUNT_OUT_OF_RANGE, MAX_ON_HAND, QUANTITY_OUT_OF_RANGE, amount_fits,
-                                 event_bounds)
+from stockledger.bounds import AMOUNT_OUT_OF_RANGE, MAX_ON_HAND, QUANTITY_OUT_OF_RANGE, amount_fits, event_bounds
 from streams.core.fold import DeadLetter, DictState, FoldConfig, fold, fold_guarded, serial_fold, stock_of
 
 from .foldkit import D, catalog, delta, emits, sale, terms

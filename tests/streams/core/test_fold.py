@@ -10,9 +10,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core.catalog import CatalogEntry
-from streams.core.fold import (ACCEPTED, FAILED, ORDER, POS, REFUSED, TABLES, DeadLetter, DictState, Emit,
-                               FoldConfig, SaleRecord, catalog_of, credit_of, fold, open_invoices_of, payment_of,
-                               sale_of, seen_of, serial_fold, stock_of)
+from streams.core.fold import (
+    ACCEPTED,
+    FAILED,
+    ORDER,
+    POS,
+    REFUSED,
+    TABLES,
+    DeadLetter,
+    DictState,
+    Emit,
+    FoldConfig,
+    SaleRecord,
+    catalog_of,
+    credit_of,
+    fold,
+    open_invoices_of,
+    payment_of,
+    sale_of,
+    seen_of,
+    serial_fold,
+    stock_of,
+)
 from streams.core.serde import from_plain, to_plain
 
 from .foldkit import catalog, check_outputs, count, delta, emits, payment, refund, sale, terms, topics
@@ -627,7 +646,8 @@ def test_every_input_event_type_has_a_validator_and_the_core_stays_pure():
     assert {t for spec in INPUTS for t in spec.event_types} == set(fold_module.VALIDATORS)
     assert fold_module.VALIDATORS["catalog.update"]({"product_group_id": "G", "variants": []}) == [
         "a product group needs at least one variant"]
-    stdlib = {"__future__", "bisect", "itertools", "collections", "contextlib", "dataclasses", "datetime", "decimal", "enum",
+    stdlib = {"__future__", "bisect", "itertools", "collections", "contextlib", "dataclasses", "datetime", "decimal",
+              "enum",
               "functools", "hashlib", "json", "types", "typing"}
     for path in pathlib.Path(fold_module.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

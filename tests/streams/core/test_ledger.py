@@ -9,8 +9,8 @@ from streams.core import credit
 from streams.core.fold import DictState
 from streams.core.journal import ACCOUNT_NAMES, make_entry
 from streams.core.ledger import (
-    PAYMENT_MISMATCH,
     DEFAULT_ACCOUNTS,
+    PAYMENT_MISMATCH,
     Accounts,
     Allocation,
     JournalEntry,
@@ -41,7 +41,8 @@ def priced_usd():
 
 
 def sale(terms="PAID", payments=(), customer="C1"):
-    return Sale("t1", "S1", "POS", "USD", terms, (SaleLine("X", 3, D("19.99"), D("10"), D("16")),), customer, None, payments)
+    return Sale("t1", "S1", "POS", "USD", terms, (SaleLine("X", 3, D("19.99"), D("10"), D("16")),), customer, None,
+                payments)
 
 
 def test_paid_sale_without_payments_is_one_cash_payment():

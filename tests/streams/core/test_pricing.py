@@ -24,7 +24,7 @@ def lookup(sku):
     return CATALOG.get(sku)
 
 
-def one(line, currency, default_tax=D(0)):
+def one(line, currency, default_tax=Decimal(0)):
     result = price_lines([line], currency, lookup, default_tax)
     assert isinstance(result, PricedSale)
     return result.lines[0]

@@ -157,7 +157,7 @@ _event = st.one_of(
 def _events(draw, max_size=12):
     kinds = draw(st.lists(_event, min_size=1, max_size=max_size))
     stamps = draw(st.lists(st.integers(0, 10_000), min_size=len(kinds), max_size=len(kinds), unique=True))
-    return [(f"e{i}", ts, is_abs, qty) for i, ((is_abs, qty), ts) in enumerate(zip(kinds, stamps))]
+    return [(f"e{i}", ts, is_abs, qty) for i, ((is_abs, qty), ts) in enumerate(zip(kinds, stamps, strict=True))]
 
 
 def _apply(state, event):

@@ -7,10 +7,10 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from stockledger.stack._proc import StackError
+from cli.stack._proc import StackError
 
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
 KAFKA_TOOLS_POM = Path(__file__).with_name("kafka-tools-pom.xml")

@@ -1,8 +1,8 @@
 """Alembic environment of the sink's schema.
 
-The sink calls `connectors.migrate.upgrade`, which hands a connection (holding an advisory lock, so
+The sink calls `stockledger.db.migrate.upgrade`, which hands a connection (holding an advisory lock, so
 that sink workers starting together migrate once) through `config.attributes["connection"]`. By
-hand: `alembic -c connectors/migrations/alembic.ini -x url=postgresql+psycopg2://... upgrade head`.
+hand: `alembic -c stockledger/db/migrations/alembic.ini -x url=postgresql+psycopg2://... upgrade head`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from connectors.tables import metadata
+from stockledger.db.tables import metadata
 
 VERSION_TABLE = "sink_alembic_version"  # not alembic_version: other parts may keep their own migrations
 

@@ -3,7 +3,7 @@
 Primary keys are the deterministic document ids (tenant_id + id, plus a line number for lines),
 so a record written twice is the same row and `INSERT ... ON CONFLICT DO NOTHING` is the second
 guard behind the offsets stored with every batch. Money is NUMERIC(18,4) (the Avro decimal(18,4)),
-read and written as Python Decimal. The migrations in `connectors/migrations` create exactly this
+read and written as Python Decimal. The migrations in `stockledger/db/migrations` create exactly this
 (a test compares them); the journal balance check is a constraint trigger that only a migration
 can express, named here so the code that writes can refer to it.
 """
@@ -17,10 +17,10 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    Index,
     DateTime,
     ForeignKeyConstraint,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from cli.stack._proc import Process, StackError, rss_mib
+from cli.stack.kafka import Kafka
+from cli.stack.postgres import Postgres
+from cli.stack.registry import Registry
 from stockledger.config import Settings
-from stockledger.stack._proc import Process, StackError, rss_mib
-from stockledger.stack.kafka import Kafka
-from stockledger.stack.postgres import Postgres
-from stockledger.stack.registry import Registry
 
 __all__ = ["Stack", "StackError", "PartStatus"]
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 import io
 import json
 import struct
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import requests
 
+from stockledger.registry import RegistryClient, RegistryError
 from stockledger.topics import spec
-from streams.registry import RegistryClient, RegistryError
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 _HEADER = struct.Struct(">bI")
 MAGIC = 0
 
@@ -33,15 +33,15 @@ class RegistryUnavailable(OSError):
     """The registry could not be asked for a schema: an outage to wait out, never a bad record."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_text(stem: str) -> str:
     return (SCHEMA_DIR / f"{stem}.avsc").read_text()
 
 
-@lru_cache(maxsize=None)
+@cache
 def local_schema(stem: str) -> dict:
-    """The parsed schema of a file in schemas/ (what this code writes and reads)."""
-    return fastavro.parse_schema(json.loads(schema_text(stem)))
+    """The parsed schema of a file in stockledger/schemas/ (what this code writes and reads)."""
+    return fastavro.parse_schema(json.loads(schema_text(stem)))  # type: ignore[return-value]
 
 
 def subject(topic: str) -> str:

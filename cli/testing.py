@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import requests
 from confluent_kafka import Consumer, TopicPartition
@@ -33,7 +33,7 @@ class WorkerProcess:
     port_flag: str = "--web-port"
     ready_path: str = "/health"  # answers 200 once the process is ready
     env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
-    module: str = "stockledger.cli"  # what `python -m` runs (tests may wrap the CLI with a fault of their own)
+    module: str = "cli.main"  # what `python -m` runs (tests may wrap the CLI with a fault of their own)
     proc: subprocess.Popen | None = None
 
     @property
@@ -44,7 +44,7 @@ class WorkerProcess:
     def logfile(self) -> Path:
         return self.settings.home / "workers" / f"{self.worker_id}.log"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
         argv = [sys.executable, "-m", self.module, self.command, "--id", self.worker_id,
@@ -54,7 +54,7 @@ class WorkerProcess:
         log.close()
         return self
 
-    def wait_ready(self, timeout: float = 90) -> "WorkerProcess":
+    def wait_ready(self, timeout: float = 90) -> WorkerProcess:
         """Until `ready_path` answers 200 (a worker's /health answers 503 while recovering). A worker
         not ready in time is stopped, so a failed start never leaves a process holding its port."""
         try:
@@ -63,7 +63,7 @@ class WorkerProcess:
             self.kill()
             raise
 
-    def _wait_ready(self, timeout: float) -> "WorkerProcess":
+    def _wait_ready(self, timeout: float) -> WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -226,7 +226,7 @@ class OutcomeFollower:
         self._thread = threading.Thread(target=self._run, name="outcome-follower", daemon=True)
         self._started = threading.Event()
 
-    def start(self) -> "OutcomeFollower":
+    def start(self) -> OutcomeFollower:
         self._thread.start()
         if not self._started.wait(60):
             raise TimeoutError("the outcome follower did not start")
@@ -239,8 +239,8 @@ class OutcomeFollower:
 
         from confluent_kafka import Producer
 
+        from stockledger.codec import Codec
         from stockledger.produce import prepare, producer_config
-        from streams.codec import Codec
 
         topic = "sales.outcomes"
         codec = Codec(self.settings.schema_registry_url, auth=self.settings.registry_auth)
@@ -264,7 +264,7 @@ class OutcomeFollower:
                 for msg in msgs:
                     if msg.error() is not None:
                         continue
-                    positions[msg.partition()] = msg.offset() + 1
+                    positions[msg.partition()] = msg.offset() + 1  # type: ignore[operator]
                     key = msg.key()
                     if key is None or not key.decode().startswith(self.prefixes):
                         continue
@@ -344,9 +344,9 @@ def tenant_log(settings: Settings, tenant: str) -> list:
             for msg in c.consume(1000, 1.0):
                 if msg.error():
                     continue
-                last = msg.offset()
+                last = msg.offset()  # type: ignore[assignment]
                 if msg.key() == key:
-                    out.extend(tenantlog.entries(msg.value()))
+                    out.extend(tenantlog.entries(msg.value()))  # type: ignore[arg-type]
         return out
     finally:
         c.close()
@@ -354,7 +354,7 @@ def tenant_log(settings: Settings, tenant: str) -> list:
 
 def admitted_event_ids(settings: Settings, tenant: str) -> list[str]:
     """The event ids of the tenant log, in order (an event admitted twice appears twice)."""
-    from streams.codec import Codec
+    from stockledger.codec import Codec
 
     codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
     return [codec.decode(e.value)["event_id"] for e in tenant_log(settings, tenant)]

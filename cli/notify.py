@@ -1,4 +1,4 @@
-"""The `notify` and `webhook add|list|remove|failures|stats` subcommands (registered by connectors.commands)."""
+"""The `notify` and `webhook add|list|remove|failures|stats` subcommands (registered by cli.main)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import argparse
 import json
 import sys
 
-from connectors.commands import EXIT_USAGE, _cli
+from cli.flags import EXIT_USAGE, connection_flags, settings_of
 from connectors.notify.metrics import FAILURE_CLASSES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    cli = _cli()
     p = subparsers.add_parser(
         "notify", help="webhook connector worker: pushes every stock.levels change to the subscribed endpoints",
         description="Consumes stock.levels and POSTs seed 003's inventory.change (absolute new_quantity, signed "
-                    "X-ERP-Signature over <X-ERP-Timestamp>.<body>) to every webhook subscription of the tenant. Retries "
-                    "500/502/503/504, timeouts and connection errors on the schedule, never 4xx; dead-letters after the "
-                    "maximum age; newest level per SKU only; a circuit breaker per endpoint. Start several with the same "
-                    "--group to share the work. SIGTERM/Ctrl-C: finishes the requests in flight, then stops.")
+                    "X-ERP-Signature over <X-ERP-Timestamp>.<body>) to every webhook subscription of the tenant. "
+                    "Retries 500/502/503/504, timeouts and connection errors on the schedule, never 4xx; dead-letters "
+                    "after the maximum age; newest level per SKU only; a circuit breaker per endpoint. Start several "
+                    "with the same --group to share the work. SIGTERM/Ctrl-C: finishes the requests in flight, "
+                    "then stops.")
     p.add_argument("--group", help="consumer group, also the key of the stored offsets (default <app_id>-notify)")
     p.add_argument("--instance-id", "--id", dest="instance_id",
                    help="static group membership: a restarted notifier takes its partitions back at once")
@@ -28,13 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-host", help="their address (STOCKLEDGER_METRICS_HOST, default 127.0.0.1)")
     p.add_argument("--retry-schedule", help="delays between tries after a failure, the last repeating "
                                             "(STOCKLEDGER_NOTIFY_RETRY_SCHEDULE, default 1m,5m,15m,1h,6h)")
-    p.add_argument("--dead-letter-after", help="give up this long after the first failure (STOCKLEDGER_NOTIFY_DEAD_LETTER_AFTER, "
-                                               "default 24h)")
+    p.add_argument("--dead-letter-after",
+                   help="give up this long after the first failure (STOCKLEDGER_NOTIFY_DEAD_LETTER_AFTER, "
+                        "default 24h)")
     p.add_argument("--timeout", help="per request (STOCKLEDGER_NOTIFY_TIMEOUT, default 5s)")
-    p.add_argument("--breaker-failures", type=int, help="consecutive failures that open an endpoint's breaker (default 5)")
+    p.add_argument("--breaker-failures", type=int,
+                   help="consecutive failures that open an endpoint's breaker (default 5)")
     p.add_argument("--breaker-open", help="how long it stays open before one probe (default 60s)")
     p.add_argument("--concurrency", type=int, help="requests in flight at most (default 64)")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_notify)
 
     w = subparsers.add_parser("webhook", help="outbound webhook subscriptions: add, list, remove, failures, stats")
@@ -51,36 +53,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-private-url", action="store_true",
                    help="let the URL reach loopback, private or link-local addresses (refused by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("list", help="a tenant's subscriptions (never their secrets)")
     p.add_argument("tenant")
     p.add_argument("--json", action="store_true", help="JSON lines")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("remove", help="delete a subscription and what it still had pending")
     p.add_argument("subscription_id")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("failures", help="a tenant's data errors, rejections and dead letters, newest first")
     p.add_argument("tenant")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true", help="JSON lines, with the body that was sent")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
-    p = wsub.add_parser("stats", help="a tenant's deliveries, failures, pending levels, breakers and p50/p95/p99 latency")
+    p = wsub.add_parser("stats",
+                        help="a tenant's deliveries, failures, pending levels, breakers and p50/p95/p99 latency")
     p.add_argument("tenant")
     p.add_argument("--metrics-url", action="append",
-                   help="a notifier's metrics (repeat for several; default http://127.0.0.1:<notify metrics port>/metrics)")
+                   help="a notifier's metrics (repeat for several; "
+                        "default http://127.0.0.1:<notify metrics port>/metrics)")
     p.add_argument("--json", action="store_true")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_webhook)
 
 
 def _notify_settings(args: argparse.Namespace):
     from stockledger.config import parse_duration, parse_durations
 
-    settings = _cli()._settings(args).with_overrides(
+    settings = settings_of(args).with_overrides(
         notify_retry_schedule=args.retry_schedule, notify_dead_letter_after=args.dead_letter_after,
         notify_timeout=args.timeout, notify_breaker_failures=args.breaker_failures,
         notify_breaker_open=args.breaker_open, notify_concurrency=args.concurrency,
@@ -112,10 +116,11 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 def cmd_webhook(args: argparse.Namespace) -> int:
-    from connectors import migrate, store
+    from connectors import store
     from connectors.notify import subscriptions as subs
+    from stockledger.db import migrate
 
-    settings = _cli()._settings(args)
+    settings = settings_of(args)
     engine = store.engine_for(settings.database_url)
     try:
         migrate.upgrade(engine)
@@ -145,7 +150,8 @@ def cmd_webhook(args: argparse.Namespace) -> int:
                        "secret": "tenant" if s.secret_from_tenant else "own", "allow_private_url": s.allow_private,
                        "created_at": s.created_at.isoformat() if s.created_at else None}
                 print(json.dumps(row) if args.json else
-                      f"{s.subscription_id}  {s.url}  {','.join(s.events)}  secret={row['secret']}  {row['created_at']}")
+                      f"{s.subscription_id}  {s.url}  {','.join(s.events)}  secret={row['secret']}  "
+                      f"{row['created_at']}")
             return 0
         if args.action == "remove":
             s = subs.remove(engine, args.subscription_id)
@@ -211,7 +217,8 @@ def _stats(engine, settings, args: argparse.Namespace) -> int:
                      for c in FAILURE_CLASSES},
         "dead_letters": int(total("stockledger_webhook_dead_letters_total", tenant=t)),
         "pending": pending, "retries_pending": retrying,
-        "breakers": {e: breaker_names.get(max((v for lab, v in samples.get("stockledger_webhook_breaker_state", ())
+        "breakers": {e: breaker_names.get(max((v for lab, v in  # type: ignore[arg-type]
+                                                samples.get("stockledger_webhook_breaker_state", ())
                                                 if lab.get("endpoint") == e), default=0), "?") for e in endpoints},
         "latency_seconds": {f"p{int(q * 100)}": metrics.quantile(q, buckets) for q in (0.5, 0.95, 0.99)},
         "latency_count": int(buckets[-1][1]) if buckets else 0,

@@ -5,36 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from cli.flags import EXIT_USAGE
+from cli.flags import connection_flags as _connection_flags
+from cli.flags import progress as _progress
+from cli.flags import settings_of as _settings
 from stockledger import logs
 from stockledger.config import ConfigError, Settings
 
-EXIT_USAGE = 2
 # The log level each command starts with when --log-level is not given (the workers are quiet by default).
 DEFAULT_LOG_LEVEL = {"sink": "info", "notify": "info"}
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings().with_overrides(
-        home=Path(args.home) if getattr(args, "home", None) else None,
-        kafka_port=getattr(args, "kafka_port", None),
-        registry_port=getattr(args, "registry_port", None),
-        pg_port=getattr(args, "pg_port", None),
-        bootstrap_servers_env=getattr(args, "bootstrap_servers", None),
-        schema_registry_url_env=getattr(args, "schema_registry_url", None),
-        database_url_env=getattr(args, "database_url", None),
-    )
-
-
 # -- stack ----------------------------------------------------------------------------------------
 def cmd_stack(args: argparse.Namespace) -> int:
-    from stockledger.stack import Stack, StackError
+    from cli.stack import Stack, StackError
     from stockledger.topics import ensure_topics
 
     settings = _settings(args)
@@ -65,7 +52,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _kafka_tool(settings: Settings, argv: list[str]) -> int:
-    from stockledger.stack import StackError, tools
+    from cli.stack import StackError, tools
 
     if not argv or argv[0] in ("-h", "--help", "list"):
         print("usage: stockledger stack kafka <tool> [args...]   (--bootstrap-server is added unless given)")
@@ -111,8 +98,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
+    from stockledger.codec import Codec
     from stockledger.topics import ensure_topics
-    from streams.codec import Codec
 
     settings = _settings(args)
     ensure_topics(settings.kafka_config(), settings.partitions, log=_progress)
@@ -135,8 +122,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stockledger import demo
-    from stockledger.stack import StackError
+    from cli import demo
+    from cli.stack import StackError
 
     settings = _settings(args)
     try:
@@ -154,9 +141,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("  outcomes:         .venv/bin/stockledger consume sales.outcomes | tail -3")
     print("  levels topic:     .venv/bin/stockledger consume stock.levels | head")
     psql = f"psql -h 127.0.0.1 -p {settings.pg_port} -U postgres stockledger -c"
-    print(f"  the books:        {psql} \"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
-    print(f"  trial balance:    {psql} \"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
-    from api import demo as api_demo
+    print(f"  the books:        {psql} "
+          "\"select invoice_id, total, paid_amount, status from invoices order by 1 limit 10\"")
+    print(f"  trial balance:    {psql} "
+          "\"select account, sum(debit) - sum(credit) from journal_lines group by 1 order by 1\"")
+    from cli import api_demo
 
     creds = api_demo.start(settings, demo.TENANT, _progress)
     print(f"the HTTP API on http://127.0.0.1:{settings.api_port}, tenant '{creds.tenant}' (credentials shown once):")
@@ -164,12 +153,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(line)
     print("  stop everything:  .venv/bin/stockledger stack down")
     return 0
-
-
-def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (STOCKLEDGER_BOOTSTRAP_SERVERS)")
-    p.add_argument("--schema-registry-url", help="Confluent-compatible registry URL (STOCKLEDGER_SCHEMA_REGISTRY_URL)")
-    p.add_argument("--database-url", help="SQLAlchemy URL of the books (STOCKLEDGER_DATABASE_URL)")
 
 
 def _version() -> str:
@@ -195,8 +178,6 @@ def _all_subparsers(parser: argparse.ArgumentParser):
             for sub in dict.fromkeys(action.choices.values()):
                 yield sub
                 yield from _all_subparsers(sub)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stockledger", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stockledger {_version()}")
@@ -245,15 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start the local stack and run the pipeline on demo data")
     p.set_defaults(func=cmd_demo)
 
-    from connectors.commands import register as register_connectors
+    from cli.connectors import register as register_connectors
 
     register_connectors(sub)
-    from api.commands import register as register_api
+    from cli.notify import register as register_notify
+
+    register_notify(sub)
+    from cli.api import register as register_api
 
     register_api(sub)
-    from connectors.books import register as register_books
+    from cli.books import register as register_books
 
-    register_books(sub, _connection_flags)
+    register_books(sub)
 
     p = sub.add_parser("topics", help="create the contract topics and register their schemas")
     _connection_flags(p)

@@ -67,7 +67,8 @@ def amount_fits(value: Any) -> bool:
     # trailing zeros are dropped (1.23400 is 1.234); no context rounding involved
     if value.adjusted() >= 14:
         return False
-    if value.as_tuple().exponent >= _AMOUNT_EXPONENT:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= _AMOUNT_EXPONENT:
         return True
     return value.quantize(_QUANTUM) == value  # at most 18 digits here: exact in the default context
 

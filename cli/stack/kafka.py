@@ -5,15 +5,15 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from cli.stack import downloads
+from cli.stack._proc import Process, StackError, wait_until
 from stockledger.config import Settings
-from stockledger.stack import downloads
-from stockledger.stack._proc import Process, StackError, wait_until
 
 LOG4J = """Configuration:
   Appenders:
@@ -105,7 +105,8 @@ class Kafka:
         return out[-1]
 
     def _metadata(self) -> bool:
-        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers, "socket.timeout.ms": 2000,
+                             "log_level": 0})
         md = admin.list_topics(timeout=2)
         return bool(md.brokers)
 

@@ -26,7 +26,7 @@ def _config() -> Config:
 
 
 def head() -> str | None:
-    """The newest revision in connectors/migrations."""
+    """The newest revision in stockledger/db/migrations."""
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 

@@ -4,7 +4,7 @@ credentials, and a curl line for every endpoint."""
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from stockledger.config import Settings
 
@@ -15,10 +15,10 @@ def start(settings: Settings, tenant: str, progress: Callable[[str], None]):
     import requests
     from sqlalchemy import create_engine
 
-    from api import tenants
-    from connectors import migrate
-    from stockledger.demo import start_background
-    from stockledger.testing import wait_for
+    from cli.demo import start_background
+    from cli.testing import wait_for
+    from stockledger import tenants
+    from stockledger.db import migrate
 
     engine = create_engine(settings.database_url)
     try:
@@ -76,8 +76,10 @@ def curl_lines(settings: Settings, creds) -> list[str]:
                "data": {"payment_id": "TP-1", "order_id": "ORD-DEMO-1", "amount": 100.00,
                         "provider_reference": "mpesa-ref-123"}}
     return [
-        f"  POS sale (000):       {post(f'/integrations/piti/companies/{t}/sales', key, 'piti:sale:DEMO-1:completed', sale)}",
-        f"  POS refund (000):     {post(f'/integrations/piti/companies/{t}/refunds', key, 'piti:refund:DEMO-R1', refund)}",
+        f"  POS sale (000):       "
+        f"{post(f'/integrations/piti/companies/{t}/sales', key, 'piti:sale:DEMO-1:completed', sale)}",
+        f"  POS refund (000):     "
+        f"{post(f'/integrations/piti/companies/{t}/refunds', key, 'piti:refund:DEMO-R1', refund)}",
         f"  order import (003):   {post('/api/v1/orders/import', bearer, 'ord:ORD-DEMO-1', order)}",
         f"  inventory adjust:     {post('/api/v1/inventory/adjust', bearer, 'adj:ADJ-DEMO-1', adjust)}",
         f"  snapshot (CSV):       curl -s {url}/api/v1/inventory/snapshot {bearer} -H 'Accept: text/csv'",

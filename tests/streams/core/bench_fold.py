@@ -3,7 +3,7 @@
 Old is the fold before open invoices got their own keys (tests/streams/core/legacy_fold.py: the
 customer's credit value held every open invoice and every applied id, O(n) per sale); new is
 streams/core/fold.py (a constant-size credit value and one key per invoice, O(1) per sale).
-No services: run `.venv/bin/python benchmarks/core_fold.py [--sales 5000] [--skus 1000] [--repeat 1]`.
+No services: run `.venv/bin/python tests/streams/core/bench_fold.py [--sales 5000] [--skus 1000] [--repeat 1]`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from streams.core import fold as new  # noqa: E402

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 
+from cli.stack import downloads
+from cli.stack._proc import Process, StackError, wait_until
 from stockledger.config import Settings
-from stockledger.stack import downloads
-from stockledger.stack._proc import Process, StackError, wait_until
-from streams.registry import RegistryClient
+from stockledger.registry import RegistryClient
 
 
 class Registry:

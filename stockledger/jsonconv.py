@@ -7,12 +7,13 @@ one call per field, and every error names the exact field path.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 Converter = Callable[[Any, str], Any]
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLI = timedelta(milliseconds=1)
 
 
@@ -47,7 +48,7 @@ def parse_timestamp(value: Any, path: str = "") -> int:
     else:
         raise FieldError(path, f"expected an ISO-8601 timestamp, got {_kind(value)}")
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
@@ -61,8 +62,8 @@ def epoch_millis(value: datetime | int) -> int:
 
 def format_timestamp(value: datetime | int) -> str:
     if isinstance(value, int):
-        value = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = datetime.fromtimestamp(value / 1000, tz=UTC)
+    value = value.astimezone(UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond // 1000:03d}"

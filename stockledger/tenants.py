@@ -11,10 +11,10 @@ until then both work. Every check compares with the database clock, so every API
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Iterator
 
 from sqlalchemy import Connection, Engine, text
 
@@ -90,7 +90,8 @@ def rotate(engine: Engine, master_key: bytes, tenant: str, kind: str, overlap: t
     """A new credential of `kind` (key, token or webhook-secret); the current ones end after `overlap`."""
     stored = KINDS[kind]
     with engine.begin() as conn:
-        if conn.execute(text("SELECT 1 FROM api_tenants WHERE tenant_id = :t FOR UPDATE"), {"t": tenant}).first() is None:
+        if conn.execute(text("SELECT 1 FROM api_tenants WHERE tenant_id = :t FOR UPDATE"),
+                        {"t": tenant}).first() is None:
             raise TenantError(f"no tenant {tenant!r}")
         conn.execute(text(f"""UPDATE api_credentials SET expires_at = LEAST(COALESCE(expires_at, 'infinity'),
                                                                       now() + :overlap)

@@ -8,13 +8,13 @@ import pwd
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import psycopg2
 
+from cli.stack._proc import Process, StackError, wait_until
 from stockledger.config import Settings
-from stockledger.stack._proc import Process, StackError, wait_until
 
 DATABASES = ("stockledger", "registry")
 

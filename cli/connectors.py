@@ -1,21 +1,15 @@
-"""The `sink`, `replay`, `notify` and `webhook` subcommands; `register(subparsers)` adds them to the
-`stockledger` CLI."""
+"""The `sink` and `replay` subcommands; `register(subparsers)` adds them to the `stockledger` CLI
+(`notify` and `webhook` are in cli/notify.py)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from cli.flags import EXIT_USAGE, connection_flags, settings_of
 from connectors.sink import DEFAULT_BATCH_MS, DEFAULT_BATCH_SIZE
 
-EXIT_REFUSED, EXIT_USAGE = 1, 2
-
-
-def _cli():
-    """The CLI module, imported late: it imports this one to register the commands."""
-    from stockledger import cli
-
-    return cli
+EXIT_REFUSED = 1
 
 
 def _positive(text: str) -> int:
@@ -26,12 +20,12 @@ def _positive(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    cli = _cli()
     p = subparsers.add_parser(
         "sink", help="PostgreSQL connector worker: writes the ledger topics into the books, exactly once",
         description="Consumes ledger.invoices, ledger.credit_notes, ledger.payments, ledger.journal and "
                     "ledger.external_refs and writes the books. Start several with the same --group to share "
-                    "the partitions. Runs the schema migrations itself. SIGTERM/Ctrl-C: writes what it holds, then stops.")
+                    "the partitions. Runs the schema migrations itself. SIGTERM/Ctrl-C: writes what it holds, "
+                    "then stops.")
     p.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE,
                    help=f"write when this many records are buffered (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--batch-ms", type=_positive, default=DEFAULT_BATCH_MS,
@@ -40,11 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instance-id", help="static group membership: a restarted worker takes its partitions back "
                                          "at once; a stopped one keeps them for the 10 s session timeout "
                                          "(give each worker its own)")
-    p.add_argument("--topic-prefix", default="", help="read <prefix>ledger.* instead of ledger.* (side-by-side runs, tests)")
+    p.add_argument("--topic-prefix", default="",
+                   help="read <prefix>ledger.* instead of ledger.* (side-by-side runs, tests)")
     p.add_argument("--metrics-port", type=int, help="/metrics and /health on this port (STOCKLEDGER_SINK_METRICS_PORT, "
                                                     "default 6068; 0: none)")
     p.add_argument("--metrics-host", help="their address (STOCKLEDGER_METRICS_HOST, default 127.0.0.1)")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_sink)
 
     p = subparsers.add_parser(
@@ -65,12 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "(default <app_id>)")
     p.add_argument("--dry-run", action="store_true", help="show what would move or be republished; change nothing")
     p.add_argument("--wait", action="store_true", help="sink: then show running sinks writing the records again")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_replay)
-
-    from connectors.notify.commands import register as register_notify
-
-    register_notify(subparsers)
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -81,7 +72,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     install_signal_handlers(stop)
-    settings = _cli()._settings(args).with_overrides(sink_metrics_port=args.metrics_port,
+    settings = settings_of(args).with_overrides(sink_metrics_port=args.metrics_port,
                                                      metrics_host=args.metrics_host)
     try:
         sink = Sink(settings, group=args.group, topic_prefix=args.topic_prefix, batch_size=args.batch_size,
@@ -98,7 +89,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors import replay
 
-    settings = _cli()._settings(args)
+    settings = settings_of(args)
     try:
         partitions = replay.parse_partitions(args.partitions)
         if args.target == "dlq":

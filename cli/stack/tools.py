@@ -13,9 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from cli.stack import downloads
+from cli.stack._proc import StackError
 from stockledger.config import Settings
-from stockledger.stack import downloads
-from stockledger.stack._proc import StackError
 
 PKG = "org.apache.kafka.tools"
 # tool -> (main class, the flag that takes a client properties file)

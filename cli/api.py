@@ -6,17 +6,10 @@ import argparse
 import json
 import sys
 
-EXIT_USAGE = 2
-
-
-def _cli():
-    from stockledger import cli
-
-    return cli
+from cli.flags import EXIT_USAGE, connection_flags, settings_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    cli = _cli()
     p = subparsers.add_parser(
         "api", help="the HTTP API for tills, web stores and ERPs (seeds 000-003): publishes to the input topics",
         description="A stateless HTTP service in front of the topics: POS sales and refunds, order import, "
@@ -26,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port (STOCKLEDGER_API_PORT, default 8088)")
     p.add_argument("--worker-url", help="the stream workers' HTTP (STOCKLEDGER_WORKER_URL)")
     p.add_argument("--id", default="api", help="a name for this process in logs")
-    cli._connection_flags(p)
+    connection_flags(p)
     p.set_defaults(func=cmd_api)
 
     p = subparsers.add_parser("tenant", help="tenants of the HTTP API and their credentials")
@@ -35,16 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "secret once (they are stored only as hashes / sealed)")
     a.add_argument("tenant")
     a.add_argument("--json", action="store_true", help="print one JSON object")
-    cli._connection_flags(a)
+    connection_flags(a)
     a = actions.add_parser("rotate", help="issue a new credential; the current one keeps working for --overlap")
     a.add_argument("tenant")
     a.add_argument("kind", choices=["key", "token", "webhook-secret"])
     a.add_argument("--overlap", default="24h", help="how long the current one stays valid (default 24h; 0 ends it now)")
     a.add_argument("--json", action="store_true")
-    cli._connection_flags(a)
+    connection_flags(a)
     a = actions.add_parser("list", help="every tenant and its valid credentials (never the secrets)")
     a.add_argument("--json", action="store_true")
-    cli._connection_flags(a)
+    connection_flags(a)
     p.set_defaults(func=cmd_tenant)
 
 
@@ -55,7 +48,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from stockledger import logs
 
     logs.setup(args.log_level, args.log_format, process=args.id)
-    settings = _cli()._settings(args).with_overrides(api_host=args.host, api_port=args.port,
+    settings = settings_of(args).with_overrides(api_host=args.host, api_port=args.port,
                                                      worker_url_env=args.worker_url)
     asyncio.run(serve(settings, settings.api_host, settings.api_port))
     return 0
@@ -77,10 +70,10 @@ def _print_credentials(creds, as_json: bool) -> None:
 def cmd_tenant(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
-    from api import tenants
-    from connectors import migrate
+    from stockledger import tenants
+    from stockledger.db import migrate
 
-    settings = _cli()._settings(args)
+    settings = settings_of(args)
     engine = create_engine(settings.database_url)
     try:
         migrate.upgrade(engine)

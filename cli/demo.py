@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 from stockledger.config import Settings
 
 TENANT = "demo"
-START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def _ts(minutes: int) -> str:
@@ -80,7 +80,8 @@ def refunds(sold: list[dict], tenant: str = TENANT) -> list[dict]:
     out = []
     for n, sale in enumerate(sold[::5], start=1):
         line = sale["data"]["line_items"][0]
-        out.append({"event_id": f"ref-{n}", "event_type": "refund.issued", "tenant_id": tenant, "timestamp": _ts(3000 + n),
+        out.append({"event_id": f"ref-{n}", "event_type": "refund.issued", "tenant_id": tenant,
+                    "timestamp": _ts(3000 + n),
                     "data": {"refund_id": f"R-{n}", "sale_id": sale["data"]["sale_id"],
                              "lines": [{"sku": line["sku"], "quantity": 1}], "restock": True,
                              "refund_method": "CREDIT" if sale["data"]["payment_terms"] == "ON_ACCOUNT" else "CASH"}})
@@ -108,11 +109,11 @@ def start_background(settings: Settings, name: str, argv: list[str], progress: C
     """A worker or sink that outlives this command; `stockledger stack down` stops it."""
     import sys
 
-    from stockledger.stack._proc import Process
+    from cli.stack._proc import Process
 
     proc = Process(name, settings.home / "run")
     if proc.pid() is None:
-        proc.spawn([sys.executable, "-m", "stockledger.cli", *argv])
+        proc.spawn([sys.executable, "-m", "cli.main", *argv])
         progress(f"{name}: started (log {proc.logfile})")
 
 
@@ -120,11 +121,11 @@ def run(settings: Settings, progress: Callable[[str], None]) -> dict[str, int]:
     """Start the stack, a worker and a sink, publish the demo set in rounds, wait until the books are written."""
     import requests
 
+    from cli.stack import Stack
+    from cli.testing import committed_lag, settle, wait_for
+    from stockledger.codec import Codec
     from stockledger.produce import prepare, publish
-    from stockledger.stack import Stack
-    from stockledger.testing import committed_lag, settle, wait_for
     from stockledger.topics import OUTPUTS, ensure_topics
-    from streams.codec import Codec
 
     Stack(settings).up(progress)
     ensure_topics(settings.kafka_config(), settings.partitions, log=progress)
@@ -142,7 +143,8 @@ def run(settings: Settings, progress: Callable[[str], None]) -> dict[str, int]:
         settle(settings, timeout=300)
     progress("the worker has applied every demo event")
     ledger = [t.name for t in OUTPUTS if t.name.startswith("ledger.")]
-    wait_for(lambda: committed_lag(settings, f"{settings.app_id}-sink", ledger) == 0, 300, "the sink to write the books")
+    wait_for(lambda: committed_lag(settings, f"{settings.app_id}-sink", ledger) == 0, 300,
+             "the sink to write the books")
     progress("the sink has written the books")
     return counts
 

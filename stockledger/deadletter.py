@@ -1,6 +1,6 @@
 """The one dead-letter builder of the project: what failed, where it was read, and why.
 
-A `<topic>.dlq` record (schemas/dead_letter.avsc) keeps the original key and value bytes, where they
+A `<topic>.dlq` record (stockledger/schemas/dead_letter.avsc) keeps the original key and value bytes, where they
 were (topic, partition, offset), a readable reason and the stage that refused it: `decode` (bytes that
 are not a record of ours), `validate` (a record that breaks the envelope or the topic's rules),
 `rule` (a business rule found only when applied: NO_PRICE, PAYMENT_MISMATCH, or the database
@@ -36,7 +36,7 @@ def dlq_topic(topic: str) -> str:
 
 
 def dead_letter(f: Failure, now_ms: int | None = None) -> dict:
-    """The DLQ record (an Avro datum of schemas/dead_letter.avsc) for `f`."""
+    """The DLQ record (an Avro datum of stockledger/schemas/dead_letter.avsc) for `f`."""
     return {"key": f.key, "value": f.value, "topic": f.topic, "partition": f.partition, "offset": f.offset,
             "error": f.error, "stage": f.stage,
             "failed_at": now_ms if now_ms is not None else int(time.time() * 1000)}

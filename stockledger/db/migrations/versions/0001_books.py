@@ -1,7 +1,7 @@
 """The books: documents, lines, journal, external refs, the sink's offsets, and the balance trigger.
 
 Written out table by table (not `metadata.create_all`) so that this revision stays what it was when
-later revisions change `connectors/tables.py`.
+later revisions change `stockledger/db/tables.py`.
 
 Revision ID: 0001
 Revises:

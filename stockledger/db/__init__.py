@@ -1,0 +1,1 @@
+"""The books' schema: `tables` (SQLAlchemy Core) and `migrations` (Alembic, run by `migrate.upgrade`)."""
