@@ -18,7 +18,8 @@ from typing import Any
 from faust.types import TP
 
 from streams.admit import decode
-from streams.core.fold import DeadLetter, FoldConfig, Input, fold
+from stockledger.config import Settings
+from streams.core.fold import DAY_MS, DeadLetter, FoldConfig, Input, fold
 from streams.deadletter import Failure, dead_letter, dlq_topic
 from streams.outbox import Acks
 from streams.state import PartitionStore, View
@@ -29,14 +30,22 @@ log = logging.getLogger("stockledger.worker")
 BATCH, WITHIN = 500, 0.005  # frames per fold step, and how long a step waits to fill
 
 
+def fold_config(settings: Settings) -> FoldConfig:
+    """The fold's configuration from the worker's settings (the serial reference of a test uses the same).
+
+    No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a changelog
+    that fell behind catch up, by folding again from the committed offset."""
+    return FoldConfig(default_tax_percent=Decimal(settings.tenant_default_tax), rewrite_duplicates=False,
+                      late_count_horizon_ms=round(settings.late_count_horizon_days * DAY_MS),
+                      dedup_horizon_ms=round(settings.dedup_horizon_days * DAY_MS))
+
+
 class Folder:
     """The fold's shell: the partition stores of this worker and the step that folds a batch."""
 
     def __init__(self, p: Any):
         self.p = p
-        # No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a
-        # changelog that fell behind catch up, by folding again from the committed offset.
-        self.config = FoldConfig(default_tax_percent=Decimal(p.settings.tenant_default_tax), rewrite_duplicates=False)
+        self.config = fold_config(p.settings)
         self.stores: dict[int, PartitionStore] = {}
         self._restoring: dict[int, asyncio.Task] = {}
         self.acks = Acks()

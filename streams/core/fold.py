@@ -33,7 +33,8 @@ State values are JSON-plain (Decimal as text). Tables and keys:
 stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-size), invoices
 `<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
-`<tenant>:<event_id>` -> the event's fingerprint.
+`<tenant>:<event_id>` -> the event's fingerprint, expiry (the queue that forgets event ids after the
+dedup horizon, see `_remember`).
 """
 
 from __future__ import annotations
@@ -93,7 +94,11 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "expiry")
+
+DAY_MS = 86_400_000
+EXPIRY_CHUNK = 64  # event ids per `expiry` queue value
+EXPIRY_SWEEP = 4  # at most this many event ids forgotten per applied event (> 1: the queue drains)
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
@@ -134,7 +139,7 @@ class DeadLetter:
 
 
 class State(Protocol):
-    """The tenant's state as the shell holds it; values are JSON-plain."""
+    """The tenant's state as the shell holds it; values are JSON-plain; `put(table, key, None)` deletes."""
 
     def get(self, table: str, key: str) -> Any | None: ...
 
@@ -147,6 +152,11 @@ class FoldConfig:
     # A duplicate writes the current value of every key its event touches again (same value), so a
     # store whose last writes never reached its changelog (a SIGKILL) is healed by the redelivery.
     rewrite_duplicates: bool = True
+    # SPEC 2 "Cost does not grow with history" (tenant settings; from Settings until that event exists):
+    # a SKU keeps its deltas this long behind its newest event, then folds them into its base (ms) ...
+    late_count_horizon_ms: int | None = 7 * DAY_MS
+    # ... and an event id is remembered until the tenant's newest event is this much newer (ms).
+    dedup_horizon_ms: int | None = 35 * DAY_MS
 
 
 class DictState:
@@ -165,7 +175,10 @@ class DictState:
     def put(self, table: str, key: str, value: Any) -> None:
         if table not in self.tables:
             raise KeyError(f"unknown table {table!r}; the fold uses {TABLES}")
-        self.tables[table][key] = value
+        if value is None:  # a deletion
+            self.tables[table].pop(key, None)
+        else:
+            self.tables[table][key] = value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DictState) and self.tables == other.tables
@@ -454,8 +467,42 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
         return ctx.out  # a duplicate: applied before, its outputs already sent
     handler(ctx)
     staged.put("seen", seen_key, ctx.fp)
+    if config.dedup_horizon_ms is not None:
+        _remember(staged, tenant, event_id, ctx.ts, config.dedup_horizon_ms)
     staged.flush()
     return ctx.out
+
+
+def _remember(state: State, tenant: str, event_id: str, ts: int, horizon: int) -> None:
+    """Queue an applied event id for expiry and forget at most EXPIRY_SWEEP that fell behind the horizon.
+
+    Table `expiry`: `<tenant>:#` -> {"mark": the tenant's newest event timestamp, "head", "tail"}, and
+    `<tenant>:<n>` -> up to EXPIRY_CHUNK [event_id, ts] in the order applied (entry i in chunk
+    i // EXPIRY_CHUNK). An id is forgotten (its `seen` key deleted) from the head, once its timestamp is
+    more than `horizon` behind the mark; the sweep stops at the first id still within it, so no id is
+    forgotten early (a late event behind it waits for it). Each event does bounded work and, as the sweep
+    takes more than one, the queue holds no more than the ids within the horizon (plus a few chunks).
+    """
+    head_key = f"{tenant}:#"
+    meta = state.get("expiry", head_key)
+    mark, head, tail = (ts, 0, 0) if meta is None else (max(meta["mark"], ts), meta["head"], meta["tail"])
+    chunk_key = f"{tenant}:{tail // EXPIRY_CHUNK}"
+    chunk = state.get("expiry", chunk_key) or []
+    state.put("expiry", chunk_key, [*chunk, [event_id, ts]])  # a new list: stored values are never mutated
+    tail += 1
+    limit = mark - horizon
+    for _ in range(EXPIRY_SWEEP):
+        if head >= tail:
+            break
+        chunk_key = f"{tenant}:{head // EXPIRY_CHUNK}"
+        old_id, old_ts = state.get("expiry", chunk_key)[head % EXPIRY_CHUNK]
+        if old_ts >= limit:
+            break
+        state.put("seen", f"{tenant}:{old_id}", None)
+        head += 1
+        if head % EXPIRY_CHUNK == 0:
+            state.put("expiry", chunk_key, None)
+    state.put("expiry", head_key, {"mark": mark, "head": head, "tail": tail})
 
 
 def serial_fold(inputs: Iterable[Input],
@@ -475,10 +522,10 @@ def _inventory(ctx: _Ctx) -> None:
     location, reason = data.get("location_id"), data.get("reason")
     if data.get("new_quantity") is not None:
         result = apply_absolute(before, data["new_quantity"], ctx.ts, ctx.event_id, location,
-                                reason or REASON_COUNT)
+                                reason or REASON_COUNT, ctx.config.late_count_horizon_ms)
     else:
         result = apply_delta(before, data["quantity_change"], ctx.ts, ctx.event_id, location,
-                             reason=reason or REASON_ADJUSTMENT)
+                             reason=reason or REASON_ADJUSTMENT, horizon=ctx.config.late_count_horizon_ms)
     ctx.store_stock(before, result)
 
 
@@ -494,7 +541,8 @@ def _catalog(ctx: _Ctx) -> None:
         qty = variant.get("stock_quantity")
         if qty is not None:
             before = ctx.stock(sku)
-            ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG))
+            ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG,
+                                                  ctx.config.late_count_horizon_ms))
 
 
 def _conflict_letter(ctx: _Ctx, why: str) -> None:
@@ -631,7 +679,7 @@ def _sale(ctx: _Ctx) -> None:
     for sku, qty in wanted.items():
         before = stock[sku]
         ctx.store_stock(before, apply_delta(before, -qty, ctx.ts, ctx.event_id, sale.location_id, SALE_DELTA,
-                                            reason))
+                                            reason, ctx.config.late_count_horizon_ms))
     if sale.payment_terms == ON_ACCOUNT:
         credit = ctx.credit(sale.customer_ref or "")
         update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total)
@@ -704,7 +752,7 @@ def _refund(ctx: _Ctx) -> None:
     for sku, qty in booking.restock:
         before = ctx.stock(sku)
         ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
-                                            REASON_RETURN))
+                                            REASON_RETURN, ctx.config.late_count_horizon_ms))
     if request.refund_method == "CREDIT" and invoice.payment_terms == ON_ACCOUNT and invoice.customer_ref:
         credit = ctx.credit(invoice.customer_ref)
         update = apply_credit_refund(ctx.state, credit, request.refund_id, invoice.invoice_id, note.total)

@@ -45,6 +45,7 @@ from streams.core.fold import (DeadLetter, DictState, Emit, FoldConfig, Input, c
                                serial_fold, stock_of)
 from streams.core.stock import StockState
 from streams.web import credit_view, sale_view, stock_view, tenant_partition
+from streams.fold import fold_config
 
 BASE = 1_790_000_000_000
 TOPIC = {"inventory.change": "inventory.changes", "sale.completed": "sales", "order.placed": "sales",
@@ -567,7 +568,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     timeline.note("fresh worker restored from the changelog")
 
     # the reference: the pure core's serial fold of each tenant's log, in log order
-    config = FoldConfig(default_tax_percent=Decimal(settings.tenant_default_tax), rewrite_duplicates=False)
+    config = fold_config(settings)  # the same horizons as the worker
     logs = tenant_log_inputs(settings, codec, set(tenants))
     state_tables: dict[str, dict[str, Any]] = {}
     emits: list[Emit] = []
