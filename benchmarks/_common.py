@@ -289,11 +289,12 @@ def bench_venv() -> Path:
 
 
 def quix_peer(settings: Settings, codec: Codec, topic: str, start_offsets: dict[int, int], n: int, tenant: str,
-              timeout: float = 600) -> tuple[float, int]:
+              timeout: float = 600) -> tuple[float, float, int]:
     """The same stock fold in Quix Streams (`_quix_stock.py`, exactly-once, RocksDB state with changelog) over
-    `n` records of `topic` from `start_offsets`, in its own process and group. Its rate is measured as our
-    worker's: n / (time of its last output record - time of its first), from the records' CreateTime.
-    Returns (seconds first to last output, outputs)."""
+    `n` records of `topic` from `start_offsets`, in its own process and group, timed inside it from its
+    first record to its n-th folded (its output handed to its producer, as our worker's record times are
+    taken when its producer is handed the record; Quix stamps outputs with the input's timestamp).
+    Returns (seconds first to n-th, seconds first to its final commit, outputs counted on its topic)."""
     from stockledger.topics import ensure_topics
     from streams.codec import schema_text
 
@@ -328,10 +329,10 @@ def quix_peer(settings: Settings, codec: Codec, topic: str, start_offsets: dict[
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith('{"n"')]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"the Quix Streams peer did not finish (exit {proc.returncode}); log {log}")
-    say(f"  Quix Streams: first event {json.loads(lines[-1])['start_to_first_s']:.1f}s after its process started")
+    result = json.loads(lines[-1])
+    say(f"  Quix Streams: first event {result['start_to_first_s']:.1f}s after its process started")
     outputs = read_records(settings, codec, out_topic, tenant, {p: 0 for p in start_offsets})
-    times = [ts for ts, _ in outputs]
-    return (max(times) - min(times) if times else float("nan")), len(outputs)
+    return result["first_to_last_s"], result["first_to_committed_s"], len(outputs)
 
 
 def fresh_run() -> tuple[str, Settings, Codec]:

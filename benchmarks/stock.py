@@ -14,8 +14,9 @@
      first record received to the last output flushed;
    - the peer: the same stock fold written in Quix Streams (`_quix_stock.py`: RocksDB state with its
      changelog, per-event dedup, exactly-once), installed in a side venv this script creates under
-     .cache/bench-venv (pinned in `_common.QUIX_PINS`; not a runtime dependency), its rate measured as
-     the worker's (first to last output record). `--no-quix` skips it.
+     .cache/bench-venv (pinned in `_common.QUIX_PINS`; not a runtime dependency), timed inside its
+     process from its first record to its N-th folded (the final commit shown apart), since it stamps
+     its outputs with the inputs' timestamps. `--no-quix` skips it.
    The baselines read the backlog before the worker starts, so none of them share the CPU.
    Printed: the rates, worker/ceiling, worker/bare and worker/Quix Streams, and the aims.
 2. Latency at a steady rate (default 1,000 events/s for 15 s, 2,000 SKUs): from an event's
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     ceiling_load = load()
     if not args.no_quix:
         say("the same fold in Quix Streams over the same records")
-        quix_span, quix_n = quix_peer(settings, codec, TOPIC, input_start, args.n, tenant,
+        quix_span, quix_commit, quix_n = quix_peer(settings, codec, TOPIC, input_start, args.n, tenant,
                                       timeout=max(600, args.n / 50))
         quix_load = load()
     say(f"starting the worker (app id {settings.app_id}) on the backlog")
@@ -120,7 +121,8 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     if not args.no_quix:
         quix_rate = args.n / quix_span
         print(f"  Quix Streams {quix_rate:>9,.0f} events/s  (same fold, RocksDB + changelog, exactly-once; "
-              f"{quix_n} records, first to last {quix_span:.2f}s; {quix_load})")
+              f"{quix_n} records out, first to N-th folded {quix_span:.2f}s, to its final commit "
+              f"{quix_commit:.2f}s; {quix_load})")
         ratios += f", worker/Quix Streams {worker_rate / quix_rate:.3f}  " + verdict(
             worker_rate / quix_rate, 1.0, what="worker/Quix Streams")
     print(ratios)

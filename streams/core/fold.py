@@ -476,33 +476,50 @@ def fold(state: State, event: Input, config: FoldConfig) -> list[Emit | DeadLett
 def _remember(state: State, tenant: str, event_id: str, ts: int, horizon: int) -> None:
     """Queue an applied event id for expiry and forget at most EXPIRY_SWEEP that fell behind the horizon.
 
-    Table `expiry`: `<tenant>:#` -> {"mark": the tenant's newest event timestamp, "head", "tail"}, and
-    `<tenant>:<n>` -> up to EXPIRY_CHUNK [event_id, ts] in the order applied (entry i in chunk
-    i // EXPIRY_CHUNK). An id is forgotten (its `seen` key deleted) from the head, once its timestamp is
-    more than `horizon` behind the mark; the sweep stops at the first id still within it, so no id is
-    forgotten early (a late event behind it waits for it). Each event does bounded work and, as the sweep
-    takes more than one, the queue holds no more than the ids within the horizon (plus a few chunks).
+    Table `expiry`: `<tenant>:#` -> {"mark": the tenant's newest event timestamp, "head", "tail": the
+    queue's bounds, "due": the timestamp of the id at its head, "open": the last up to EXPIRY_CHUNK
+    [event_id, ts] (entries from tail - len(open))}; each full chunk i of EXPIRY_CHUNK entries (in the
+    order applied) is stored once as `<tenant>:<i>`. An id is forgotten (its `seen` key deleted) from
+    the head once its timestamp is more than `horizon` behind the mark; the sweep stops at the first id
+    still within it, so no id is forgotten early (a late event waits behind it). An event reads and
+    writes the one queue value (and a chunk every EXPIRY_CHUNK events, or while sweeping); as the sweep
+    takes more than one, the queue holds no more than the ids within the horizon and a few more.
     """
     head_key = f"{tenant}:#"
     meta = state.get("expiry", head_key)
-    mark, head, tail = (ts, 0, 0) if meta is None else (max(meta["mark"], ts), meta["head"], meta["tail"])
-    chunk_key = f"{tenant}:{tail // EXPIRY_CHUNK}"
-    chunk = state.get("expiry", chunk_key) or []
-    state.put("expiry", chunk_key, [*chunk, [event_id, ts]])  # a new list: stored values are never mutated
+    if meta is None:
+        mark, head, tail, due, open_ids = ts, 0, 0, ts, []
+    else:
+        mark, head, tail, due, open_ids = meta["mark"], meta["head"], meta["tail"], meta["due"], meta["open"]
+        if ts > mark:
+            mark = ts
+        if head == tail:
+            due = ts
+    open_ids = [*open_ids, [event_id, ts]]  # a new list: stored values are never mutated
     tail += 1
+    if len(open_ids) == EXPIRY_CHUNK:
+        state.put("expiry", f"{tenant}:{(tail - 1) // EXPIRY_CHUNK}", open_ids)
+        open_ids = []
     limit = mark - horizon
-    for _ in range(EXPIRY_SWEEP):
-        if head >= tail:
-            break
-        chunk_key = f"{tenant}:{head // EXPIRY_CHUNK}"
-        old_id, old_ts = state.get("expiry", chunk_key)[head % EXPIRY_CHUNK]
-        if old_ts >= limit:
-            break
-        state.put("seen", f"{tenant}:{old_id}", None)
-        head += 1
-        if head % EXPIRY_CHUNK == 0:
-            state.put("expiry", chunk_key, None)
-    state.put("expiry", head_key, {"mark": mark, "head": head, "tail": tail})
+    if due < limit:
+        chunk_no, chunk = -1, None
+        for _ in range(EXPIRY_SWEEP):
+            if head >= tail:
+                break
+            c = head // EXPIRY_CHUNK
+            if c == tail // EXPIRY_CHUNK:
+                old_id, due = open_ids[head - (tail - len(open_ids))]
+            else:
+                if c != chunk_no:
+                    chunk_no, chunk = c, state.get("expiry", f"{tenant}:{c}")
+                old_id, due = chunk[head % EXPIRY_CHUNK]
+            if due >= limit:
+                break
+            state.put("seen", f"{tenant}:{old_id}", None)
+            head += 1
+            if head % EXPIRY_CHUNK == 0:
+                state.put("expiry", f"{tenant}:{c}", None)
+    state.put("expiry", head_key, {"mark": mark, "head": head, "tail": tail, "due": due, "open": open_ids})
 
 
 def serial_fold(inputs: Iterable[Input],

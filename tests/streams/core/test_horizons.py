@@ -4,7 +4,6 @@ of event ids, in the pure core (exact results; the serial fold is what the worke
 from __future__ import annotations
 
 import json
-import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,9 +130,13 @@ def test_event_ids_are_forgotten_after_the_dedup_horizon_with_bounded_state():
     assert sorted(k.split(":", 1)[1] for k in state.tables["seen"]) == sorted(remembered)
     assert len(remembered) == 35 * 24 + 1
     head = n - len(remembered)
-    assert state.tables["expiry"]["t1:#"] == {"mark": mark, "head": head, "tail": n}
+    open_ids = [[f"e{i}", i * HOUR] for i in range(n - n % EXPIRY_CHUNK, n)]  # the chunk being filled
+    assert state.tables["expiry"]["t1:#"] == {"mark": mark, "head": head, "tail": n, "due": head * HOUR,
+                                              "open": open_ids}
     chunks = sorted(int(k.split(":")[1]) for k in state.tables["expiry"] if not k.endswith("#"))
-    assert chunks == list(range(head // EXPIRY_CHUNK, math.ceil(n / EXPIRY_CHUNK)))
+    assert chunks == list(range(head // EXPIRY_CHUNK, n // EXPIRY_CHUNK))  # the full ones not yet swept
+    assert state.tables["expiry"][f"t1:{chunks[-1]}"] == [[f"e{i}", i * HOUR] for i in range(
+        chunks[-1] * EXPIRY_CHUNK, (chunks[-1] + 1) * EXPIRY_CHUNK)]
     # a duplicate within the horizon changes nothing; one of a forgotten id is applied again
     assert fold(state, delta("A", 1, event_id=remembered[0], ts=int(remembered[0][1:]) * HOUR), config) == []
     assert stock_of(state, "t1", "A").on_hand == n
@@ -156,7 +159,10 @@ def test_a_late_event_is_never_forgotten_before_the_horizon_and_the_sweep_is_bou
     assert seen_of(state, "t1", "new") is None and seen_of(state, "t1", "late") is None
     assert sorted(k for k in state.tables["seen"]) == sorted(f"t1:{e}" for e in ["far"] + [f"b{i}" for i in
                                                                                           range(2, 10)])
-    assert state.tables["expiry"]["t1:#"] == {"mark": 31 * DAY_MS, "head": 4, "tail": 13}
+    queue = [["new", 20 * DAY_MS], ["late", DAY_MS], *[[f"b{i}", 20 * DAY_MS + i] for i in range(10)],
+             ["far", 31 * DAY_MS]]
+    assert state.tables["expiry"] == {"t1:#": {"mark": 31 * DAY_MS, "head": 4, "tail": 13, "due": 20 * DAY_MS + 1,
+                                               "open": queue}}
 
 
 def test_no_dedup_horizon_remembers_every_id():
