@@ -74,15 +74,14 @@ Envelope = tuple[Any, bytes, list[Entry]]  # the value, its JSON, its history
 def _dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
-    except TypeError:  # an integer beyond 64 bits: the standard library writes it exactly
-        return _json_dumps(value).encode()
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it exactly, after a space
+        return b" " + _json_dumps(value).encode()  # (which orjson never writes) that says who reads it
 
 
 def _loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:  # an integer beyond 64 bits
+    if raw[:1] == b" ":  # orjson would read an integer beyond 64 bits as a float
         return json.loads(raw)
+    return orjson.loads(raw)
 
 
 def _entry(end: int, session: str, before: bytes) -> Entry:
