@@ -106,6 +106,9 @@ def main() -> None:
                     i += 1
                 producer.poll(0)
                 time.sleep(0.002)
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"the worker exited ({worker.proc.returncode}) in minute {minute + 1}; "
+                                   f"log {worker.logfile}")
             minutes.append((m_start, time.time(), rss_bytes(worker.proc.pid), folder_bytes(state_dir)))
             say(f"  minute {minute + 1}: {i} events sent; worker RSS {minutes[-1][2] / 2**20:.0f} MiB; {load()}")
         producer.flush(30)
