@@ -177,7 +177,7 @@ def main() -> int:
     migrate.upgrade(engine)
     rx = RemoteReceiver(args.port, lifetime=900)
     url = f"http://127.0.0.1:{args.port}/hook"
-    sub, secret = subscriptions.add(engine, settings.master_key(), tenant, url)
+    sub, secret = subscriptions.add(engine, settings.master_key(), tenant, url, allow_private=True)
     concurrency = settings.notify_concurrency
     say(f"run {run}: tenant {tenant}, receiver {url}, {concurrency} requests in flight at most")
 

@@ -191,6 +191,8 @@ webhook_subscriptions = Table(
     Column("secret_sealed", LargeBinary),
     Column("secret_from_tenant", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # `webhook add --allow-private-url`: the URL may reach loopback, private or link-local addresses (0004)
+    Column("allow_private", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("secret_sealed IS NOT NULL OR secret_from_tenant", name="webhook_subscriptions_has_secret"),
     Index("webhook_subscriptions_tenant", "tenant_id"),
 )

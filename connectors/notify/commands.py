@@ -46,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--secret", help="the shared secret (default: a new one, printed once)")
     secret.add_argument("--secret-from-tenant", action="store_true",
-                        help="sign with the tenant's ERP webhook secret (stockledger tenant add)")
+                        help="sign with the tenant's inbound ERP webhook secret (stockledger tenant add); then "
+                             "every delivery is also a valid inbound webhook for the tenant: prefer the default")
+    p.add_argument("--allow-private-url", action="store_true",
+                   help="let the URL reach loopback, private or link-local addresses (refused by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     cli._connection_flags(p)
     p.set_defaults(func=cmd_webhook)
@@ -120,22 +123,27 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         if args.action == "add":
             sub, secret = subs.add(engine, settings.master_key(), args.tenant, args.url,
                                    events=subs.parse_events(args.events), secret=args.secret,
-                                   secret_from_tenant=args.secret_from_tenant)
+                                   secret_from_tenant=args.secret_from_tenant,
+                                   allow_private=args.allow_private_url)
             if args.json:
                 print(json.dumps({"subscription_id": sub.subscription_id, "tenant": sub.tenant_id, "url": sub.url,
                                   "events": list(sub.events), "secret": secret,
-                                  "secret_from_tenant": sub.secret_from_tenant}))
+                                  "secret_from_tenant": sub.secret_from_tenant,
+                                  "allow_private_url": sub.allow_private}))
             else:
                 print(f"subscription {sub.subscription_id}: {sub.tenant_id} -> {sub.url} ({', '.join(sub.events)})")
                 if secret is not None and args.secret is None:
                     print(f"secret (shown once, keep it): {secret}")
                 elif sub.secret_from_tenant:
                     print("signed with the tenant's webhook secret")
+            if sub.secret_from_tenant:
+                print("warning: deliveries signed with the tenant's inbound secret are also valid inbound ERP webhooks "
+                      "for this tenant", file=sys.stderr)
             return 0
         if args.action == "list":
             for s in subs.list_for(engine, args.tenant):
                 row = {"subscription_id": s.subscription_id, "url": s.url, "events": list(s.events),
-                       "secret": "tenant" if s.secret_from_tenant else "own",
+                       "secret": "tenant" if s.secret_from_tenant else "own", "allow_private_url": s.allow_private,
                        "created_at": s.created_at.isoformat() if s.created_at else None}
                 print(json.dumps(row) if args.json else
                       f"{s.subscription_id}  {s.url}  {','.join(s.events)}  secret={row['secret']}  {row['created_at']}")

@@ -47,7 +47,8 @@ _CLAIM = text("""
       FROM due, webhook_subscriptions AS s
      WHERE d.subscription_id = due.subscription_id AND d.sku = due.sku AND s.subscription_id = d.subscription_id
     RETURNING d.subscription_id, d.sku, d.tenant_id, s.url, s.secret_sealed, s.secret_from_tenant, d.pending_offset,
-              d.pending_event_id, d.pending_body, d.pending_record_ms, d.attempts, d.first_failed_at, now()
+              d.pending_event_id, d.pending_body, d.pending_record_ms, d.attempts, d.first_failed_at, now(),
+              s.allow_private
 """)
 
 # Sent level delivered; a newer pending level stays and is due now.
@@ -134,6 +135,7 @@ class Claim:
     attempts: int
     first_failed_at: datetime | None
     db_now: datetime
+    allow_private: bool = False
 
 
 @dataclass(slots=True)
@@ -158,7 +160,7 @@ def upsert_pending(conn: Connection, levels: Sequence[Level]) -> None:
 def claim_due(conn: Connection, n: int, lease: float) -> list[Claim]:
     rows = conn.execute(_CLAIM, {"n": n, "lease": lease}).all()
     return [Claim(r[0], r[1], r[2], r[3], bytes(r[4]) if r[4] is not None else None, r[5], r[6], r[7], r[8],
-                  r[9] or 0, r[10], r[11], r[12]) for r in rows]
+                  r[9] or 0, r[10], r[11], r[12], r[13]) for r in rows]
 
 
 def record(conn: Connection, outcomes: Sequence[Outcome], max_age: float) -> None:

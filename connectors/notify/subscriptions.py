@@ -1,21 +1,25 @@
 """Webhook subscriptions in PostgreSQL (`webhook_subscriptions`), their secrets sealed at rest.
 
-A subscription's own secret is sealed with `stockledger.security.seal` (AES-256-GCM under the master
-key, the tenant as associated data). With `--secret-from-tenant` the tenant's ERP webhook secret
-(the API's tenant registry, `stockledger tenant add`) signs instead: `TENANT_SECRETS` is the API's
+By default a subscription has its own secret, distinct from the tenant's inbound one (SPEC 7): a
+`--secret` equal to one of the tenant's inbound ERP webhook secrets is refused, because a delivery
+signed with it would be a valid inbound webhook for that tenant. The secret is sealed with
+`stockledger.security.seal` (AES-256-GCM under the master key, the tenant as associated data).
+With `--secret-from-tenant` the tenant's ERP webhook secret (the API's tenant registry, `stockledger
+tenant add`) signs instead, an explicit choice the CLI warns about: `TENANT_SECRETS` is the API's
 `webhook_secrets(engine, master_key, tenant) -> list[str]` (newest first, so a rotation reaches the
-notifier: it signs with the newest).
+notifier: it signs with the newest). The URL is checked by `connectors.notify.guard`.
 """
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, text
 
+from connectors.notify import guard
 from connectors.notify.payload import EVENTS
 from api.tenants import webhook_secrets
 from stockledger.security import new_token, seal, unseal
@@ -35,12 +39,15 @@ class Subscription:
     events: tuple[str, ...]
     secret_from_tenant: bool
     created_at: object = None
+    allow_private: bool = False
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SubscriptionError(f"not an http(s) URL: {url!r}")
+def check_url(url: str, allow_private: bool = False) -> str:
+    """The URL, if a webhook may go there (connectors.notify.guard); SubscriptionError otherwise."""
+    try:
+        guard.check_url(url, allow_private)
+    except ValueError as exc:
+        raise SubscriptionError(str(exc)) from None
     return url
 
 
@@ -55,10 +62,11 @@ def parse_events(text_: str | None) -> tuple[str, ...]:
 
 
 def add(engine: Engine, master_key: bytes, tenant: str, url: str, *, events: tuple[str, ...] = ("inventory.change",),
-        secret: str | None = None, secret_from_tenant: bool = False) -> tuple[Subscription, str | None]:
+        secret: str | None = None, secret_from_tenant: bool = False,
+        allow_private: bool = False) -> tuple[Subscription, str | None]:
     """Store a subscription; returns it and the secret to print once (generated when none was given;
     None with `secret_from_tenant`)."""
-    check_url(url)
+    check_url(url, allow_private)
     if secret_from_tenant:
         if secret is not None:
             raise SubscriptionError("give --secret or --secret-from-tenant, not both")
@@ -68,24 +76,30 @@ def add(engine: Engine, master_key: bytes, tenant: str, url: str, *, events: tup
     else:
         if secret is not None and len(secret) < 16:
             raise SubscriptionError("a webhook secret must have at least 16 characters")
+        if secret is not None and any(hmac.compare_digest(secret.encode(), s.encode())
+                                      for s in TENANT_SECRETS(engine, master_key, tenant)):
+            raise SubscriptionError("this secret is the tenant's inbound webhook secret: deliveries signed with it would "
+                                    "be accepted as inbound ERP webhooks; give another one (or none: a new one is made)")
         secret = secret if secret is not None else new_token("whsec_")
         sealed = seal(master_key, tenant, secret)
-    sub = Subscription("wh_" + uuid.uuid4().hex[:16], tenant, url, events, secret_from_tenant)
+    sub = Subscription("wh_" + uuid.uuid4().hex[:16], tenant, url, events, secret_from_tenant,
+                       allow_private=allow_private)
     with engine.begin() as conn:
         conn.execute(text("""
-            INSERT INTO webhook_subscriptions (subscription_id, tenant_id, url, events, secret_sealed, secret_from_tenant)
-            VALUES (:id, :t, :url, :events, :sealed, :from_tenant)"""),
+            INSERT INTO webhook_subscriptions (subscription_id, tenant_id, url, events, secret_sealed, secret_from_tenant,
+                                               allow_private)
+            VALUES (:id, :t, :url, :events, :sealed, :from_tenant, :allow_private)"""),
                      {"id": sub.subscription_id, "t": tenant, "url": url, "events": list(events), "sealed": sealed,
-                      "from_tenant": secret_from_tenant})
+                      "from_tenant": secret_from_tenant, "allow_private": allow_private})
     return sub, (None if secret_from_tenant else secret)
 
 
 def list_for(engine: Engine, tenant: str) -> list[Subscription]:
     with engine.connect() as conn:
         rows = conn.execute(text("""
-            SELECT subscription_id, tenant_id, url, events, secret_from_tenant, created_at FROM webhook_subscriptions
-             WHERE tenant_id = :t ORDER BY created_at, subscription_id"""), {"t": tenant}).all()
-    return [Subscription(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
+            SELECT subscription_id, tenant_id, url, events, secret_from_tenant, created_at, allow_private
+              FROM webhook_subscriptions WHERE tenant_id = :t ORDER BY created_at, subscription_id"""), {"t": tenant}).all()
+    return [Subscription(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6]) for r in rows]
 
 
 def remove(engine: Engine, subscription_id: str) -> Subscription:

@@ -27,7 +27,7 @@ import aiohttp
 from sqlalchemy import Engine, create_engine
 
 from connectors import migrate
-from connectors.notify import payload, state, subscriptions
+from connectors.notify import guard, payload, state, subscriptions
 from connectors.notify.breaker import CLOSED, OPEN, STATE_VALUE, Breaker
 from connectors.notify.metrics import NotifyMetrics
 from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, first_line
@@ -241,7 +241,9 @@ class Deliverer:
         self._stopping = asyncio.Event()
         self._results = asyncio.Event()
         self.loop = asyncio.get_running_loop()  # last: wake() may be called from now on
-        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
+        # Every connection's addresses are checked (connectors.notify.guard), so no DNS cache.
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
+                                         resolver=guard.GuardedResolver(), use_dns_cache=False)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         tasks: set[asyncio.Task] = set()
         self._closing = False
@@ -319,17 +321,33 @@ class Deliverer:
             return
         raw = c.body.encode("utf-8")
         status: int | None = None
+        literal = None if c.allow_private else guard.literal_refusal(c.url)
+        if literal is not None:
+            br.probing = False
+            self._failed(c, "config", f"not sent: {literal}", None, endpoint=False)
+            return
+        allow = guard.ALLOW_PRIVATE.set(c.allow_private)
         try:
             async with session.post(c.url, data=raw, headers=payload.headers(secret, raw, c.event_id),
                                     allow_redirects=False) as resp:
                 status = resp.status
                 answer = (await resp.content.read(300)).decode("utf-8", "replace")
+        except guard.PrivateAddress as exc:
+            br.probing = False
+            self._failed(c, "config", f"not sent: {exc}", None, endpoint=False)
+            return
         except asyncio.TimeoutError:
             self._failed(c, "timeout", f"no answer within {self.timeout:g} s", None)
             return
         except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(getattr(exc, "os_error", None), guard.PrivateAddress):
+                br.probing = False
+                self._failed(c, "config", f"not sent: {exc.os_error}", None, endpoint=False)  # type: ignore[attr-defined]
+                return
             self._failed(c, "connection", f"{type(exc).__name__}: {first_line(exc)}"[:300], None)
             return
+        finally:
+            guard.ALLOW_PRIVATE.reset(allow)
         if 200 <= status < 300:
             self._delivered(c, br)
         elif status in RETRYABLE_STATUS:

@@ -44,7 +44,7 @@ def env(sink_db, levels_topic, settings):
 
 
 def _subscribe(engine, settings, tenant, url) -> str:
-    sub, _ = subscriptions.add(engine, settings.master_key(), tenant, url, secret=SECRET)
+    sub, _ = subscriptions.add(engine, settings.master_key(), tenant, url, secret=SECRET, allow_private=True)
     return sub.subscription_id
 
 
@@ -291,3 +291,29 @@ def test_end_to_end_an_inventory_change_reaches_the_receiver(sink_db, settings, 
         assert data == {"sku": "IPH15-128-BLK", "location_id": "WH-MAIN", "new_quantity": qty}
         assert doc["tenant_id"] == tenant and doc["event_type"] == "inventory.change"
     assert verify([SECRET], rx.ok()[1].body, rx.ok()[1].headers["X-ERP-Signature"], rx.ok()[1].headers["X-ERP-Timestamp"])
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_private_address_is_not_reached_at_delivery_time(env, settings, codec, tenant, host):
+    """A subscription's URL now points at loopback (say its name was moved by DNS since it was added, or
+    it is an IP literal): without allow_private the notifier does not connect, whatever the name resolves
+    to at the time of the request; the try is a `config` failure, retried on the schedule."""
+    url, engine, prefix, topic, group = env
+    with Receiver() as rx:
+        sid = _subscribe(engine, settings, tenant, rx.url.replace("127.0.0.1", host))
+        with engine.begin() as conn:  # as if added when its name still resolved to a public address
+            conn.execute(text("UPDATE webhook_subscriptions SET allow_private = false WHERE subscription_id = :s"),
+                         {"s": sid})
+        knobs = {"notify_retry_schedule": "300ms"}
+        with NotifierThread(notify_settings(settings, url, **knobs), prefix, group) as nt:
+            publish_levels(settings, codec, topic, [level(tenant, "A", 5, 1)])
+            wait_for(lambda: (deliveries(engine, tenant).get("A") or {}).get("attempts", 0) >= 2, 30,
+                     "two refused tries", interval=0.05)
+            assert nt.metric("stockledger_webhook_failures_total", tenant=tenant, **{"class": "config"}) >= 2
+            assert nt.metric("stockledger_webhook_deliveries_total", tenant=tenant) == 0
+            row = deliveries(engine, tenant)["A"]
+    assert rx.requests == []
+    where = "127.0.0.1" if host == "127.0.0.1" else "localhost (127.0.0.1)"
+    assert row["last_error"] == (f"not sent: {where} is loopback: a webhook may only go to public addresses "
+                                 f"unless --allow-private-url")
+    assert row["pending_offset"] is not None and row["delivered_offset"] is None

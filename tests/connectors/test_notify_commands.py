@@ -29,7 +29,11 @@ def test_webhook_commands(sink_db, settings, codec, tenant, capsys):
     support.create_topics(settings, [topic])
     try:
         with Receiver(respond=lambda n, body: 400 if b'"sku":"BAD"' in body else 200) as rx:
-            code, out, _ = _run(capsys, "webhook", "add", tenant, rx.url, *db)  # migrates a fresh database itself
+            code, _, err = _run(capsys, "webhook", "add", tenant, rx.url, *db)  # migrates a fresh database itself
+            assert code == 2  # the receiver is on loopback: refused unless the operator allows it
+            assert err == (f"127.0.0.1 is loopback: a webhook may only go to public addresses unless "
+                           f"--allow-private-url\n")
+            code, out, _ = _run(capsys, "webhook", "add", tenant, rx.url, "--allow-private-url", *db)
             assert code == 0
             sub_id = out.split()[1].rstrip(":")
             secret = out.splitlines()[1].split(": ", 1)[1]
@@ -42,14 +46,22 @@ def test_webhook_commands(sink_db, settings, codec, tenant, capsys):
             assert code == 0 and [json.loads(x)["subscription_id"] for x in out.splitlines()] == [sub_id]
             assert "whsec_" not in out
             assert _run(capsys, "webhook", "add", tenant, "ftp://x", *db)[0] == 2
-            assert _run(capsys, "webhook", "add", tenant, rx.url, "--events", "stock.moved", *db)[0] == 2
-            code, _, err = _run(capsys, "webhook", "add", tenant, rx.url, "--secret-from-tenant", *db)
+            assert _run(capsys, "webhook", "add", tenant, rx.url, "--events", "stock.moved", "--allow-private-url",
+                        *db)[0] == 2
+            code, _, err = _run(capsys, "webhook", "add", tenant, rx.url, "--secret-from-tenant", "--allow-private-url",
+                                *db)
             assert code == 2 and "has no webhook secret" in err  # not a tenant of the API's registry yet
             code, out, _ = _run(capsys, "tenant", "add", tenant, "--json", *db)
             assert code == 0
             tenant_secret = json.loads(out)["webhook_secret"]
-            code, out, _ = _run(capsys, "webhook", "add", tenant, rx.url + "/t", "--secret-from-tenant", *db)
+            code, _, err = _run(capsys, "webhook", "add", tenant, rx.url + "/s", "--secret", tenant_secret,
+                                "--allow-private-url", *db)
+            assert code == 2 and err.startswith("this secret is the tenant's inbound webhook secret")
+            code, out, err = _run(capsys, "webhook", "add", tenant, rx.url + "/t", "--secret-from-tenant",
+                                  "--allow-private-url", *db)
             assert code == 0 and "whsec_" not in out
+            assert err == ("warning: deliveries signed with the tenant's inbound secret are also valid inbound ERP "
+                           "webhooks for this tenant\n")
             from connectors.notify import subscriptions
             assert subscriptions.TENANT_SECRETS(engine, settings.master_key(), tenant) == [tenant_secret]
             tenant_sub = out.split()[1].rstrip(":")
