@@ -272,6 +272,69 @@ def faust_ceiling(settings: Settings, topic: str, start_offsets: dict[int, int],
     return result["first_to_last_s"]
 
 
+QUIX_PINS = ("quixstreams==3.28.1", "fastavro==1.13.1")  # the peer's side venv (a benchmark dependency only)
+BENCH_VENV = Path(__file__).resolve().parent.parent / ".cache" / "bench-venv"
+
+
+def bench_venv() -> Path:
+    """The side venv with Quix Streams (created on first use, from PyPI): its python."""
+    python = BENCH_VENV / "bin" / "python"
+    stamp = BENCH_VENV / "pins.txt"
+    if not python.exists() or not stamp.exists() or stamp.read_text() != "\n".join(QUIX_PINS):
+        say(f"creating the benchmark venv {BENCH_VENV} ({', '.join(QUIX_PINS)})")
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *QUIX_PINS], check=True)
+        stamp.write_text("\n".join(QUIX_PINS))
+    return python
+
+
+def quix_peer(settings: Settings, codec: Codec, topic: str, start_offsets: dict[int, int], n: int, tenant: str,
+              timeout: float = 600) -> tuple[float, float, int]:
+    """The same stock fold in Quix Streams (`_quix_stock.py`, exactly-once, RocksDB state with changelog) over
+    `n` records of `topic` from `start_offsets`, in its own process and group, timed inside it from its
+    first record to its n-th folded (its output handed to its producer, as our worker's record times are
+    taken when its producer is handed the record; Quix stamps outputs with the input's timestamp).
+    Returns (seconds first to n-th, seconds first to its final commit, outputs counted on its topic)."""
+    from stockledger.codec import schema_text
+    from stockledger.topics import ensure_topics
+
+    python = bench_venv()
+    group = f"bench-quix-{uuid.uuid4().hex[:6]}"
+    out_topic = f"{group}-levels"
+    ensure_topics(settings.bootstrap_servers, len(start_offsets), [out_topic])
+    position_group_at(settings, group, topic, start_offsets)
+    work = settings.home / "workers" / group
+    work.mkdir(parents=True, exist_ok=True)
+    schemas = {}
+    for stem in ("inventory_change", "stock_level"):
+        schemas[stem] = work / f"{stem}.avsc"
+        schemas[stem].write_text(schema_text(stem))
+    argv = [str(python), str(Path(__file__).resolve().parent / "_quix_stock.py"), "--bootstrap",
+            settings.bootstrap_servers, "--topic", topic, "--group", group, "--out-topic", out_topic,
+            "--in-schema", str(schemas["inventory_change"]), "--out-schema", str(schemas["stock_level"]),
+            "--out-schema-id", str(codec.register("stock.levels")), "--state-dir", str(work / "state"),
+            "-n", str(n)]
+    log = settings.home / "workers" / f"{group}.log"
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out = b""
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith('{"n"')]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the Quix Streams peer did not finish (exit {proc.returncode}); log {log}")
+    result = json.loads(lines[-1])
+    say(f"  Quix Streams: first event {result['start_to_first_s']:.1f}s after its process started")
+    outputs = read_records(settings, codec, out_topic, tenant, {p: 0 for p in start_offsets})
+    return result["first_to_last_s"], result["first_to_committed_s"], len(outputs)
+
+
 def fresh_run() -> tuple[str, Settings, Codec]:
     """A run of its own: a fresh app id (group and tables) positioned at the end of every input topic."""
     from stockledger.topics import INPUTS, ensure_topics

@@ -11,9 +11,14 @@
      bytes, create_app's broker settings, memory store, its own process and group committed at the
      records' start), from its first event to its N-th (start-up excluded);
    - the bare loop: confluent-kafka consume -> fastavro decode -> fold -> encode -> produce, from the
-     first record received to the last output flushed.
-   Both baselines read the backlog before the worker starts, so the three never share the CPU.
-   Printed: the three rates, worker/ceiling and worker/bare, and the aims.
+     first record received to the last output flushed;
+   - the peer: the same stock fold written in Quix Streams (`_quix_stock.py`: RocksDB state with its
+     changelog, per-event dedup, exactly-once), installed in a side venv this script creates under
+     .cache/bench-venv (pinned in `_common.QUIX_PINS`; not a runtime dependency), timed inside its
+     process from its first record to its N-th folded (the final commit shown apart), since it stamps
+     its outputs with the inputs' timestamps. `--no-quix` skips it.
+   The baselines read the backlog before the worker starts, so none of them share the CPU.
+   Printed: the rates, worker/ceiling, worker/bare and worker/Quix Streams, and the aims.
 2. Latency at a steady rate (default 1,000 events/s for 15 s, 2,000 SKUs): from an event's
    publication (the produce() call) to its effect on `stock.levels` (the first record of its SKU
    reflecting it or a later event of that SKU; record time as above). p50, p99, max; aim p99 <= 250 ms.
@@ -45,6 +50,7 @@ from _common import (  # noqa: E402
     load,
     percentile,
     publish_at_rate,
+    quix_peer,
     read_records,
     say,
     start_worker,
@@ -70,6 +76,8 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=50_000, help="events for the throughput run (default 50000)")
     ap.add_argument("--rate", type=int, default=1000, help="events/s for the latency run (default 1000)")
     ap.add_argument("--seconds", type=int, default=15, help="length of the latency run (default 15)")
+    ap.add_argument("--no-quix", action="store_true", help="skip the Quix Streams peer")
+    ap.add_argument("--throughput-only", action="store_true", help="skip the latency run")
     ap.add_argument("--restart-skus", type=int, default=0,
                     help="SKUs held by the worker for the restart run; 0 (default) skips it")
     ap.add_argument("--web-port", type=int, default=16066,
@@ -100,6 +108,11 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
     say("empty Faust agent over the same records")
     ceiling_s = faust_ceiling(settings, TOPIC, input_start, args.n, timeout=max(120, args.n / 500))
     ceiling_load = load()
+    if not args.no_quix:
+        say("the same fold in Quix Streams over the same records")
+        quix_span, quix_commit, quix_n = quix_peer(settings, codec, TOPIC, input_start, args.n, tenant,
+                                      timeout=max(600, args.n / 50))
+        quix_load = load()
     say(f"starting the worker (app id {settings.app_id}) on the backlog")
     start_worker(worker, args.web_port)
     wait_caught_up(settings, max(300, args.n / 100), "throughput backlog")
@@ -120,7 +133,17 @@ def run(args: argparse.Namespace, settings, codec, tenant: str, worker: WorkerPr
           f"{ceiling_load})")
     print(f"  bare loop    {bare_rate:>9,.0f} events/s  (consume-decode-fold-encode-produce, {bare_s:.2f}s; "
           f"{bare_load})")
-    print(f"  ratios: worker/ceiling {worker_rate / ceiling_rate:.3f}, worker/bare {worker_rate / bare_rate:.3f}")
+    ratios = f"  ratios: worker/ceiling {worker_rate / ceiling_rate:.3f}, worker/bare {worker_rate / bare_rate:.3f}"
+    if not args.no_quix:
+        quix_rate = args.n / quix_span
+        print(f"  Quix Streams {quix_rate:>9,.0f} events/s  (same fold, RocksDB + changelog, exactly-once; "
+              f"{quix_n} records out, first to N-th folded {quix_span:.2f}s, to its final commit "
+              f"{quix_commit:.2f}s; {quix_load})")
+        ratios += f", worker/Quix Streams {worker_rate / quix_rate:.3f}  " + verdict(
+            worker_rate / quix_rate, 1.0, what="worker/Quix Streams")
+    print(ratios)
+    if args.throughput_only:
+        return
 
     # 2. latency at a steady rate
     tenant2 = f"{tenant}-lat"

@@ -108,6 +108,12 @@ class Settings:
     partitions: int = field(default_factory=lambda: _int("PARTITIONS", "4"))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
+    # SPEC 2 "Cost does not grow with history" (tenant settings once the tenant settings event exists):
+    # a SKU keeps its deltas this many days of event time behind its newest event (older ones fold into
+    # its base; a count older than the base is STALE_ABSOLUTE), and an event id is remembered this many
+    # days behind the tenant's newest event, then forgotten (a tombstone on the state changelog).
+    late_count_horizon_days: float = field(default_factory=lambda: float(_env("LATE_COUNT_HORIZON_DAYS", "7")))
+    dedup_horizon_days: float = field(default_factory=lambda: float(_env("DEDUP_HORIZON_DAYS", "35")))
     # Fault injection for tests, 0 = off. The worker's consumer drops every Nth record it fetched, or
     # empties the agents' buffers while every Nth record is being delivered, as faust-streaming does
     # around rebalances and recovery; to prove such records are read again in order.

@@ -25,10 +25,11 @@ from typing import Any
 
 from faust.types import TP
 
+from stockledger.config import Settings
 from stockledger.deadletter import RULE, Failure, dead_letter, dlq_topic
 from stockledger.topics import DLQ_SUFFIX
 from streams.admit import decode
-from streams.core.fold import DeadLetter, Decision, FoldConfig, Input, fold_guarded, internal_error
+from streams.core.fold import DAY_MS, DeadLetter, Decision, FoldConfig, Input, fold_guarded, internal_error
 from streams.outbox import Acks
 from streams.state import PartitionStore, View, check_value
 from streams.tenantlog import entries
@@ -79,14 +80,22 @@ def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[t
     return sends
 
 
+def fold_config(settings: Settings) -> FoldConfig:
+    """The fold's configuration from the worker's settings (the serial reference of a test uses the same).
+
+    No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a changelog
+    that fell behind catch up, by folding again from the committed offset."""
+    return FoldConfig(default_tax_percent=Decimal(settings.tenant_default_tax), rewrite_duplicates=False,
+                      late_count_horizon_ms=round(settings.late_count_horizon_days * DAY_MS),
+                      dedup_horizon_ms=round(settings.dedup_horizon_days * DAY_MS))
+
+
 class Folder:
     """The fold's shell: the partition stores of this worker and the step that folds a batch."""
 
     def __init__(self, p: Any):
         self.p = p
-        # No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a
-        # changelog that fell behind catch up, by folding again from the committed offset.
-        self.config = FoldConfig(default_tax_percent=Decimal(p.settings.tenant_default_tax), rewrite_duplicates=False)
+        self.config = fold_config(p.settings)
         self.stores: dict[int, PartitionStore] = {}
         self._restoring: dict[int, asyncio.Task] = {}
         self.acks = Acks()

@@ -12,7 +12,8 @@ crash, rebalance or partition move, the next owner reads again from the committe
 the state it restored (changelog, or a local store that may be ahead of it) can already hold the
 effects of batches at or beyond C. So every stored value carries, for each batch not yet known to be
 committed, the end of the batch (its last tenant-log offset + 1), the session that wrote it and the
-value before it: `[value, [[end, session, before], ...]]`. A session (one assignment of the partition
+value before it (see `pack`; the value before is kept as the bytes it was stored as, so an undo copy
+is never decoded or encoded again unless it is used). A session (one assignment of the partition
 to this worker) reads a value through its history: an entry of another session whose batch reaches
 C or beyond (end > C) is undone (the value before it is used), so the fold sees exactly the state as
 of C and, being a pure and deterministic function of it, makes the same decisions, produces the same
@@ -32,12 +33,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -48,10 +52,70 @@ log = logging.getLogger("stockledger.worker")
 
 SEP = "\x1f"
 _OFFSET_KEY = b"\x00changelog-offset"  # next changelog offset this store has (sorts before every table key)
-_CACHE_MAX = 200_000
+_CACHE_MAX = 50_000
+# Keys of these tables are mostly written once and seldom read again (an event id, a sale, a payment, an
+# invoice, the expiry queue): they are not kept decoded in memory after a write (RocksDB has them), so the
+# cache holds the hot keys (stock, catalog, credit) and the worker's memory does not grow with the events.
+_WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "invoices"))
 MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_NULL = b"null"
+
+# A stored value: b"\x02", then the value's JSON (u32 length + bytes), then its undo history, each entry
+# u64 end, u16 length + session, u32 length + the JSON of the value before (the bytes it was stored as).
+# Values written before this format (a JSON array [value, [[end, session, before], ...]]) are still read.
+_MAGIC = 2
+_HEAD = struct.Struct(">BI")
+_ENTRY = struct.Struct(">QH")
+_LEN = struct.Struct(">I")
+Entry = tuple[int, str, bytes, bytes]  # end, session, the value before (JSON), the entry as stored
+Envelope = tuple[Any, bytes, list[Entry]]  # the value, its JSON, its history
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it exactly, after a space
+        return b" " + _json_dumps(value).encode()  # (which orjson never writes) that says who reads it
+
+
+def _loads(raw: bytes) -> Any:
+    if raw[:1] == b" ":  # orjson would read an integer beyond 64 bits as a float
+        return json.loads(raw)
+    return orjson.loads(raw)
+
+
+def _entry(end: int, session: str, before: bytes) -> Entry:
+    s = session.encode()
+    return end, session, before, b"".join((_ENTRY.pack(end, len(s)), s, _LEN.pack(len(before)), before))
+
+
+def pack(raw: bytes, history: list[Entry]) -> bytes:
+    return b"".join((_HEAD.pack(_MAGIC, len(raw)), raw, *(e[3] for e in history)))
+
+
+def unpack(data: bytes) -> Envelope:
+    if data[:1] != b"\x02":  # the earlier JSON form
+        value, old = json.loads(data)
+        return value, _dumps(value), [_entry(end, session, _dumps(before)) for end, session, before in old]
+    _, n = _HEAD.unpack_from(data, 0)
+    pos = _HEAD.size
+    raw = data[pos:pos + n]
+    pos += n
+    history: list[Entry] = []
+    size = len(data)
+    while pos < size:
+        start = pos
+        end, ns = _ENTRY.unpack_from(data, pos)
+        pos += _ENTRY.size
+        session = data[pos:pos + ns].decode()
+        pos += ns
+        (nb,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        before = data[pos:pos + nb]
+        pos += nb
+        history.append((end, session, before, data[start:pos]))
+    return _loads(raw), raw, history
 
 
 def state_topic(app_id: str) -> str:
@@ -87,7 +151,8 @@ class PartitionStore:
         self.started = False  # whether the session has read its first frame (which fixes C)
         self.committed = 0  # highest committed tenant-log offset known (entries below it are dropped)
         self.ready = asyncio.Event()
-        self._cache: dict[str, list] = {}
+        self._cache: dict[str, Envelope] = {}
+        self._deleted: deque[tuple[int, str]] = deque()  # (batch end, key) of deletions not yet tombstoned
 
     # -- sessions -----------------------------------------------------------------------------
     async def begin(self, worker_id: str, progress: Callable[[str], None]) -> None:
@@ -95,6 +160,8 @@ class PartitionStore:
         self.session = None
         self.ready.clear()
         self._cache.clear()
+        # Deletions of the previous session not yet tombstoned stay stored as null (read as absent).
+        self._deleted.clear()
         loop = asyncio.get_running_loop()
         restored, committed = await loop.run_in_executor(None, self._restore, progress)
         session = f"{worker_id}-{uuid.uuid4().hex[:8]}"
@@ -148,6 +215,8 @@ class PartitionStore:
                             raise RuntimeError(f"restoring {self.topic}[{self.partition}]: {err}")
                         if msg.value() is not None:
                             wb.put(msg.key(), msg.value())  # type: ignore[arg-type]
+                        else:  # a tombstone: the key was deleted
+                            wb.delete(msg.key())  # type: ignore[arg-type]
                         n += 1
                         last = msg.offset()
                         if last >= high - 1:  # type: ignore[operator]
@@ -167,25 +236,27 @@ class PartitionStore:
             consumer.close()
 
     # -- reads --------------------------------------------------------------------------------
-    def _envelope(self, key: str) -> list | None:
+    def _envelope(self, key: str) -> Envelope | None:
         env = self._cache.get(key)
         if env is None:
             raw = self.db.get(key.encode())
             if raw is None:
                 return None
-            env = _loads(raw)
+            env = unpack(raw)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = env
         return env
 
-    def _resolve(self, env: list) -> tuple[Any, list]:
-        """The value as this session must see it, and the history entries that stay valid."""
-        value, history = env
-        for i, (end, session, before) in enumerate(history):
-            if end > self.start and session != self.session:
-                return before, history[:i]
-        return value, history
+    def _resolve(self, env: Envelope) -> tuple[Any, bytes, list[Entry]]:
+        """The value as this session must see it (decoded, and its encoding), and the history entries that
+        stay valid."""
+        value, raw, history = env
+        for i, entry in enumerate(history):
+            if entry[0] > self.start and entry[1] != self.session:
+                before = entry[2]
+                return _loads(before), before, history[:i]
+        return value, raw, history
 
     def get(self, table: str, key: str) -> Any | None:
         env = self._envelope(table + SEP + key)
@@ -198,33 +269,69 @@ class PartitionStore:
         for raw_key, raw in self.db.items(from_key=start):
             if not raw_key.startswith(start):  # type: ignore[union-attr,arg-type]
                 break
-            value = self._resolve(_loads(raw))[0]
+            value = self._resolve(unpack(raw))[0]
             if value is not None:
                 yield raw_key.decode()[len(table) + 1:], value  # type: ignore[union-attr]
 
     # -- writes -------------------------------------------------------------------------------
     def write(self, outbox: Outbox, batch: Batch, end: int, changes: dict[str, Any]) -> None:
-        """Store every changed key once, locally and to the changelog, remembering the value before."""
+        """Store every changed key once, locally and to the changelog, remembering the value before.
+
+        A value is encoded once; the values before (undo copies) are kept as the bytes they were stored
+        as, never decoded or encoded again. A deletion (value None) is stored as an envelope holding
+        null with its undo entry until its batch is committed; then the key is deleted and a tombstone
+        goes to the changelog (`_tombstones`)."""
         wb = WriteBatch(raw_mode=True)
         floor, session = self.committed, self.session
         topic, partition = self.topic, self.partition
+        cache = self._cache
+        if self._deleted and self._deleted[0][0] <= floor:
+            self._tombstones(wb, outbox, batch, floor, changes)
         for key, value in changes.items():
             env = self._envelope(key)
             history: list[Any]
             if env is None:
-                before, history = None, []
+                before, history = _NULL, []
             else:
-                before, history = self._resolve(env)
+                _, before, history = self._resolve(env)
             kept = [e for e in history if e[0] > floor]
-            new = [value, kept + [[end, session, before]]]
-            data = _dumps(new).encode()
             raw_key = key.encode()
+            if value is None:
+                if before == _NULL and not kept:  # nothing to undo: gone for good (or never there)
+                    if env is not None:
+                        wb.delete(raw_key)
+                        outbox.produce(batch, topic, None, raw_key, partition)
+                        cache.pop(key, None)
+                    continue
+                self._deleted.append((end, key))
+                raw = _NULL
+            else:
+                raw = _dumps(value)
+            kept.append(_entry(end, session or "", before))
+            data = pack(raw, kept)
             wb.put(raw_key, data)
             outbox.produce(batch, topic, data, raw_key, partition)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = new
+            if key.startswith(_WRITE_ONLY):
+                cache.pop(key, None)
+            else:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[key] = (value, raw, kept)
         self.db.write(wb)
+
+    def _tombstones(self, wb: WriteBatch, outbox: Outbox, batch: Batch, floor: int, changes: dict[str, Any]) -> None:
+        """Keys deleted by committed batches (and not written since): deleted here and on the changelog."""
+        deleted = self._deleted
+        while deleted and deleted[0][0] <= floor:
+            _, key = deleted.popleft()
+            if key in changes:
+                continue
+            env = self._envelope(key)
+            if env is not None and env[0] is None and all(e[0] <= floor for e in env[2]):
+                raw_key = key.encode()
+                wb.delete(raw_key)
+                outbox.produce(batch, self.topic, None, raw_key, self.partition)
+                self._cache.pop(key, None)
 
     def delivered(self, batch: Batch) -> None:
         """The batch is in Kafka: remember how far this store's changelog goes."""

@@ -47,8 +47,9 @@ State values are JSON-plain (Decimal as text). Tables and keys:
 stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-size), invoices
 `<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
-`<tenant>:<event_id>` -> the event's fingerprint, documents `<tenant>:<document id>` (PAY-..., CN-...)
--> the business action that owns it.
+`<tenant>:<event_id>` -> the event's fingerprint, expiry (the queue that forgets event ids after the
+dedup horizon, see `_remember`), documents `<tenant>:<document id>` (PAY-..., CN-...) -> the business
+action that owns it.
 """
 
 from __future__ import annotations
@@ -141,8 +142,12 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "expiry")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
+
+DAY_MS = 86_400_000
+EXPIRY_CHUNK = 64  # event ids per `expiry` queue value
+EXPIRY_SWEEP = 4  # at most this many event ids forgotten per applied event (> 1: the queue drains)
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 INTERNAL_ERROR = "INTERNAL_ERROR"  # the dead-letter code of an event that made our own code fail
@@ -184,7 +189,7 @@ class DeadLetter:
 
 
 class State(Protocol):
-    """The tenant's state as the shell holds it; values are JSON-plain."""
+    """The tenant's state as the shell holds it; values are JSON-plain; `put(table, key, None)` deletes."""
 
     def get(self, table: str, key: str) -> Any | None: ...
 
@@ -197,6 +202,11 @@ class FoldConfig:
     # A duplicate writes the current value of every key its event touches again (same value), so a
     # store whose last writes never reached its changelog (a SIGKILL) is healed by the redelivery.
     rewrite_duplicates: bool = True
+    # SPEC 2 "Cost does not grow with history" (tenant settings; from Settings until that event exists):
+    # a SKU keeps its deltas this long behind its newest event, then folds them into its base (ms) ...
+    late_count_horizon_ms: int | None = 7 * DAY_MS
+    # ... and an event id is remembered until the tenant's newest event is this much newer (ms).
+    dedup_horizon_ms: int | None = 35 * DAY_MS
 
 
 class DictState:
@@ -215,7 +225,10 @@ class DictState:
     def put(self, table: str, key: str, value: Any) -> None:
         if table not in self.tables:
             raise KeyError(f"unknown table {table!r}; the fold uses {TABLES}")
-        self.tables[table][key] = value
+        if value is None:  # a deletion
+            self.tables[table].pop(key, None)
+        else:
+            self.tables[table][key] = value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DictState) and self.tables == other.tables
@@ -542,6 +555,8 @@ def decide(state: State, event: Input, config: FoldConfig) -> Decision:
         return Decision([DeadLetter(event, f"{beyond.code}: {beyond.field}: {beyond.message}; refused", "rule")],
                         {})
     staged.put("seen", seen_key, ctx.fp)
+    if config.dedup_horizon_ms is not None:
+        _remember(staged, tenant, event_id, ctx.ts, config.dedup_horizon_ms)
     return Decision(ctx.out, staged.writes)
 
 
@@ -579,6 +594,56 @@ def fold_guarded(state: State, event: Input, config: FoldConfig,
     return decision.out, checked
 
 
+def _remember(state: State, tenant: str, event_id: str, ts: int, horizon: int) -> None:
+    """Queue an applied event id for expiry and forget at most EXPIRY_SWEEP that fell behind the horizon.
+
+    Table `expiry`: `<tenant>:#` -> {"mark": the tenant's newest event timestamp, "head", "tail": the
+    queue's bounds, "due": the timestamp of the id at its head, "open": the last up to EXPIRY_CHUNK
+    [event_id, ts] (entries from tail - len(open))}; each full chunk i of EXPIRY_CHUNK entries (in the
+    order applied) is stored once as `<tenant>:<i>`. An id is forgotten (its `seen` key deleted) from
+    the head once its timestamp is more than `horizon` behind the mark; the sweep stops at the first id
+    still within it, so no id is forgotten early (a late event waits behind it). An event reads and
+    writes the one queue value (and a chunk every EXPIRY_CHUNK events, or while sweeping); as the sweep
+    takes more than one, the queue holds no more than the ids within the horizon and a few more.
+    """
+    head_key = f"{tenant}:#"
+    meta = state.get("expiry", head_key)
+    if meta is None:
+        mark, head, tail, due, open_ids = ts, 0, 0, ts, []
+    else:
+        mark, head, tail, due, open_ids = meta["mark"], meta["head"], meta["tail"], meta["due"], meta["open"]
+        if ts > mark:
+            mark = ts
+        if head == tail:
+            due = ts
+    open_ids = [*open_ids, [event_id, ts]]  # a new list: stored values are never mutated
+    tail += 1
+    if len(open_ids) == EXPIRY_CHUNK:
+        state.put("expiry", f"{tenant}:{(tail - 1) // EXPIRY_CHUNK}", open_ids)
+        open_ids = []
+    limit = mark - horizon
+    if due < limit:
+        chunk_no, chunk = -1, None
+        for _ in range(EXPIRY_SWEEP):
+            if head >= tail:
+                break
+            c = head // EXPIRY_CHUNK
+            if c == tail // EXPIRY_CHUNK:
+                old_id, due = open_ids[head - (tail - len(open_ids))]
+            else:
+                if c != chunk_no:
+                    chunk_no, chunk = c, state.get("expiry", f"{tenant}:{c}")
+                assert chunk is not None  # every full chunk between head and tail is stored
+                old_id, due = chunk[head % EXPIRY_CHUNK]
+            if due >= limit:
+                break
+            state.put("seen", f"{tenant}:{old_id}", None)
+            head += 1
+            if head % EXPIRY_CHUNK == 0:
+                state.put("expiry", f"{tenant}:{c}", None)
+    state.put("expiry", head_key, {"mark": mark, "head": head, "tail": tail, "due": due, "open": open_ids})
+
+
 def serial_fold(inputs: Iterable[Input], config: FoldConfig = FoldConfig(),
                 check: Callable[[Decision], Any] | None = None) -> tuple[DictState, list[Emit | DeadLetter]]:
     """The reference: every input folded in order over an empty state, failures treated as the worker does."""
@@ -596,10 +661,10 @@ def _inventory(ctx: _Ctx) -> None:
     location, reason = data.get("location_id"), data.get("reason")
     if data.get("new_quantity") is not None:
         result = apply_absolute(before, data["new_quantity"], ctx.ts, ctx.event_id, location,
-                                reason or REASON_COUNT)
+                                reason or REASON_COUNT, ctx.config.late_count_horizon_ms)
     else:
         result = apply_delta(before, data["quantity_change"], ctx.ts, ctx.event_id, location,
-                             reason=reason or REASON_ADJUSTMENT)
+                             reason=reason or REASON_ADJUSTMENT, horizon=ctx.config.late_count_horizon_ms)
     ctx.store_stock(before, result)
 
 
@@ -615,7 +680,8 @@ def _catalog(ctx: _Ctx) -> None:
         qty = variant.get("stock_quantity")
         if qty is not None:
             before = ctx.stock(sku)
-            ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG))
+            ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG,
+                                                  ctx.config.late_count_horizon_ms))
 
 
 def _conflict_letter(ctx: _Ctx, why: str) -> None:
@@ -775,7 +841,7 @@ def _sale(ctx: _Ctx) -> None:
     for sku, qty in wanted.items():
         before = stock[sku]
         ctx.store_stock(before, apply_delta(before, -qty, ctx.ts, ctx.event_id, sale.location_id, SALE_DELTA,
-                                            reason))
+                                            reason, ctx.config.late_count_horizon_ms))
     if sale.payment_terms == ON_ACCOUNT:
         credit = ctx.credit(sale.customer_ref or "")
         update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total, due_date)
@@ -858,7 +924,7 @@ def _refund(ctx: _Ctx) -> None:
     for sku, qty in booking.restock:
         before = ctx.stock(sku)
         ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
-                                            REASON_RETURN))
+                                            REASON_RETURN, ctx.config.late_count_horizon_ms))
     if request.refund_method == "CREDIT" and invoice.customer_ref:  # on account, or a PAID sale's store credit
         credit = ctx.credit(invoice.customer_ref)
         update = apply_credit_refund(ctx.state, credit, request.refund_id, invoice.invoice_id, note.total)

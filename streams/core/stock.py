@@ -12,6 +12,11 @@ Choices where SPEC is silent:
 - A delta stamped exactly at the count's timestamp is inside the count.
 - `updated_at`, `last_event_id`, `location_id` and `reason` describe the last
   change applied (by arrival), as stock.levels shows "the SKU's last change".
+- Lateness horizon (SPEC 2, "Cost does not grow with history"): deltas stamped more than the
+  horizon behind the SKU's newest event (its latest count, delta or base) fold into a base
+  (`base_ts`, `base_qty`), so the state keeps only what a late count may still need. A count
+  older than the base is STALE_ABSOLUTE; a delta at or before the base (and after the count) adds
+  to the base. Within the horizon the rule above holds exactly. `horizon=None` keeps every delta.
 - `reserved` is always 0: an order is decided all or nothing against
   current stock and deducted at once, so nothing is ever held (SPEC: until an
   order lifecycle with allocation arrives).
@@ -96,11 +101,13 @@ class StockState(Plain):
     reserved: int = 0
     absolute_ts: int | None = None  # timestamp of the count on_hand rests on
     absolute_qty: int | None = None
-    deltas: tuple[tuple[int, int], ...] = ()  # (ts, qty) after absolute_ts, sorted, one per ts
+    deltas: tuple[tuple[int, int], ...] = ()  # (ts, qty) after absolute_ts and base_ts, sorted, one per ts
     updated_at: int = 0  # timestamp of the last applied change; 0 = never
     last_event_id: str | None = None
     location_id: str | None = None
     reason: str | None = None  # why the last change happened (stock.levels `reason`)
+    base_ts: int | None = None  # deltas after absolute_ts and at or before this, folded (lateness horizon)
+    base_qty: int = 0  # their sum
 
     @property
     def available(self) -> int:
@@ -108,13 +115,17 @@ class StockState(Plain):
         return self.on_hand - self.reserved
 
     def to_dict(self) -> dict[str, Any]:
-        """The generic `Plain` form, built directly: this runs for every stock change."""
-        return {
+        """The generic `Plain` form, built directly: this runs for every stock change. The base
+        appears only once one exists (older stored values read as no base)."""
+        out = {
             "tenant_id": self.tenant_id, "sku": self.sku, "on_hand": self.on_hand, "reserved": self.reserved,
             "absolute_ts": self.absolute_ts, "absolute_qty": self.absolute_qty,
             "deltas": list(_chain(self.deltas)), "updated_at": self.updated_at,
             "last_event_id": self.last_event_id, "location_id": self.location_id, "reason": self.reason,
         }
+        if self.base_ts is not None:
+            out["base_ts"], out["base_qty"] = self.base_ts, self.base_qty
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StockState:
@@ -123,6 +134,7 @@ class StockState(Plain):
             data["tenant_id"], data["sku"], data.get("on_hand", 0), data.get("reserved", 0),
             data.get("absolute_ts"), data.get("absolute_qty"), tuple(zip(flat, flat, strict=False)),
             data.get("updated_at", 0), data.get("last_event_id"), data.get("location_id"), data.get("reason"),
+            data.get("base_ts"), data.get("base_qty", 0),
         )
 
     def level(self) -> dict[str, Any]:
@@ -162,12 +174,13 @@ def _negative_alert(state: StockState, alert: str, what: str, ts: int, event_id:
 
 def apply_absolute(
     state: StockState, qty: int, ts: int, event_id: str | None, location_id: str | None = None,
-    reason: str | None = REASON_COUNT,
+    reason: str | None = REASON_COUNT, horizon: int | None = None,
 ) -> StockResult:
     """A count (`new_quantity`, catalog `stock_quantity`): the truth as of `ts`.
 
-    Older than the latest count: ignored, STALE_ABSOLUTE. Otherwise on_hand =
-    qty + the deltas stamped after ts, and earlier deltas are dropped.
+    Older than the latest count or than the base (deltas it would need were folded, see the
+    lateness horizon): ignored, STALE_ABSOLUTE. Otherwise on_hand = qty + the deltas stamped after
+    ts, and earlier deltas are dropped.
     """
     if qty < 0:
         raise ValueError(f"an absolute count cannot be negative: {qty}")
@@ -178,18 +191,27 @@ def apply_absolute(
         )
         alert = Alert(state.tenant_id, state.sku, STALE_ABSOLUTE, state.on_hand, event_id, message, ts)
         return StockResult(state, False, (alert,))
+    if state.base_ts is not None and ts < state.base_ts:
+        message = (
+            f"sku {state.sku}: count {qty} at {ts} is older than the lateness horizon's base at "
+            f"{state.base_ts} (the changes after it are no longer kept one by one); ignored"
+        )
+        alert = Alert(state.tenant_id, state.sku, STALE_ABSOLUTE, state.on_hand, event_id, message, ts)
+        return StockResult(state, False, (alert,))
     kept = tuple(d for d in state.deltas if d[0] > ts)
-    new = replace(
+    new = _trim(replace(
         state,
         on_hand=qty + sum(q for _, q in kept),
         absolute_ts=ts,
         absolute_qty=qty,
         deltas=kept,
+        base_ts=None,
+        base_qty=0,
         updated_at=ts,
         last_event_id=event_id,
         location_id=location_id,
         reason=reason,
-    )
+    ), horizon)
     what = f"count {qty} at {ts} plus {len(kept)} later change(s)"
     return StockResult(new, True, _negative_alert(new, NEGATIVE_STOCK, what, ts, event_id))
 
@@ -209,6 +231,22 @@ def _insert(deltas: tuple[tuple[int, int], ...], ts: int, qty: int) -> tuple[tup
     return tuple(items)
 
 
+def _trim(state: StockState, horizon: int | None) -> StockState:
+    """Fold the deltas stamped more than `horizon` ms behind the SKU's newest event into the base."""
+    deltas = state.deltas
+    if horizon is None or not deltas:
+        return state
+    newest = deltas[-1][0]
+    if state.absolute_ts is not None and state.absolute_ts > newest:
+        newest = state.absolute_ts
+    cut = bisect.bisect_left(deltas, (newest - horizon,))  # deltas[:cut] are older than the horizon
+    if not cut:
+        return state
+    old = deltas[:cut]
+    base_ts = old[-1][0] if state.base_ts is None or old[-1][0] > state.base_ts else state.base_ts
+    return replace(state, deltas=deltas[cut:], base_ts=base_ts, base_qty=state.base_qty + sum(q for _, q in old))
+
+
 def apply_delta(
     state: StockState,
     qty: int,
@@ -217,11 +255,13 @@ def apply_delta(
     location_id: str | None = None,
     kind: DeltaKind = INVENTORY,
     reason: str | None = None,
+    horizon: int | None = None,
 ) -> StockResult:
     """A change of `qty` at `ts` (inventory quantity_change, sale deduction, refund restock).
 
     At or before the latest count it is already inside that count: nothing
-    changes. A result below zero is kept and raises OVERSOLD for a sale,
+    changes. At or before the base it adds to the base; otherwise it is kept
+    (until it falls behind the lateness `horizon`, ms). A result below zero is kept and raises OVERSOLD for a sale,
     NEGATIVE_STOCK otherwise. `reason` defaults by kind: ADJUSTMENT, SALE, RETURN.
     """
     if kind not in _KINDS:
@@ -230,15 +270,20 @@ def apply_delta(
         raise ValueError("a zero delta is not a change")
     if state.absolute_ts is not None and ts <= state.absolute_ts:
         return StockResult(state, False, ())
-    new = replace(
+    if state.base_ts is not None and ts <= state.base_ts:
+        deltas, base_qty = state.deltas, state.base_qty + qty
+    else:
+        deltas, base_qty = _insert(state.deltas, ts, qty), state.base_qty
+    new = _trim(replace(
         state,
         on_hand=state.on_hand + qty,
-        deltas=_insert(state.deltas, ts, qty),
+        deltas=deltas,
+        base_qty=base_qty,
         updated_at=ts,
         last_event_id=event_id,
         location_id=location_id,
         reason=reason if reason is not None else _REASON[kind],
-    )
+    ), horizon)
     alert = OVERSOLD if kind == SALE else NEGATIVE_STOCK
     what = f"{_WHAT[kind]} of {qty:+d} at {ts}"
     return StockResult(new, True, _negative_alert(new, alert, what, ts, event_id))

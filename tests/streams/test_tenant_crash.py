@@ -62,6 +62,7 @@ from streams.core.fold import (
     stock_of,
 )
 from streams.core.stock import StockState
+from streams.fold import fold_config
 from streams.web import credit_view, sale_view, stock_view, tenant_partition
 from tests.connectors import support as sink_support
 from tests.streams.core.bookskit import balances, differences
@@ -670,7 +671,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     timeline.note("fresh worker restored from the changelog")
 
     # the reference: the pure core's serial fold of each tenant's log, in log order
-    config = FoldConfig(default_tax_percent=Decimal(settings.tenant_default_tax), rewrite_duplicates=False)
+    config = fold_config(settings)  # the same horizons as the worker
     logs = tenant_log_inputs(settings, codec, set(tenants))
     state_tables: dict[str, dict[str, Any]] = {}
     emits: list[Emit] = []

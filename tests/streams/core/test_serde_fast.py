@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import given
@@ -15,12 +16,19 @@ ids = st.text(min_size=1, max_size=8)
 money = st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False)
 
 
+bases = st.just((None, 0)) | st.tuples(st.integers(0, 10**13), st.integers())  # no base: base_qty is 0
+
+
 @given(st.builds(StockState, ids, ids, st.integers(), st.integers(0, 99), st.none() | st.integers(0, 10**13),
                  st.none() | st.integers(0, 999), st.lists(st.tuples(st.integers(), st.integers())).map(tuple),
-                 st.integers(0, 10**13), st.none() | ids, st.none() | ids, st.none() | ids))
-def test_stock_state_forms_agree(state):
-    # The stored form flattens the deltas ([ts1, qty1, ts2, qty2, ...]); everything else is the generic form.
+                 st.integers(0, 10**13), st.none() | ids, st.none() | ids, st.none() | ids), bases)
+def test_stock_state_forms_agree(state, base):
+    state = replace(state, base_ts=base[0], base_qty=base[1])
+    # The stored form flattens the deltas ([ts1, qty1, ts2, qty2, ...]) and has the base only once there is one;
+    # everything else is the generic form.
     plain = to_plain(state)
+    if state.base_ts is None:
+        del plain["base_ts"], plain["base_qty"]
     assert state.to_dict() == {**plain, "deltas": [x for d in plain["deltas"] for x in d]}
     assert StockState.from_dict(state.to_dict()) == state == from_plain(StockState, to_plain(state))
 
