@@ -87,6 +87,7 @@ _FIELDS: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]] = {
     "sale.completed": _SALE,
     "order.placed": _SALE,
     "refund.issued": ((("lines", "*", "quantity"), _Q),),
+    "price_list.updated": ((("items", "*", "unit_price"), _A), (("items", "*", "min_quantity"), _Q)),
 }
 
 

@@ -107,6 +107,9 @@ class Settings:
     web_advertised_url: str | None = field(default_factory=lambda: _opt("WEB_ADVERTISED_URL"))
     partitions: int = field(default_factory=lambda: _int("PARTITIONS", "4"))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
+    # SPEC 9: the largest discount_percent a sale line may carry (none: no limit); the fold reads it through
+    # FoldConfig.max_discount_percent until the tenant's settings (tenant.configured) carry it.
+    max_discount_percent: str | None = field(default_factory=lambda: _opt("MAX_DISCOUNT_PERCENT"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
     # Fault injection for tests, 0 = off. The worker's consumer drops every Nth record it fetched, or
     # empties the agents' buffers while every Nth record is being delivered, as faust-streaming does

@@ -25,6 +25,7 @@ INPUTS = (
     TopicSpec("refunds", "refund", "sale_id", ("refund.issued",)),
     TopicSpec("payments", "payment", "customer_ref", ("payment.received",)),
     TopicSpec("customers", "customer_credit", "customer_ref", ("customer.credit",)),
+    TopicSpec("price.lists", "price_list", "price_list_id", ("price_list.updated",)),
 )
 OUTPUTS = (
     TopicSpec("stock.levels", "stock_level", compacted=True, has_dlq=False),

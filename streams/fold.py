@@ -79,6 +79,13 @@ def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[t
     return sends
 
 
+def fold_config(settings: Any) -> FoldConfig:
+    """The fold's configuration from Settings (the worker's; tests build the same)."""
+    top = settings.max_discount_percent
+    return FoldConfig(default_tax_percent=Decimal(settings.tenant_default_tax), rewrite_duplicates=False,
+                      max_discount_percent=None if top in (None, "") else Decimal(top))
+
+
 class Folder:
     """The fold's shell: the partition stores of this worker and the step that folds a batch."""
 
@@ -86,7 +93,7 @@ class Folder:
         self.p = p
         # No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a
         # changelog that fell behind catch up, by folding again from the committed offset.
-        self.config = FoldConfig(default_tax_percent=Decimal(p.settings.tenant_default_tax), rewrite_duplicates=False)
+        self.config = fold_config(p.settings)
         self.stores: dict[int, PartitionStore] = {}
         self._restoring: dict[int, asyncio.Task] = {}
         self.acks = Acks()

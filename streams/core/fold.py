@@ -48,7 +48,8 @@ stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-siz
 `<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
 `<tenant>:<event_id>` -> the event's fingerprint, documents `<tenant>:<document id>` (PAY-..., CN-...)
--> the business action that owns it.
+-> the business action that owns it, prices `<tenant>:<price_list_id>` -> the list's newest version
+(pricelists.py; one bounded value per list).
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
 from .outcomes import ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome, Reason
+from .pricelists import (
+    DISCOUNT_NOT_ALLOWED,
+    ListPrice,
+    PriceList,
+    discount_breaches,
+    price_list_key,
+    validate_price_list,
+)
 from .pricing import CatalogItem, PricingError, price_lines
 from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
@@ -134,6 +143,7 @@ __all__ = [
     "open_invoices_of",
     "sale_of",
     "payment_of",
+    "price_list_of",
     "seen_of",
     "datum",
     "document_of",
@@ -141,7 +151,7 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "prices")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
@@ -197,6 +207,10 @@ class FoldConfig:
     # A duplicate writes the current value of every key its event touches again (same value), so a
     # store whose last writes never reached its changelog (a SIGKILL) is healed by the redelivery.
     rewrite_duplicates: bool = True
+    # SPEC 9: a line's discount_percent above it: an order is refused (DISCOUNT_NOT_ALLOWED), a POS sale is
+    # booked with a warning on its outcome. None: no limit. (Settings.max_discount_percent for now; the
+    # tenant's settings later.)
+    max_discount_percent: Decimal | None = None
 
 
 class DictState:
@@ -296,15 +310,21 @@ class SaleRecord(Plain):
         )
 
 
+def _line_plain(li: DocumentLine) -> dict[str, Any]:
+    plain = {"line_no": li.line_no, "sku": li.sku, "quantity": li.quantity,
+             "unit_price": format(li.unit_price, "f"), "discount_percent": format(li.discount_percent, "f"),
+             "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
+             "tax": format(li.tax, "f"), "total": format(li.total, "f"),
+             "price_source": li.price_source, "price_list_id": li.price_list_id}  # SPEC 9; absent in older states
+    return plain
+
+
 def _invoice_plain(inv: Invoice) -> dict[str, Any]:
     return {
         "tenant_id": inv.tenant_id, "invoice_id": inv.invoice_id, "sale_id": inv.sale_id,
         "customer_ref": inv.customer_ref, "channel": inv.channel, "currency": inv.currency,
         "payment_terms": inv.payment_terms, "issued_at": inv.issued_at,
-        "lines": [{"line_no": li.line_no, "sku": li.sku, "quantity": li.quantity,
-                   "unit_price": format(li.unit_price, "f"), "discount_percent": format(li.discount_percent, "f"),
-                   "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
-                   "tax": format(li.tax, "f"), "total": format(li.total, "f")} for li in inv.lines],
+        "lines": [_line_plain(li) for li in inv.lines],
         "net_total": format(inv.net_total, "f"), "tax_total": format(inv.tax_total, "f"),
         "total": format(inv.total, "f"), "due_date": inv.due_date,
     }
@@ -316,7 +336,8 @@ def _invoice_from(data: Mapping[str, Any]) -> Invoice:
         data["currency"], data["payment_terms"], data["issued_at"],
         tuple(DocumentLine(li["line_no"], li["sku"], li["quantity"], Decimal(li["unit_price"]),
                            Decimal(li["discount_percent"]), Decimal(li["tax_percent"]), Decimal(li["net"]),
-                           Decimal(li["tax"]), Decimal(li["total"])) for li in data["lines"]),
+                           Decimal(li["tax"]), Decimal(li["total"]), li.get("price_source"),
+                           li.get("price_list_id")) for li in data["lines"]),
         Decimal(data["net_total"]), Decimal(data["tax_total"]), Decimal(data["total"]), data.get("due_date"),
     )
 
@@ -618,6 +639,19 @@ def _catalog(ctx: _Ctx) -> None:
             ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG))
 
 
+def _price_list(ctx: _Ctx) -> None:
+    new = PriceList.from_event(ctx.tenant, ctx.data, ctx.ts, ctx.event_id)
+    key = price_list_key(ctx.tenant, new.price_list_id)
+    current = ctx.state.get("prices", key)
+    if current is None or current["updated_at"] <= ctx.ts:  # an older version arriving late does not win
+        ctx.state.put("prices", key, new.to_dict())
+
+
+def price_list_of(state: State, tenant: str, price_list_id: str) -> PriceList | None:
+    raw = state.get("prices", price_list_key(tenant, price_list_id))
+    return None if raw is None else PriceList.from_dict(raw)
+
+
 def _conflict_letter(ctx: _Ctx, why: str) -> None:
     ctx.dead_letter(f"IDEMPOTENCY_CONFLICT: {why}; refused", "idempotency")
 
@@ -725,6 +759,8 @@ def _sale(ctx: _Ctx) -> None:
         ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
         ctx.dead_letter(error, "rule")
 
+    breaches = tuple(Reason(DISCOUNT_NOT_ALLOWED, b.message, b.sku)
+                     for b in discount_breaches(sale.lines, ctx.config.max_discount_percent))
     if kind == ORDER:
         answers = {}
         for sku in wanted:
@@ -732,15 +768,23 @@ def _sale(ctx: _Ctx) -> None:
             answers[sku] = StockAnswer(sku, entry is not None, entry is not None and entry.is_active,
                                        stock[sku].available)
         refusals = check_lines(sale.lines, answers)
-        if refusals:
-            refuse(tuple(Reason(r.code, r.message, r.sku, r.requested, r.available) for r in refusals))
+        if refusals or breaches:
+            refuse(tuple(Reason(r.code, r.message, r.sku, r.requested, r.available) for r in refusals) + breaches)
             return
 
     def lookup(sku: str) -> CatalogItem | None:
         entry = catalog.get(sku)
         return None if entry is None else entry.item()
 
-    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent)
+    plist = None
+    if sale.customer_ref:
+        list_id = ctx.credit(sale.customer_ref).price_list_id
+        plist = None if list_id is None else price_list_of(ctx.state, tenant, list_id)
+
+    def list_price(sku: str, quantity: int) -> ListPrice | None:
+        return None if plist is None else plist.price_for(sku, quantity, sale.currency, ctx.ts)
+
+    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent, list_price)
     if isinstance(priced, PricingError):
         fail(priced.code, priced.reason)
         return
@@ -783,7 +827,7 @@ def _sale(ctx: _Ctx) -> None:
     documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), *journal)
     outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
                       customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
-                      currency=sale.currency)
+                      currency=sale.currency, reasons=breaches)  # a POS sale's discount warnings
     ctx.state.put("sales", key, dataclasses.replace(record, status=ACCEPTED, outcome=outcome,
                                                     document_ids=documents, invoice=inv).to_dict())
     ctx.emit("sales.outcomes", key, outcome.datum())
@@ -878,6 +922,8 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")]
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
+    if et == "price_list.updated":
+        return [("prices", price_list_key(tenant, data["price_list_id"]))]
     if et == "payment.received":
         keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}"),
                 ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}")]
@@ -934,6 +980,7 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "sale.completed": _sale,
     "order.placed": _sale,
     "refund.issued": _refund,
+    "price_list.updated": _price_list,
 }
 
 # What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
@@ -945,6 +992,7 @@ VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "sale.completed": validate_sale,
     "order.placed": validate_sale,
     "refund.issued": validate_refund,
+    "price_list.updated": validate_price_list,
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
@@ -955,4 +1003,5 @@ _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
     "sale.completed": _sale_conflict,
     "order.placed": _sale_conflict,
     "refund.issued": _refund_conflict,
+    "price_list.updated": _conflict_letter,
 }
