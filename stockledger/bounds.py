@@ -84,6 +84,7 @@ _FIELDS: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]] = {
                        (("variants", "*", "stock_quantity"), _Q)),
     "customer.credit": ((("credit_limit",), _A),),
     "payment.received": ((("amount",), _A),),
+    "payment.failed": ((("amount",), _A),),
     "sale.completed": _SALE,
     "order.placed": _SALE,
     "refund.issued": ((("lines", "*", "quantity"), _Q),),

@@ -30,7 +30,7 @@ from stockledger.jsonconv import format_decimal
 from stockledger.security import id_refusal
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
-from streams.core.credit import open_invoices_of
+from streams.core.credit import invoice_of, open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
 
@@ -205,8 +205,22 @@ def _money(value: Any) -> str | None:
     return None if value is None else format_decimal(value)
 
 
-def sale_view(rec: Any) -> dict:
-    """What a person or the API reads about a sale: status, outcome, credit figures, documents, refunds."""
+def _receivable(store: Any, rec: Any) -> dict | None:
+    """The sale's ON_ACCOUNT (payment-due) invoice as the receivables keep it: what is paid and what is left."""
+    if store is None or rec.invoice is None:
+        return None
+    entry = invoice_of(store, rec.tenant_id, rec.invoice.invoice_id)
+    if entry is None:
+        return None
+    return {"invoice_id": entry.invoice_id, "status": entry.status, "total": _money(entry.total),
+            "paid": _money(entry.paid), "credited": _money(entry.credited),
+            "remaining": _money(entry.total - entry.paid - entry.credited), "due_date": _iso_day(entry.due_at)}
+
+
+def sale_view(rec: Any, store: Any = None) -> dict:
+    """What a person or the API reads about a sale: status, outcome, credit figures, documents, refunds; with
+    the tenant's `store`, also its open or settled invoice on account and the payments that failed at the
+    provider (treasury.payment.failed)."""
     outcome = rec.outcome
     credit = None
     if outcome is not None and outcome.credit is not None:
@@ -224,6 +238,11 @@ def sale_view(rec: Any) -> dict:
         "refunds": [{"refund_id": r.refund_id, "event_id": r.event_id, "outcome": r.outcome.outcome,
                      "reasons": [to_plain(x) for x in r.outcome.reasons], "document_ids": list(r.outcome.document_ids),
                      "total": _money(r.outcome.total)} for r in rec.refund_results],
+        "invoice": _receivable(store, rec),
+        "payment_failures": [] if store is None else [
+            {"payment_id": f.payment_id, "event_id": f.event_id, "at": to_iso(f.at), "reason": f.reason,
+             "amount": _money(f.amount), "currency": f.currency}
+            for f in core.payment_failures_of(store, rec.tenant_id, rec.sale_id)],
     }
 
 
@@ -257,7 +276,7 @@ def install(p: Pipeline, folder: Any) -> Views:
             rec = core.sale_of(store, tenant, sale_id)
             if rec is None:
                 return error(404, f"unknown sale {sale_id!r} for tenant {tenant!r}")
-            return aioweb.json_response(sale_view(rec))
+            return aioweb.json_response(sale_view(rec, store))
 
         return await views.routed(request, local, "sales", ("sale_id", sale_id))
 

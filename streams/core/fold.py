@@ -49,7 +49,8 @@ stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-siz
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
 `<tenant>:<event_id>` -> the event's fingerprint, documents `<tenant>:<document id>` (PAY-..., CN-...)
 -> the business action that owns it, prices `<tenant>:<price_list_id>` -> the list's newest version
-(pricelists.py; one bounded value per list).
+(pricelists.py; one bounded value per list), payment_failures `<tenant>:<sale_id>` -> the sale's last
+payment.failed (treasury.py).
 """
 
 from __future__ import annotations
@@ -113,6 +114,15 @@ from .stock import (
     validate_inventory_change,
 )
 from .stock import SALE as SALE_DELTA
+from .treasury import (
+    MAX_REASON,
+    PAYMENT_FAILED,
+    PaymentFailure,
+    failures_key,
+    record_failure,
+    sale_id_of_invoice,
+    validate_payment_failed,
+)
 
 __all__ = [
     "TABLES",
@@ -144,6 +154,7 @@ __all__ = [
     "sale_of",
     "payment_of",
     "price_list_of",
+    "payment_failures_of",
     "seen_of",
     "datum",
     "document_of",
@@ -151,7 +162,8 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "prices")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "prices",
+          "payment_failures")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
@@ -715,6 +727,33 @@ def _payment(ctx: _Ctx) -> None:
     ctx.state.put("payments", pkey, record.to_dict())
 
 
+def _payment_failed(ctx: _Ctx) -> None:
+    """A payment that failed at the provider (treasury.py): recorded on its sale, nothing booked."""
+    data = ctx.data
+    sale_id = sale_id_of_invoice(data["invoice_id"]) or ""
+    record = sale_of(ctx.state, ctx.tenant, sale_id)
+    key = f"{ctx.tenant}:{sale_id}"
+    if record is None or record.status != ACCEPTED:
+        outcome = Outcome(ctx.tenant, PAYMENT, data["payment_id"], ctx.event_id, REFUSED, ctx.ts, sale_id=sale_id,
+                          customer_ref=data["customer_ref"], total=data["amount"], currency=data["currency"],
+                          reasons=(Reason(UNKNOWN_SALE, f"sale {sale_id} of {data['invoice_id']} is not booked"),))
+        ctx.emit("sales.outcomes", key, outcome.datum())
+        return
+    why = data["failure_reason"][:MAX_REASON]
+    failure = PaymentFailure(data["payment_id"], ctx.event_id, ctx.ts, why, data["amount"], data["currency"])
+    fkey = failures_key(ctx.tenant, sale_id)
+    ctx.state.put("payment_failures", fkey, record_failure(ctx.state.get("payment_failures", fkey), failure))
+    outcome = Outcome(ctx.tenant, PAYMENT, data["payment_id"], ctx.event_id, REFUSED, ctx.ts, sale_id=sale_id,
+                      customer_ref=record.customer_ref, total=data["amount"], currency=data["currency"],
+                      reasons=(Reason(PAYMENT_FAILED, why),))
+    ctx.emit("sales.outcomes", key, outcome.datum())
+
+
+def payment_failures_of(state: State, tenant: str, sale_id: str) -> list[PaymentFailure]:
+    """The sale's last failed payments, oldest first."""
+    return [PaymentFailure.from_dict(f) for f in state.get("payment_failures", failures_key(tenant, sale_id)) or ()]
+
+
 # -- sales --------------------------------------------------------------------------------------
 def _sale_conflict(ctx: _Ctx, why: str) -> None:
     data = ctx.data
@@ -922,6 +961,8 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")]
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
+    if et == "payment.failed":
+        return [("payment_failures", failures_key(tenant, sale_id_of_invoice(data["invoice_id"]) or ""))]
     if et == "price_list.updated":
         return [("prices", price_list_key(tenant, data["price_list_id"]))]
     if et == "payment.received":
@@ -981,6 +1022,7 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "order.placed": _sale,
     "refund.issued": _refund,
     "price_list.updated": _price_list,
+    "payment.failed": _payment_failed,
 }
 
 # What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
@@ -993,6 +1035,7 @@ VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "order.placed": validate_sale,
     "refund.issued": validate_refund,
     "price_list.updated": validate_price_list,
+    "payment.failed": lambda data: validate_payment_failed(data, validate_payment),
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
@@ -1004,4 +1047,5 @@ _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
     "order.placed": _sale_conflict,
     "refund.issued": _refund_conflict,
     "price_list.updated": _conflict_letter,
+    "payment.failed": _payment_conflict,
 }

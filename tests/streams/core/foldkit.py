@@ -22,7 +22,7 @@ from streams.core.fold import DeadLetter, Emit, Input
 TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
     "order.placed": "sales", "refund.issued": "refunds", "payment.received": "payments",
-    "customer.credit": "customers", "price_list.updated": "price.lists",
+    "customer.credit": "customers", "price_list.updated": "price.lists", "payment.failed": "payments",
 }
 _KEY_FIELD = {"catalog.updates": "product_group_id", "inventory.changes": "sku", "sales": "sale_id",
               "refunds": "sale_id", "payments": "customer_ref", "customers": "customer_ref",
