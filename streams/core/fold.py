@@ -50,7 +50,8 @@ marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_i
 `<tenant>:<event_id>` -> the event's fingerprint, documents `<tenant>:<document id>` (PAY-..., CN-...)
 -> the business action that owns it, prices `<tenant>:<price_list_id>` -> the list's newest version
 (pricelists.py; one bounded value per list), payment_failures `<tenant>:<sale_id>` -> the sale's last
-payment.failed (treasury.py).
+payment.failed (treasury.py), refs `<tenant>:<kind>:<external id>` -> 1 for each customer (kind customer)
+and SKU (kind item) a booked document named (seed 000: `ledger.external_refs` gets each the first time).
 """
 
 from __future__ import annotations
@@ -163,8 +164,9 @@ __all__ = [
 ]
 
 TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "prices",
-          "payment_failures")
+          "payment_failures", "refs")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
+REF_CUSTOMER, REF_ITEM = "customer", "item"  # ledger.external_refs kinds of seed 000 (SPEC 9)
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 INTERNAL_ERROR = "INTERNAL_ERROR"  # the dead-letter code of an event that made our own code fail
@@ -517,6 +519,18 @@ class _Ctx:
         self.state.put("documents", f"{self.tenant}:{document_id}",
                        {"kind": kind, "id": natural_id, "sale_id": sale_id, "event_id": self.event_id})
 
+    def refer(self, kind: str, external_id: str | None) -> None:
+        """Seed 000: the first time a booked document names a customer or SKU, ledger.external_refs records
+        it (the internal id is the same key: stockledger keeps customers and items under their refs)."""
+        if not external_id:
+            return
+        key = f"{self.tenant}:{kind}:{external_id}"
+        if self.state.get("refs", key) is not None:
+            return
+        self.state.put("refs", key, 1)
+        self.emit("ledger.external_refs", key, {"tenant_id": self.tenant, "kind": kind, "external_id": external_id,
+                                                 "internal_id": external_id})
+
     def journal(self, entry: Any) -> tuple[str, ...]:
         """Emit a document's journal entry unless it has no lines (a document of total zero): its ids."""
         if not entry.lines:
@@ -717,6 +731,7 @@ def _payment(ctx: _Ctx) -> None:
         ctx.claim(pay.payment_id, "payment", received.payment_id)
         ctx.emit("ledger.payments", f"{ctx.tenant}:{pay.payment_id}", datum(pay))
         journal = ctx.journal(entry)
+        ctx.refer(REF_CUSTOMER, received.customer_ref)
         _payment_outcome(ctx, ACCEPTED, documents=(pay.payment_id, *journal), total=received.amount,
                          currency=received.currency)
     else:
@@ -854,6 +869,9 @@ def _sale(ctx: _Ctx) -> None:
     journal = ctx.journal(je)
     ctx.emit("ledger.external_refs", f"{tenant}:sale:{sale.sale_id}",
              {"tenant_id": tenant, "kind": "sale", "external_id": sale.sale_id, "internal_id": inv.invoice_id})
+    ctx.refer(REF_CUSTOMER, sale.customer_ref)
+    for sku in wanted:
+        ctx.refer(REF_ITEM, sku)
     reason = REASON_SALE if kind == POS else REASON_ORDER
     for sku, qty in wanted.items():
         before = stock[sku]
@@ -967,7 +985,8 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return [("prices", price_list_key(tenant, data["price_list_id"]))]
     if et == "payment.received":
         keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}"),
-                ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}")]
+                ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}"),
+                ("refs", f"{tenant}:{REF_CUSTOMER}:{data['customer_ref']}")]
         done = ctx.state.get("payments", f"{tenant}:{data['payment_id']}")
         if done is not None:
             keys += [("invoices", invoice_key(tenant, i)) for i in done.get("invoice_ids", ())]
@@ -987,6 +1006,9 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return keys
     keys = [("sales", f"{tenant}:{data['sale_id']}")]
     keys += [("stock", f"{tenant}:{line['sku']}") for line in data["line_items"]]
+    keys += [("refs", f"{tenant}:{REF_ITEM}:{line['sku']}") for line in data["line_items"]]
+    if data.get("customer_ref"):
+        keys.append(("refs", f"{tenant}:{REF_CUSTOMER}:{data['customer_ref']}"))
     record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
     if record is not None and record.get("event_id") == ctx.event_id:
         keys += [("documents", f"{tenant}:{d}") for d in record.get("document_ids", ()) if d.startswith("PAY-")]

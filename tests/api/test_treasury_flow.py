@@ -67,6 +67,7 @@ def test_a_guest_web_order_is_payment_due_until_the_treasury_pays_and_a_failure_
         wait_rows(api_engine, "invoices", t, 2, timeout=120)
         wait_rows(api_engine, "journal_entries", t, 3, timeout=120)
         wait_rows(api_engine, "payment_allocations", t, 1, timeout=120)
+        wait_rows(api_engine, "external_refs", t, 5, timeout=120)
     with api_engine.connect() as conn:
         invoices = conn.execute(text("SELECT invoice_id, customer_ref, payment_terms, status, paid_amount "
                                      "FROM invoices WHERE tenant_id = :t ORDER BY invoice_id"), {"t": t}).all()
@@ -78,4 +79,10 @@ def test_a_guest_web_order_is_payment_due_until_the_treasury_pays_and_a_failure_
                                             ("INV-WEB-2", "GUEST-WEB-2", "ON_ACCOUNT", "UNPAID", D("0.00"))]
     assert [tuple(r) for r in lines] == [("1010", D("1160.00"), D("0.00")), ("1100", D("0.00"), D("1160.00"))]
     assert cash == 0  # nobody paid cash: nothing was invented
+    with api_engine.connect() as conn:
+        refs = conn.execute(text("SELECT kind, external_id, internal_id FROM external_refs WHERE tenant_id = :t "
+                                 "ORDER BY kind, external_id"), {"t": t}).all()
+    assert [tuple(r) for r in refs] == [  # seed 000: the customer and the item the first time a document names them
+        ("customer", "GUEST-WEB-1", "GUEST-WEB-1"), ("customer", "GUEST-WEB-2", "GUEST-WEB-2"), ("item", "A", "A"),
+        ("sale", "WEB-1", "INV-WEB-1"), ("sale", "WEB-2", "INV-WEB-2")]
     assert unbalanced_entries(api_engine, t) == []

@@ -52,8 +52,10 @@ def web_order(state: DictState):
 def test_a_guest_order_is_an_open_invoice_no_cash_and_the_treasury_payment_settles_it():
     state = DictState()
     out = web_order(state)
-    assert topics(out) == ["ledger.invoices", "ledger.journal", "ledger.external_refs", "stock.levels",
-                           "sales.outcomes"]  # no ledger.payments: nobody paid yet
+    assert topics(out) == ["ledger.invoices", "ledger.journal", "ledger.external_refs", "ledger.external_refs",
+                           "ledger.external_refs", "stock.levels", "sales.outcomes"]  # no ledger.payments: nobody paid
+    assert [(r["kind"], r["external_id"]) for r in emits(out, "ledger.external_refs")] == [
+        ("sale", "W1"), ("customer", "GUEST-W1"), ("item", "A")]
     (entry,) = emits(out, "ledger.journal")
     assert [(li["account"], li["debit"], li["credit"]) for li in entry["lines"]] == [
         ("1100", D("116.00"), 0), ("4000", 0, D("100.00")), ("2100", 0, D("16.00"))]
