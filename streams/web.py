@@ -16,7 +16,7 @@ import hmac
 import io
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -329,12 +329,28 @@ def install(p: Pipeline, folder: Any) -> Views:
     return views
 
 
+def _levels(store: Any, tenant: str) -> Iterator[StockState]:
+    """Every SKU of the tenant in key order: its stock, or quantity 0 for a SKU only the catalog knows
+    (a merge of the two key-ordered scans, nothing held in memory)."""
+    stock, catalog = store.scan("stock", f"{tenant}:"), store.scan("catalog", f"{tenant}:")
+    s, c = next(stock, None), next(catalog, None)
+    while s is not None or c is not None:
+        if s is not None and (c is None or s[0] <= c[0]):
+            if c is not None and c[0] == s[0]:
+                c = next(catalog, None)
+            yield StockState.from_dict(s[1])
+            s = next(stock, None)
+        else:
+            assert c is not None
+            yield StockState(tenant, c[1]["sku"])
+            c = next(catalog, None)
+
+
 async def _snapshot(store: Any, tenant: str, fmt: str) -> AsyncIterator[bytes]:
     """Every SKU of the tenant in key order, in chunks (the nightly sweeper of 003 section 5.1)."""
     buf: list[str] = ["sku,qty,on_hand,reserved,available\r\n" if fmt == "csv" else "["]
     first = True
-    for _key, raw in store.scan("stock", f"{tenant}:"):
-        state = StockState.from_dict(raw)
+    for state in _levels(store, tenant):
         sku = state.sku
         row = {"sku": sku, "qty": state.available, "on_hand": state.on_hand, "reserved": state.reserved,
                "available": state.available}
