@@ -90,6 +90,21 @@ def from_sale_view(answer: Answer, view: dict) -> Answer | None:
                    view.get("document_ids") or [], view.get("total"), view.get("currency"))
 
 
+def payment_failure(ids: dict, outcome: Outcome | None) -> Answer:
+    """A treasury payment failure: 200 once recorded on the sale (status PAYMENT_FAILED with the provider's
+    reason), 422 when the pipeline would not record it (an unknown sale), 202 while undecided."""
+    if outcome is None:
+        return json_answer(202, {**ids, "status": "PENDING"})
+    if outcome.dead_letter is not None:
+        return problem_answer(422, f"the pipeline refused the failure: {outcome.dead_letter}", outcome="REJECTED",
+                              reasons=[{"code": "REJECTED", "message": outcome.dead_letter}], **ids)
+    reasons = to_json(outcome.record).get("reasons") or []
+    if [r.get("code") for r in reasons] == ["PAYMENT_FAILED"]:
+        return json_answer(200, {**ids, "status": "PAYMENT_FAILED", "reason": reasons[0].get("message")})
+    return problem_answer(422, "the payment failure was not recorded: " + "; ".join(
+        r.get("message", "") for r in reasons), outcome=to_json(outcome.record)["outcome"], reasons=reasons, **ids)
+
+
 def payment(ids: dict, outcome: Outcome | None) -> Answer:
     """A treasury payment: 200 once applied (with its journal entry), 422 refused (an overpayment, an
     invoice of another customer...), 202 while the pipeline has not decided."""

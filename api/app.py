@@ -407,7 +407,10 @@ async def treasury_webhook(request: web.Request) -> web.Response:
         data = published[0][1].record["data"]
         ids = {"event_id": event_id, "payment_id": f"PAY-{data['payment_id']}", "invoice_id": data["invoice_id"],
                "customer_ref": data["customer_ref"]}
-        return answers.payment(ids, await s.outcomes.wait(fut, tenant, event_id, s.settings.api_outcome_wait))
+        outcome = await s.outcomes.wait(fut, tenant, event_id, s.settings.api_outcome_wait)
+        if body["event_type"] == events.TREASURY_FAILED:
+            return answers.payment_failure(ids, outcome)
+        return answers.payment(ids, outcome)
 
     return await _nonce(request, tenant, "treasury", raw, body["event_id"], execute)
 

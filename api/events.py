@@ -17,6 +17,8 @@ Published = list[tuple[str, Prepared]]  # (topic, record)
 ERP_TOPICS = {"catalog.update": "catalog.updates", "inventory.change": "inventory.changes",
               "inventory.stock.updated": "inventory.changes"}
 TREASURY_PAYMENT = "treasury.payment.success"
+TREASURY_FAILED = "treasury.payment.failed"  # recorded on the sale (payment.failed), nothing booked
+TREASURY_METHOD = "MOBILE"  # a provider's payment lands in clearing (1010) until the provider settles to the bank
 DEFAULT_CURRENCY = "USD"  # of an order import that names none, as `stockledger produce` assumes
 AS_DATA = {"data.": ""}  # the body is the event's data: name its fields as the caller wrote them
 
@@ -200,12 +202,17 @@ def erp_webhook(tenant: str, body: Any, at: str) -> Published:
 
 
 def treasury_payment(tenant: str, body: Any) -> dict:
-    """Seed 001's `treasury.payment.success`, checked; `payment_received` makes the event."""
+    """Seed 001's `treasury.payment.success` or `.failed`, checked; `payment_received` makes the event."""
     body = _envelope(tenant, body)
-    if body["event_type"] != TREASURY_PAYMENT:
-        raise invalid("event_type", f"{body['event_type']!r} is not taken here (expected {TREASURY_PAYMENT})")
+    if body["event_type"] not in (TREASURY_PAYMENT, TREASURY_FAILED):
+        raise invalid("event_type", f"{body['event_type']!r} is not taken here (expected {TREASURY_PAYMENT} or "
+                                    f"{TREASURY_FAILED})")
     data = _object(body["data"], "data")
     _require(data, "payment_id", "order_id", "amount", prefix="data.")
+    if body["event_type"] == TREASURY_FAILED:
+        why = data.get("reason")
+        if not isinstance(why, str) or not why.strip():
+            raise invalid("data.reason", "expected the provider's reason, a non-empty string")
     if not isinstance(data["order_id"], str) or not data["order_id"]:
         raise invalid("data.order_id", "expected a non-empty string")
     _safe_id(data, "order_id", "data.")
@@ -213,12 +220,16 @@ def treasury_payment(tenant: str, body: Any) -> dict:
 
 
 def payment_received(tenant: str, body: dict, customer_ref: str, currency: str, at: str) -> Published:
-    """The treasury payment as a `payment.received` against `INV-<order_id>` for the sale's customer."""
+    """The treasury payment as a `payment.received` (a failure: `payment.failed` with the provider's reason)
+    against `INV-<order_id>` for the sale's customer."""
     data = body["data"]
-    event = {"event_id": body["event_id"], "event_type": "payment.received", "tenant_id": tenant,
-             "timestamp": body.get("timestamp") or at, "source": "treasury",
+    failed = body["event_type"] == TREASURY_FAILED
+    event = {"event_id": body["event_id"], "event_type": "payment.failed" if failed else "payment.received",
+             "tenant_id": tenant, "timestamp": body.get("timestamp") or at, "source": "treasury",
              "data": {"payment_id": data["payment_id"], "customer_ref": customer_ref,
                       "invoice_id": f"INV-{data['order_id']}", "amount": data["amount"], "currency": currency,
-                      "method": data.get("method", "BANK"), "reference": data.get("provider_reference")}}
-    rename = {"data.reference": "data.provider_reference", "data.invoice_id": "data.order_id"}
+                      "method": data.get("method", TREASURY_METHOD), "reference": data.get("provider_reference"),
+                      "failure_reason": data.get("reason") if failed else None}}
+    rename = {"data.reference": "data.provider_reference", "data.invoice_id": "data.order_id",
+              "data.failure_reason": "data.reason"}
     return [("payments", _convert("payments", event, rename))]

@@ -55,11 +55,12 @@ ERP_EVENT = _obj(["event_id", "event_type", "data"], {
                                                               "inventory.stock.updated"]},
     "timestamp": {"type": "string", "format": "date-time"}, "data": {"type": "object"}}, closed=False)
 TREASURY = _obj(["event_id", "event_type", "data"], {
-    "event_id": ID, "event_type": {"type": "string", "enum": ["treasury.payment.success"]},
+    "event_id": ID, "event_type": {"type": "string", "enum": ["treasury.payment.success", "treasury.payment.failed"]},
     "timestamp": {"type": "string", "format": "date-time"},
     "data": _obj(["payment_id", "order_id", "amount"], {"payment_id": ID, "order_id": ID, "amount": MONEY,
                                                        "method": {"type": "string"},
-                                                       "provider_reference": {"type": "string"}}, closed=False)},
+                                                       "provider_reference": {"type": "string"},
+                                                       "reason": {"type": "string"}}, closed=False)},
     closed=False)
 
 

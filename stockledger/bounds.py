@@ -84,9 +84,11 @@ _FIELDS: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]] = {
                        (("variants", "*", "stock_quantity"), _Q)),
     "customer.credit": ((("credit_limit",), _A),),
     "payment.received": ((("amount",), _A),),
+    "payment.failed": ((("amount",), _A),),
     "sale.completed": _SALE,
     "order.placed": _SALE,
     "refund.issued": ((("lines", "*", "quantity"), _Q),),
+    "price_list.updated": ((("items", "*", "unit_price"), _A), (("items", "*", "min_quantity"), _Q)),
 }
 
 

@@ -107,6 +107,9 @@ class Settings:
     web_advertised_url: str | None = field(default_factory=lambda: _opt("WEB_ADVERTISED_URL"))
     partitions: int = field(default_factory=lambda: _int("PARTITIONS", "4"))
     tenant_default_tax: str = field(default_factory=lambda: _env("DEFAULT_TAX_PERCENT", "0"))
+    # SPEC 9: the largest discount_percent a sale line may carry (none: no limit); the fold reads it through
+    # FoldConfig.max_discount_percent until the tenant's settings (tenant.configured) carry it.
+    max_discount_percent: str | None = field(default_factory=lambda: _opt("MAX_DISCOUNT_PERCENT"))
     app_id: str = field(default_factory=lambda: _env("APP_ID", "stockledger"))
     # SPEC 2 "Cost does not grow with history" (tenant settings once the tenant settings event exists):
     # a SKU keeps its deltas this many days of event time behind its newest event (older ones fold into

@@ -20,7 +20,22 @@ def is_adjust(record: dict) -> bool:
     return "adjustments" in record and "reference_id" in record and "event_type" not in record
 
 
+GUEST_PREFIX = "GUEST-"
+
+
+def order_customer(record: dict) -> tuple[str | None, str]:
+    """(customer_ref, payment_terms) of an imported order (seed 003). An order that names no payment terms
+    is payment due: on account of its customer, or of the one-time customer GUEST-<order_id> when it names
+    none (a web store's guest checkout), so its invoice stays open until the treasury's payment (seed 001)
+    settles it; it is never booked as cash nobody received."""
+    customer, terms = record.get("customer_ref"), record.get("payment_terms") or "ON_ACCOUNT"
+    if terms == "ON_ACCOUNT" and not customer:
+        customer = f"{GUEST_PREFIX}{record['order_id']}"
+    return customer, terms
+
+
 def order_import(record: dict, tenant: str | None, currency: str) -> dict:
+    customer, terms = order_customer(record)
     return {
         "event_id": f"order-import:{record['order_id']}",
         "event_type": "order.placed",
@@ -30,9 +45,9 @@ def order_import(record: dict, tenant: str | None, currency: str) -> dict:
         "data": {
             "sale_id": record["order_id"],
             "channel": "ERP",
-            "customer_ref": record.get("customer_ref"),
+            "customer_ref": customer,
             "currency": record.get("currency", currency),
-            "payment_terms": record.get("payment_terms", "ON_ACCOUNT" if record.get("customer_ref") else "PAID"),
+            "payment_terms": terms,
             "line_items": [
                 {k: v for k, v in line.items() if k in ("sku", "quantity", "unit_price", "discount_percent",
                                                          "tax_percent")}

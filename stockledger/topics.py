@@ -23,8 +23,9 @@ INPUTS = (
     TopicSpec("inventory.changes", "inventory_change", "sku", ("inventory.change",)),
     TopicSpec("sales", "sale", "sale_id", ("sale.completed", "order.placed")),
     TopicSpec("refunds", "refund", "sale_id", ("refund.issued",)),
-    TopicSpec("payments", "payment", "customer_ref", ("payment.received",)),
+    TopicSpec("payments", "payment", "customer_ref", ("payment.received", "payment.failed")),
     TopicSpec("customers", "customer_credit", "customer_ref", ("customer.credit",)),
+    TopicSpec("price.lists", "price_list", "price_list_id", ("price_list.updated",)),
 )
 OUTPUTS = (
     TopicSpec("stock.levels", "stock_level", compacted=True, has_dlq=False),

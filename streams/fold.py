@@ -85,9 +85,11 @@ def fold_config(settings: Settings) -> FoldConfig:
 
     No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a changelog
     that fell behind catch up, by folding again from the committed offset."""
+    top = settings.max_discount_percent
     return FoldConfig(default_tax_percent=Decimal(settings.tenant_default_tax), rewrite_duplicates=False,
                       late_count_horizon_ms=round(settings.late_count_horizon_days * DAY_MS),
-                      dedup_horizon_ms=round(settings.dedup_horizon_days * DAY_MS))
+                      dedup_horizon_ms=round(settings.dedup_horizon_days * DAY_MS),
+                      max_discount_percent=None if top in (None, "") else Decimal(top))
 
 
 class Folder:
@@ -95,6 +97,8 @@ class Folder:
 
     def __init__(self, p: Any):
         self.p = p
+        # No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a
+        # changelog that fell behind catch up, by folding again from the committed offset.
         self.config = fold_config(p.settings)
         self.stores: dict[int, PartitionStore] = {}
         self._restoring: dict[int, asyncio.Task] = {}

@@ -16,7 +16,7 @@ import hmac
 import io
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -30,7 +30,7 @@ from stockledger.jsonconv import format_decimal
 from stockledger.security import id_refusal
 from streams.app import Pipeline, to_iso
 from streams.core import fold as core
-from streams.core.credit import open_invoices_of
+from streams.core.credit import invoice_of, open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
 
@@ -205,8 +205,22 @@ def _money(value: Any) -> str | None:
     return None if value is None else format_decimal(value)
 
 
-def sale_view(rec: Any) -> dict:
-    """What a person or the API reads about a sale: status, outcome, credit figures, documents, refunds."""
+def _receivable(store: Any, rec: Any) -> dict | None:
+    """The sale's ON_ACCOUNT (payment-due) invoice as the receivables keep it: what is paid and what is left."""
+    if store is None or rec.invoice is None:
+        return None
+    entry = invoice_of(store, rec.tenant_id, rec.invoice.invoice_id)
+    if entry is None:
+        return None
+    return {"invoice_id": entry.invoice_id, "status": entry.status, "total": _money(entry.total),
+            "paid": _money(entry.paid), "credited": _money(entry.credited),
+            "remaining": _money(entry.total - entry.paid - entry.credited), "due_date": _iso_day(entry.due_at)}
+
+
+def sale_view(rec: Any, store: Any = None) -> dict:
+    """What a person or the API reads about a sale: status, outcome, credit figures, documents, refunds; with
+    the tenant's `store`, also its open or settled invoice on account and the payments that failed at the
+    provider (treasury.payment.failed)."""
     outcome = rec.outcome
     credit = None
     if outcome is not None and outcome.credit is not None:
@@ -224,6 +238,11 @@ def sale_view(rec: Any) -> dict:
         "refunds": [{"refund_id": r.refund_id, "event_id": r.event_id, "outcome": r.outcome.outcome,
                      "reasons": [to_plain(x) for x in r.outcome.reasons], "document_ids": list(r.outcome.document_ids),
                      "total": _money(r.outcome.total)} for r in rec.refund_results],
+        "invoice": _receivable(store, rec),
+        "payment_failures": [] if store is None else [
+            {"payment_id": f.payment_id, "event_id": f.event_id, "at": to_iso(f.at), "reason": f.reason,
+             "amount": _money(f.amount), "currency": f.currency}
+            for f in core.payment_failures_of(store, rec.tenant_id, rec.sale_id)],
     }
 
 
@@ -257,7 +276,7 @@ def install(p: Pipeline, folder: Any) -> Views:
             rec = core.sale_of(store, tenant, sale_id)
             if rec is None:
                 return error(404, f"unknown sale {sale_id!r} for tenant {tenant!r}")
-            return aioweb.json_response(sale_view(rec))
+            return aioweb.json_response(sale_view(rec, store))
 
         return await views.routed(request, local, "sales", ("sale_id", sale_id))
 
@@ -310,12 +329,28 @@ def install(p: Pipeline, folder: Any) -> Views:
     return views
 
 
+def _levels(store: Any, tenant: str) -> Iterator[StockState]:
+    """Every SKU of the tenant in key order: its stock, or quantity 0 for a SKU only the catalog knows
+    (a merge of the two key-ordered scans, nothing held in memory)."""
+    stock, catalog = store.scan("stock", f"{tenant}:"), store.scan("catalog", f"{tenant}:")
+    s, c = next(stock, None), next(catalog, None)
+    while s is not None or c is not None:
+        if s is not None and (c is None or s[0] <= c[0]):
+            if c is not None and c[0] == s[0]:
+                c = next(catalog, None)
+            yield StockState.from_dict(s[1])
+            s = next(stock, None)
+        else:
+            assert c is not None
+            yield StockState(tenant, c[1]["sku"])
+            c = next(catalog, None)
+
+
 async def _snapshot(store: Any, tenant: str, fmt: str) -> AsyncIterator[bytes]:
     """Every SKU of the tenant in key order, in chunks (the nightly sweeper of 003 section 5.1)."""
     buf: list[str] = ["sku,qty,on_hand,reserved,available\r\n" if fmt == "csv" else "["]
     first = True
-    for _key, raw in store.scan("stock", f"{tenant}:"):
-        state = StockState.from_dict(raw)
+    for state in _levels(store, tenant):
         sku = state.sku
         row = {"sku": sku, "qty": state.available, "on_hand": state.on_hand, "reserved": state.reserved,
                "available": state.available}

@@ -74,6 +74,8 @@ class DocumentLine(Plain):
     net: Decimal
     tax: Decimal
     total: Decimal
+    price_source: str | None = None  # SPEC 9: LINE / PRICE_LIST / CATALOG (streams/core/pricelists.py)
+    price_list_id: str | None = None  # the list that priced it (PRICE_LIST)
 
 
 InvoiceLine = DocumentLine  # the names the schemas use (InvoiceLine, CreditNoteLine)

@@ -49,7 +49,10 @@ stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-siz
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
 `<tenant>:<event_id>` -> the event's fingerprint, expiry (the queue that forgets event ids after the
 dedup horizon, see `_remember`), documents `<tenant>:<document id>` (PAY-..., CN-...) -> the business
-action that owns it.
+action that owns it, prices `<tenant>:<price_list_id>` -> the list's newest version
+(pricelists.py; one bounded value per list), payment_failures `<tenant>:<sale_id>` -> the sale's last
+payment.failed (treasury.py), refs `<tenant>:<kind>:<external id>` -> 1 for each customer (kind customer)
+and SKU (kind item) a booked document named (seed 000: `ledger.external_refs` gets each the first time).
 """
 
 from __future__ import annotations
@@ -86,6 +89,14 @@ from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
 from .orders import StockAnswer, check_lines
 from .outcomes import ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome, Reason
+from .pricelists import (
+    DISCOUNT_NOT_ALLOWED,
+    ListPrice,
+    PriceList,
+    discount_breaches,
+    price_list_key,
+    validate_price_list,
+)
 from .pricing import CatalogItem, PricingError, price_lines
 from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
@@ -105,6 +116,15 @@ from .stock import (
     validate_inventory_change,
 )
 from .stock import SALE as SALE_DELTA
+from .treasury import (
+    MAX_REASON,
+    PAYMENT_FAILED,
+    PaymentFailure,
+    failures_key,
+    record_failure,
+    sale_id_of_invoice,
+    validate_payment_failed,
+)
 
 __all__ = [
     "TABLES",
@@ -135,6 +155,8 @@ __all__ = [
     "open_invoices_of",
     "sale_of",
     "payment_of",
+    "price_list_of",
+    "payment_failures_of",
     "seen_of",
     "datum",
     "document_of",
@@ -142,8 +164,10 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "expiry")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "expiry", "prices",
+          "payment_failures", "refs")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
+REF_CUSTOMER, REF_ITEM = "customer", "item"  # ledger.external_refs kinds of seed 000 (SPEC 9)
 
 DAY_MS = 86_400_000
 EXPIRY_CHUNK = 64  # event ids per `expiry` queue value
@@ -207,6 +231,10 @@ class FoldConfig:
     late_count_horizon_ms: int | None = 7 * DAY_MS
     # ... and an event id is remembered until the tenant's newest event is this much newer (ms).
     dedup_horizon_ms: int | None = 35 * DAY_MS
+    # SPEC 9: a line's discount_percent above it: an order is refused (DISCOUNT_NOT_ALLOWED), a POS sale is
+    # booked with a warning on its outcome. None: no limit. (Settings.max_discount_percent for now; the
+    # tenant's settings later.)
+    max_discount_percent: Decimal | None = None
 
 
 class DictState:
@@ -309,15 +337,21 @@ class SaleRecord(Plain):
         )
 
 
+def _line_plain(li: DocumentLine) -> dict[str, Any]:
+    plain = {"line_no": li.line_no, "sku": li.sku, "quantity": li.quantity,
+             "unit_price": format(li.unit_price, "f"), "discount_percent": format(li.discount_percent, "f"),
+             "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
+             "tax": format(li.tax, "f"), "total": format(li.total, "f"),
+             "price_source": li.price_source, "price_list_id": li.price_list_id}  # SPEC 9; absent in older states
+    return plain
+
+
 def _invoice_plain(inv: Invoice) -> dict[str, Any]:
     return {
         "tenant_id": inv.tenant_id, "invoice_id": inv.invoice_id, "sale_id": inv.sale_id,
         "customer_ref": inv.customer_ref, "channel": inv.channel, "currency": inv.currency,
         "payment_terms": inv.payment_terms, "issued_at": inv.issued_at,
-        "lines": [{"line_no": li.line_no, "sku": li.sku, "quantity": li.quantity,
-                   "unit_price": format(li.unit_price, "f"), "discount_percent": format(li.discount_percent, "f"),
-                   "tax_percent": format(li.tax_percent, "f"), "net": format(li.net, "f"),
-                   "tax": format(li.tax, "f"), "total": format(li.total, "f")} for li in inv.lines],
+        "lines": [_line_plain(li) for li in inv.lines],
         "net_total": format(inv.net_total, "f"), "tax_total": format(inv.tax_total, "f"),
         "total": format(inv.total, "f"), "due_date": inv.due_date,
     }
@@ -329,7 +363,8 @@ def _invoice_from(data: Mapping[str, Any]) -> Invoice:
         data["currency"], data["payment_terms"], data["issued_at"],
         tuple(DocumentLine(li["line_no"], li["sku"], li["quantity"], Decimal(li["unit_price"]),
                            Decimal(li["discount_percent"]), Decimal(li["tax_percent"]), Decimal(li["net"]),
-                           Decimal(li["tax"]), Decimal(li["total"])) for li in data["lines"]),
+                           Decimal(li["tax"]), Decimal(li["total"]), li.get("price_source"),
+                           li.get("price_list_id")) for li in data["lines"]),
         Decimal(data["net_total"]), Decimal(data["tax_total"]), Decimal(data["total"]), data.get("due_date"),
     )
 
@@ -496,6 +531,18 @@ class _Ctx:
     def claim(self, document_id: str, kind: str, natural_id: str, sale_id: str | None = None) -> None:
         self.state.put("documents", f"{self.tenant}:{document_id}",
                        {"kind": kind, "id": natural_id, "sale_id": sale_id, "event_id": self.event_id})
+
+    def refer(self, kind: str, external_id: str | None) -> None:
+        """Seed 000: the first time a booked document names a customer or SKU, ledger.external_refs records
+        it (the internal id is the same key: stockledger keeps customers and items under their refs)."""
+        if not external_id:
+            return
+        key = f"{self.tenant}:{kind}:{external_id}"
+        if self.state.get("refs", key) is not None:
+            return
+        self.state.put("refs", key, 1)
+        self.emit("ledger.external_refs", key, {"tenant_id": self.tenant, "kind": kind, "external_id": external_id,
+                                                 "internal_id": external_id})
 
     def journal(self, entry: Any) -> tuple[str, ...]:
         """Emit a document's journal entry unless it has no lines (a document of total zero): its ids."""
@@ -684,6 +731,19 @@ def _catalog(ctx: _Ctx) -> None:
                                                   ctx.config.late_count_horizon_ms))
 
 
+def _price_list(ctx: _Ctx) -> None:
+    new = PriceList.from_event(ctx.tenant, ctx.data, ctx.ts, ctx.event_id)
+    key = price_list_key(ctx.tenant, new.price_list_id)
+    current = ctx.state.get("prices", key)
+    if current is None or current["updated_at"] <= ctx.ts:  # an older version arriving late does not win
+        ctx.state.put("prices", key, new.to_dict())
+
+
+def price_list_of(state: State, tenant: str, price_list_id: str) -> PriceList | None:
+    raw = state.get("prices", price_list_key(tenant, price_list_id))
+    return None if raw is None else PriceList.from_dict(raw)
+
+
 def _conflict_letter(ctx: _Ctx, why: str) -> None:
     ctx.dead_letter(f"IDEMPOTENCY_CONFLICT: {why}; refused", "idempotency")
 
@@ -737,6 +797,7 @@ def _payment(ctx: _Ctx) -> None:
         ctx.claim(pay.payment_id, "payment", received.payment_id)
         ctx.emit("ledger.payments", f"{ctx.tenant}:{pay.payment_id}", datum(pay))
         journal = ctx.journal(entry)
+        ctx.refer(REF_CUSTOMER, received.customer_ref)
         _payment_outcome(ctx, ACCEPTED, documents=(pay.payment_id, *journal), total=received.amount,
                          currency=received.currency)
     else:
@@ -745,6 +806,33 @@ def _payment(ctx: _Ctx) -> None:
     record = PaymentRecord(ctx.tenant, received.payment_id, received.customer_ref, ctx.event_id, ctx.fp,
                            result.status, result.invoice_ids)
     ctx.state.put("payments", pkey, record.to_dict())
+
+
+def _payment_failed(ctx: _Ctx) -> None:
+    """A payment that failed at the provider (treasury.py): recorded on its sale, nothing booked."""
+    data = ctx.data
+    sale_id = sale_id_of_invoice(data["invoice_id"]) or ""
+    record = sale_of(ctx.state, ctx.tenant, sale_id)
+    key = f"{ctx.tenant}:{sale_id}"
+    if record is None or record.status != ACCEPTED:
+        outcome = Outcome(ctx.tenant, PAYMENT, data["payment_id"], ctx.event_id, REFUSED, ctx.ts, sale_id=sale_id,
+                          customer_ref=data["customer_ref"], total=data["amount"], currency=data["currency"],
+                          reasons=(Reason(UNKNOWN_SALE, f"sale {sale_id} of {data['invoice_id']} is not booked"),))
+        ctx.emit("sales.outcomes", key, outcome.datum())
+        return
+    why = data["failure_reason"][:MAX_REASON]
+    failure = PaymentFailure(data["payment_id"], ctx.event_id, ctx.ts, why, data["amount"], data["currency"])
+    fkey = failures_key(ctx.tenant, sale_id)
+    ctx.state.put("payment_failures", fkey, record_failure(ctx.state.get("payment_failures", fkey), failure))
+    outcome = Outcome(ctx.tenant, PAYMENT, data["payment_id"], ctx.event_id, REFUSED, ctx.ts, sale_id=sale_id,
+                      customer_ref=record.customer_ref, total=data["amount"], currency=data["currency"],
+                      reasons=(Reason(PAYMENT_FAILED, why),))
+    ctx.emit("sales.outcomes", key, outcome.datum())
+
+
+def payment_failures_of(state: State, tenant: str, sale_id: str) -> list[PaymentFailure]:
+    """The sale's last failed payments, oldest first."""
+    return [PaymentFailure.from_dict(f) for f in state.get("payment_failures", failures_key(tenant, sale_id)) or ()]
 
 
 # -- sales --------------------------------------------------------------------------------------
@@ -791,6 +879,8 @@ def _sale(ctx: _Ctx) -> None:
         ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
         ctx.dead_letter(error, "rule")
 
+    breaches = tuple(Reason(DISCOUNT_NOT_ALLOWED, b.message, b.sku)
+                     for b in discount_breaches(sale.lines, ctx.config.max_discount_percent))
     if kind == ORDER:
         answers = {}
         for sku in wanted:
@@ -798,15 +888,23 @@ def _sale(ctx: _Ctx) -> None:
             answers[sku] = StockAnswer(sku, entry is not None, entry is not None and entry.is_active,
                                        stock[sku].available)
         refusals = check_lines(sale.lines, answers)
-        if refusals:
-            refuse(tuple(Reason(r.code, r.message, r.sku, r.requested, r.available) for r in refusals))
+        if refusals or breaches:
+            refuse(tuple(Reason(r.code, r.message, r.sku, r.requested, r.available) for r in refusals) + breaches)
             return
 
     def lookup(sku: str) -> CatalogItem | None:
         entry = catalog.get(sku)
         return None if entry is None else entry.item()
 
-    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent)
+    plist = None
+    if sale.customer_ref:
+        list_id = ctx.credit(sale.customer_ref).price_list_id
+        plist = None if list_id is None else price_list_of(ctx.state, tenant, list_id)
+
+    def list_price(sku: str, quantity: int) -> ListPrice | None:
+        return None if plist is None else plist.price_for(sku, quantity, sale.currency, ctx.ts)
+
+    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent, list_price)
     if isinstance(priced, PricingError):
         fail(priced.code, priced.reason)
         return
@@ -837,6 +935,9 @@ def _sale(ctx: _Ctx) -> None:
     journal = ctx.journal(je)
     ctx.emit("ledger.external_refs", f"{tenant}:sale:{sale.sale_id}",
              {"tenant_id": tenant, "kind": "sale", "external_id": sale.sale_id, "internal_id": inv.invoice_id})
+    ctx.refer(REF_CUSTOMER, sale.customer_ref)
+    for sku in wanted:
+        ctx.refer(REF_ITEM, sku)
     reason = REASON_SALE if kind == POS else REASON_ORDER
     for sku, qty in wanted.items():
         before = stock[sku]
@@ -849,7 +950,7 @@ def _sale(ctx: _Ctx) -> None:
     documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), *journal)
     outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
                       customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
-                      currency=sale.currency)
+                      currency=sale.currency, reasons=breaches)  # a POS sale's discount warnings
     ctx.state.put("sales", key, dataclasses.replace(record, status=ACCEPTED, outcome=outcome,
                                                     document_ids=documents, invoice=inv).to_dict())
     ctx.emit("sales.outcomes", key, outcome.datum())
@@ -944,9 +1045,14 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")]
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
+    if et == "payment.failed":
+        return [("payment_failures", failures_key(tenant, sale_id_of_invoice(data["invoice_id"]) or ""))]
+    if et == "price_list.updated":
+        return [("prices", price_list_key(tenant, data["price_list_id"]))]
     if et == "payment.received":
         keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}"),
-                ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}")]
+                ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}"),
+                ("refs", f"{tenant}:{REF_CUSTOMER}:{data['customer_ref']}")]
         done = ctx.state.get("payments", f"{tenant}:{data['payment_id']}")
         if done is not None:
             keys += [("invoices", invoice_key(tenant, i)) for i in done.get("invoice_ids", ())]
@@ -966,6 +1072,9 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return keys
     keys = [("sales", f"{tenant}:{data['sale_id']}")]
     keys += [("stock", f"{tenant}:{line['sku']}") for line in data["line_items"]]
+    keys += [("refs", f"{tenant}:{REF_ITEM}:{line['sku']}") for line in data["line_items"]]
+    if data.get("customer_ref"):
+        keys.append(("refs", f"{tenant}:{REF_CUSTOMER}:{data['customer_ref']}"))
     record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
     if record is not None and record.get("event_id") == ctx.event_id:
         keys += [("documents", f"{tenant}:{d}") for d in record.get("document_ids", ()) if d.startswith("PAY-")]
@@ -1000,6 +1109,8 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "sale.completed": _sale,
     "order.placed": _sale,
     "refund.issued": _refund,
+    "price_list.updated": _price_list,
+    "payment.failed": _payment_failed,
 }
 
 # What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
@@ -1011,6 +1122,8 @@ VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "sale.completed": validate_sale,
     "order.placed": validate_sale,
     "refund.issued": validate_refund,
+    "price_list.updated": validate_price_list,
+    "payment.failed": lambda data: validate_payment_failed(data, validate_payment),
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
@@ -1021,4 +1134,6 @@ _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
     "sale.completed": _sale_conflict,
     "order.placed": _sale_conflict,
     "refund.issued": _refund_conflict,
+    "price_list.updated": _conflict_letter,
+    "payment.failed": _payment_conflict,
 }

@@ -14,6 +14,7 @@ from typing import Any
 
 from .documents import DocumentLine
 from .money import ZERO, exact, is_known_currency, round_money
+from .pricelists import SOURCE_CATALOG, SOURCE_LINE, SOURCE_PRICE_LIST, ListPrice
 from .sales import SaleLine
 from .serde import Plain
 
@@ -91,11 +92,14 @@ def price_line(
     discount_percent: Decimal,
     tax_percent: Decimal,
     currency: str,
+    price_source: str | None = None,
+    price_list_id: str | None = None,
 ) -> PricedLine:
     """One line with resolved inputs -> its rounded net, tax and total."""
     net = line_net(quantity, unit_price, discount_percent, currency)
     tax = line_tax(net, tax_percent, currency)
-    return PricedLine(line_no, sku, quantity, unit_price, discount_percent, tax_percent, net, tax, net + tax)
+    return PricedLine(line_no, sku, quantity, unit_price, discount_percent, tax_percent, net, tax, net + tax,
+                      price_source, price_list_id)
 
 
 def price_lines(
@@ -103,9 +107,12 @@ def price_lines(
     currency: str,
     catalog_lookup: Callable[[str], CatalogItem | None],
     default_tax: Decimal = ZERO,
+    list_price: Callable[[str, int], ListPrice | None] | None = None,
 ) -> PricedSale | PricingError:
-    """Price every line: unit_price from the line else the catalog; tax_percent from
+    """Price every line: unit_price from the line, else the customer's price list (`list_price(sku,
+    quantity)`: the entry that applies, see pricelists.py), else the catalog; tax_percent from
     the line, else the product's tax_rate, else the tenant default; discount 0 if absent.
+    Each priced line names its price_source (LINE / PRICE_LIST / CATALOG) and list.
 
     A line with no unit_price whose SKU the catalog does not know cannot be
     priced: PricingError NO_PRICE naming the sku.
@@ -117,7 +124,12 @@ def price_lines(
         line = raw if isinstance(raw, SaleLine) else SaleLine.from_event(raw)
         item = catalog_lookup(line.sku)
         unit_price = line.unit_price
-        if unit_price is None:
+        source, list_id = SOURCE_LINE, None
+        entry = None if unit_price is not None or list_price is None else list_price(line.sku, line.quantity)
+        if entry is not None:
+            unit_price, source, list_id = entry.unit_price, SOURCE_PRICE_LIST, entry.price_list_id
+        elif unit_price is None:
+            source = SOURCE_CATALOG
             if item is None:
                 return PricingError(
                     NO_PRICE,
@@ -133,7 +145,8 @@ def price_lines(
         else:
             tax_percent = default_tax
         discount = line.discount_percent if line.discount_percent is not None else ZERO
-        priced.append(price_line(n, line.sku, line.quantity, unit_price, discount, tax_percent, currency))
+        priced.append(price_line(n, line.sku, line.quantity, unit_price, discount, tax_percent, currency, source,
+                                 list_id))
     net_total = round_money(sum((p.net for p in priced), ZERO), currency)  # exact; only fixes the exponent
     tax_total = round_money(sum((p.tax for p in priced), ZERO), currency)
     return PricedSale(currency, tuple(priced), net_total, tax_total, net_total + tax_total)

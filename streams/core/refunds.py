@@ -207,7 +207,8 @@ def book_refund(
                 tax = min(line_tax(net, li.tax_percent, currency), tax_left)
             cn_lines.append(
                 CreditNoteLine(
-                    li.line_no, sku, take, li.unit_price, li.discount_percent, li.tax_percent, net, tax, net + tax
+                    li.line_no, sku, take, li.unit_price, li.discount_percent, li.tax_percent, net, tax, net + tax,
+                    li.price_source, li.price_list_id,
                 )
             )
             after[li.line_no] = LineRefunded(li.line_no, done.quantity + take, done.net + net, done.tax + tax)

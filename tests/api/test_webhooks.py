@@ -97,8 +97,8 @@ def test_seed_001_treasury_payment_reduces_the_customer_balance(api, creds, publ
     assert problem(api.webhook("treasury", t, creds.secret, unknown), 422)["field"] == "data.order_id"
     [published] = records(settings, "payments", t)
     assert published["value"]["data"] == {"payment_id": "P1", "customer_ref": "C1", "invoice_id": "INV-ORD-T1",
-                                          "amount": "1500.00", "currency": "USD", "method": "BANK",
-                                          "reference": "mpesa-ref-123"}
+                                          "amount": "1500.00", "currency": "USD", "method": "MOBILE",
+                                          "reference": "mpesa-ref-123", "failure_reason": None}
     over = {**pay, "event_id": "evt-pay-3", "data": {**pay["data"], "payment_id": "P3", "amount": 5000.00}}
     refused = problem(api.webhook("treasury", t, creds.secret, over), 422)
     assert (refused["outcome"], refused["payment_id"]) == ("REFUSED", "PAY-P3") and refused["reasons"]

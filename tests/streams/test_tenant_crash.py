@@ -741,7 +741,7 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
         asks.append((("credit", k), f"/credit/{c}", tenant))
     for k in sale_keys:
         tenant, sid = k.split(":", 1)
-        expected[("sale", k)] = json.loads(json.dumps(sale_view(sale_of(ref, tenant, sid))))
+        expected[("sale", k)] = json.loads(json.dumps(sale_view(sale_of(ref, tenant, sid), ref)))
         asks.append((("sale", k), f"/sales/{sid}", tenant))
     got = fetch_views(worker, asks)
     timeline.note(f"read {len(asks)} views over HTTP")

@@ -22,10 +22,11 @@ from streams.core.fold import DeadLetter, Emit, Input
 TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
     "order.placed": "sales", "refund.issued": "refunds", "payment.received": "payments",
-    "customer.credit": "customers",
+    "customer.credit": "customers", "price_list.updated": "price.lists", "payment.failed": "payments",
 }
 _KEY_FIELD = {"catalog.updates": "product_group_id", "inventory.changes": "sku", "sales": "sale_id",
-              "refunds": "sale_id", "payments": "customer_ref", "customers": "customer_ref"}
+              "refunds": "sale_id", "payments": "customer_ref", "customers": "customer_ref",
+              "price.lists": "price_list_id"}
 _CONVERTERS: dict[str, Any] = {}
 _offsets: dict[str, int] = {}
 
@@ -104,6 +105,14 @@ def terms(customer: str, limit: str, on_hold: bool = False, *, event_id: str, ts
     if price_list is not None:
         data["price_list_id"] = price_list
     return event("customer.credit", data, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def price_list(list_id: str, items: list[dict], *, event_id: str, ts: int = 600, currency: str = "KES",
+               valid_from: int | None = None, valid_to: int | None = None, tenant: str = "t1") -> Input:
+    """A price_list.updated; items as {sku, unit_price, min_quantity?}."""
+    data = {"price_list_id": list_id, "currency": currency, "valid_from": valid_from, "valid_to": valid_to,
+            "items": [{"min_quantity": 1, **i} for i in items]}
+    return event("price_list.updated", data, event_id=event_id, ts=ts, tenant=tenant)
 
 
 # -- output checks --------------------------------------------------------------------------------

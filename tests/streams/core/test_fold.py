@@ -73,6 +73,11 @@ def test_a_pos_sale_books_deducts_and_sends_its_outcome_last():
     state = shop()
     out = run(state, sale("S1", [{"sku": "A", "quantity": 2}, {"sku": "X", "quantity": 1, "unit_price": "10"}],
                           event_id="e1", location="L1"))
+    refs = out[4:6]  # seed 000: each SKU the first time a booked document names it (no customer here)
+    assert [(o.key, o.value) for o in refs] == [
+        ("t1:item:A", {"tenant_id": "t1", "kind": "item", "external_id": "A", "internal_id": "A"}),
+        ("t1:item:X", {"tenant_id": "t1", "kind": "item", "external_id": "X", "internal_id": "X"})]
+    out = out[:4] + out[6:]
     assert topics(out) == ["ledger.invoices", "ledger.payments", "ledger.journal", "ledger.external_refs",
                            "stock.levels", "stock.levels", "inventory.alerts", "sales.outcomes"]
     assert [o.key for o in out] == ["t1:INV-S1", "t1:PAY-S1-1", "t1:JE-INV-S1", "t1:sale:S1", "t1:A", "t1:X", "t1:X",
@@ -103,13 +108,16 @@ def test_a_pos_sale_books_deducts_and_sends_its_outcome_last():
 def test_an_on_account_pos_sale_adds_its_invoice_to_credit():
     state = shop()
     out = run(state, sale("S1", [{"sku": "B", "quantity": 1}], event_id="e1", terms="ON_ACCOUNT", customer="C2"))
-    assert topics(out) == ["ledger.invoices", "ledger.journal", "ledger.external_refs", "stock.levels",
-                           "sales.outcomes"]
+    assert topics(out) == ["ledger.invoices", "ledger.journal", "ledger.external_refs", "ledger.external_refs",
+                           "ledger.external_refs", "stock.levels", "sales.outcomes"]
+    assert [o.key for o in out[2:5]] == ["t1:sale:S1", "t1:customer:C2", "t1:item:B"]
     assert outcome_of(out)["credit"] is None  # a POS sale happened: its credit is not checked
     credit = credit_of(state, "t1", "C2")
     assert [(i.invoice_id, i.total) for i in open_invoices_of(state, "t1", "C2")] == [("INV-S1", D("58.00"))]
     assert (credit.open_count, credit.oldest, credit.newest) == (1, "INV-S1", "INV-S1")
     assert (credit.outstanding, credit.available) == (D("58.00"), D("242"))
+    again = run(state, sale("S2", [{"sku": "B", "quantity": 1}], event_id="e2", terms="ON_ACCOUNT", customer="C2"))
+    assert [o.key for o in again if o.topic == "ledger.external_refs"] == ["t1:sale:S2"]  # named once only
 
 
 def test_an_order_is_refused_as_a_whole_with_every_line_reason():

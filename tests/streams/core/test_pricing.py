@@ -33,7 +33,7 @@ def one(line, currency, default_tax=Decimal(0)):
 def test_discount_then_tax_usd():
     line = one(SaleLine("X", 3, D("19.99"), D("10"), D("16")), "USD")
     # 3 x 19.99 = 59.97; less 10% = 53.973 -> 53.97; 16% of 53.97 = 8.6352 -> 8.64
-    assert line == PricedLine(1, "X", 3, D("19.99"), D("10"), D("16"), D("53.97"), D("8.64"), D("62.61"))
+    assert line == PricedLine(1, "X", 3, D("19.99"), D("10"), D("16"), D("53.97"), D("8.64"), D("62.61"), "LINE")
 
 
 @pytest.mark.parametrize(
