@@ -48,7 +48,7 @@ stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-siz
 `<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
 `<tenant>:<event_id>` -> the event's fingerprint, documents `<tenant>:<document id>` (PAY-..., CN-...)
--> the business action that owns it.
+-> the business action that owns it, settings `<tenant>` -> the tenant's settings (settings.py, SPEC 8).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ from .pricing import CatalogItem, PricingError, price_lines
 from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
 from .serde import Plain
+from .settings import TenantSettings, settings_key, validate_tenant_configured
 from .stock import (
     REASON_ADJUSTMENT,
     REASON_CATALOG,
@@ -141,7 +142,7 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents")
+TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "settings")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
@@ -471,6 +472,10 @@ class _Ctx:
         raw = self.state.get("stock", f"{self.tenant}:{sku}")
         return StockState(self.tenant, sku) if raw is None else StockState.from_dict(raw)
 
+    def settings(self) -> TenantSettings:
+        """The tenant's settings as of this event (SPEC 8; the defaults until a tenant.configured)."""
+        return TenantSettings.from_dict(self.state.get("settings", settings_key(self.tenant)))
+
     def credit(self, customer_ref: str) -> CreditState:
         return credit_of(self.state, self.tenant, customer_ref) or CreditState(self.tenant, customer_ref)
 
@@ -618,6 +623,13 @@ def _catalog(ctx: _Ctx) -> None:
             ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG))
 
 
+def _configure(ctx: _Ctx) -> None:
+    """tenant.configured: the tenant's settings with the given fields replaced (SPEC 8); emits nothing."""
+    key = settings_key(ctx.tenant)
+    before = TenantSettings.from_dict(ctx.state.get("settings", key))
+    ctx.state.put("settings", key, before.configured(ctx.data).to_dict())
+
+
 def _conflict_letter(ctx: _Ctx, why: str) -> None:
     ctx.dead_letter(f"IDEMPOTENCY_CONFLICT: {why}; refused", "idempotency")
 
@@ -740,7 +752,7 @@ def _sale(ctx: _Ctx) -> None:
         entry = catalog.get(sku)
         return None if entry is None else entry.item()
 
-    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent)
+    priced = price_lines(sale.lines, sale.currency, lookup, ctx.settings().tax_percent(ctx.config.default_tax_percent))
     if isinstance(priced, PricingError):
         fail(priced.code, priced.reason)
         return
@@ -878,6 +890,8 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")]
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
+    if et == "tenant.configured":
+        return [("settings", settings_key(tenant))]
     if et == "payment.received":
         keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}"),
                 ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}")]
@@ -934,6 +948,7 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "sale.completed": _sale,
     "order.placed": _sale,
     "refund.issued": _refund,
+    "tenant.configured": _configure,
 }
 
 # What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
@@ -945,6 +960,7 @@ VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "sale.completed": validate_sale,
     "order.placed": validate_sale,
     "refund.issued": validate_refund,
+    "tenant.configured": validate_tenant_configured,
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
@@ -955,4 +971,5 @@ _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
     "sale.completed": _sale_conflict,
     "order.placed": _sale_conflict,
     "refund.issued": _refund_conflict,
+    "tenant.configured": _conflict_letter,
 }

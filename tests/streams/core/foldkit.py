@@ -22,7 +22,7 @@ from streams.core.fold import DeadLetter, Emit, Input
 TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
     "order.placed": "sales", "refund.issued": "refunds", "payment.received": "payments",
-    "customer.credit": "customers",
+    "customer.credit": "customers", "tenant.configured": "tenant.settings",
 }
 _KEY_FIELD = {"catalog.updates": "product_group_id", "inventory.changes": "sku", "sales": "sale_id",
               "refunds": "sale_id", "payments": "customer_ref", "customers": "customer_ref"}
@@ -49,7 +49,7 @@ def event(event_type: str, data: dict, *, event_id: str, ts: int = 1_000, tenant
     decoded = fastavro.schemaless_reader(io.BytesIO(value), local_schema(stem), None)
     offset = _offsets.get(topic, 0)
     _offsets[topic] = offset + 1
-    key = f"{tenant}:{data[_KEY_FIELD[topic]]}".encode()
+    key = (f"{tenant}:{data[_KEY_FIELD[topic]]}" if topic in _KEY_FIELD else tenant).encode()
     return Input(topic, 0, offset, key, value, decoded)
 
 
@@ -104,6 +104,11 @@ def terms(customer: str, limit: str, on_hold: bool = False, *, event_id: str, ts
     if price_list is not None:
         data["price_list_id"] = price_list
     return event("customer.credit", data, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def configure(*, event_id: str, ts: int = 100, tenant: str = "t1", **settings: Any) -> Input:
+    """tenant.configured with the given settings (order_fulfilment="RESERVE", credit_policy="HOLD", ...)."""
+    return event("tenant.configured", settings, event_id=event_id, ts=ts, tenant=tenant)
 
 
 # -- output checks --------------------------------------------------------------------------------
