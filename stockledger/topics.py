@@ -21,7 +21,8 @@ class TopicSpec:
 INPUTS = (
     TopicSpec("catalog.updates", "catalog_update", "product_group_id", ("catalog.update",)),
     TopicSpec("inventory.changes", "inventory_change", "sku", ("inventory.change",)),
-    TopicSpec("sales", "sale", "sale_id", ("sale.completed", "order.placed")),
+    TopicSpec("sales", "sale", "sale_id", ("sale.completed", "order.placed", "order.shipped", "order.cancelled",
+                                            "order.released")),
     TopicSpec("refunds", "refund", "sale_id", ("refund.issued",)),
     TopicSpec("payments", "payment", "customer_ref", ("payment.received",)),
     TopicSpec("customers", "customer_credit", "customer_ref", ("customer.credit",)),

@@ -22,7 +22,8 @@ from streams.core.fold import DeadLetter, Emit, Input
 TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
     "order.placed": "sales", "refund.issued": "refunds", "payment.received": "payments",
-    "customer.credit": "customers", "tenant.configured": "tenant.settings",
+    "customer.credit": "customers", "tenant.configured": "tenant.settings", "order.shipped": "sales",
+    "order.cancelled": "sales", "order.released": "sales",
 }
 _KEY_FIELD = {"catalog.updates": "product_group_id", "inventory.changes": "sku", "sales": "sale_id",
               "refunds": "sale_id", "payments": "customer_ref", "customers": "customer_ref"}
@@ -104,6 +105,22 @@ def terms(customer: str, limit: str, on_hold: bool = False, *, event_id: str, ts
     if price_list is not None:
         data["price_list_id"] = price_list
     return event("customer.credit", data, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def ship(sale_id: str, shipment_id: str, lines: list[dict], *, event_id: str, ts: int = 2_500,
+         location: str | None = None, tenant: str = "t1") -> Input:
+    return event("order.shipped", {"sale_id": sale_id, "shipment_id": shipment_id, "lines": lines,
+                                   "location_id": location}, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def cancel(sale_id: str, cancellation_id: str, lines: list[dict] | None = None, *, event_id: str, ts: int = 2_600,
+           reason: str | None = None, tenant: str = "t1") -> Input:
+    return event("order.cancelled", {"sale_id": sale_id, "cancellation_id": cancellation_id, "lines": lines,
+                                     "reason": reason}, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def release(sale_id: str, *, event_id: str, ts: int = 2_700, by: str = "credit-desk", tenant: str = "t1") -> Input:
+    return event("order.released", {"sale_id": sale_id, "released_by": by}, event_id=event_id, ts=ts, tenant=tenant)
 
 
 def configure(*, event_id: str, ts: int = 100, tenant: str = "t1", **settings: Any) -> Input:
