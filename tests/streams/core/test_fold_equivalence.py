@@ -12,9 +12,9 @@ gives store credit, a CREDIT refund without a customer is NO_CUSTOMER, a refund_
 sale or a sale_id under another event id is DUPLICATE_DOCUMENT_ID, a zero-total document has no journal
 entry, and ON_ACCOUNT invoices carry a due date. Issue 19 keeps an order's lines and state in its
 sale record (left out of the comparison; under the default IMMEDIATE nothing else changed).
-The generators here are restricted to events whose behaviour did not change (CREDIT refunds only of on-account sales, a refund_id reused only on its own
-sale, sale ids never reused, no zero prices), and the comparison leaves out the new due dates; the new
-rules have their own tests (test_books.py).
+The generators here are restricted to events whose behaviour did not change (CREDIT refunds only of
+on-account sales, a refund_id reused only on its own sale, sale ids never reused, no zero prices), and
+the comparison leaves out the new due dates; the new rules have their own tests (test_books.py).
 """
 
 from __future__ import annotations
