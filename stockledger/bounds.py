@@ -87,6 +87,9 @@ _FIELDS: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]] = {
     "sale.completed": _SALE,
     "order.placed": _SALE,
     "refund.issued": ((("lines", "*", "quantity"), _Q),),
+    "order.shipped": ((("lines", "*", "quantity"), _Q),),
+    "order.cancelled": ((("lines", "*", "quantity"), _Q),),
+    "tenant.configured": ((("default_tax_percent",), _A), (("max_discount_percent",), _A)),
 }
 
 

@@ -224,6 +224,9 @@ def sale_view(rec: Any) -> dict:
         "refunds": [{"refund_id": r.refund_id, "event_id": r.event_id, "outcome": r.outcome.outcome,
                      "reasons": [to_plain(x) for x in r.outcome.reasons], "document_ids": list(r.outcome.document_ids),
                      "total": _money(r.outcome.total)} for r in rec.refund_results],
+        # SPEC 8: an order's state (ACCEPTED, HELD, PARTIALLY_SHIPPED, SHIPPED, CANCELLED) and per line its
+        # ordered, shipped, cancelled and open quantities; None for a POS sale or an order not accepted
+        "order": None if getattr(rec, "order", None) is None else rec.order.view(),
     }
 
 
