@@ -36,3 +36,16 @@ def test_configure_dry_run_prints_the_event_with_only_the_given_settings(capsys)
 def test_configure_refuses_bad_settings_and_publishes_nothing(capsys, argv, message):
     assert main(["tenant", "configure", "T1", *argv, "--dry-run"]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("event_type", "data"), [
+    ("order.shipped", {"sale_id": "O-1", "shipment_id": "SH-1", "lines": [{"sku": "A", "quantity": 2}]}),
+    ("order.cancelled", {"sale_id": "O-1", "cancellation_id": "X-1", "reason": "changed mind"}),
+    ("order.released", {"sale_id": "O-1", "released_by": "credit-desk"}),
+])
+def test_produce_takes_the_lifecycle_events_json_on_sales(event_type, data):
+    """`stockledger produce sales FILE` converts each new event's JSON with the sales schema, keyed by sale."""
+    prepared = convert("sales", {"event_id": "e-1", "event_type": event_type, "tenant_id": "T1",
+                                 "timestamp": "2026-12-04T10:00:00Z", "data": data})
+    assert prepared.key == "T1:O-1"
+    assert {k: v for k, v in prepared.record["data"].items() if k in data} == data
