@@ -51,7 +51,13 @@ def decided(ids: dict, event_id: str, outcome: str, reasons: list, credit: Any, 
         body = {**ids, "event_id": event_id, "outcome": outcome, **documents(document_ids),
                 "document_ids": document_ids, "total": total, "currency": currency}
         return json_answer(201, body, {"Location": sale_location(ids["sale_id"])})
-    what = "refund" if "refund_id" in ids else "sale"
+    if outcome == "HELD":  # SPEC 8: a credit hold; decided again by POST /api/v1/orders/{order_id}/release
+        location = sale_location(ids["sale_id"])
+        return json_answer(202, {**ids, "event_id": event_id, "outcome": outcome, "status": outcome,
+                                 "reasons": reasons, "credit": credit, "total": total, "currency": currency,
+                                 "location": location}, {"Location": location})
+    what = next((w for k, w in (("refund_id", "refund"), ("shipment_id", "shipment"),
+                                ("cancellation_id", "cancellation")) if k in ids), "sale")
     return problem_answer(422, f"the {what} was refused: " + ("; ".join(r.get("message", r.get("code", ""))
                                                                         for r in reasons)
                                                              or outcome),

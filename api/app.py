@@ -235,7 +235,7 @@ Build = Callable[[str, Any, str, str], events.Published]  # (tenant, body, event
 
 def _ids(published: events.Published) -> dict:
     data = published[0][1].record["data"]
-    return {k: data[k] for k in ("refund_id", "sale_id") if k in data}
+    return {k: data[k] for k in ("refund_id", "shipment_id", "cancellation_id", "sale_id") if data.get(k)}
 
 
 async def keyed_post(request: web.Request, tenant: str, build: Build, wait_outcome: bool) -> web.Response:
@@ -292,6 +292,16 @@ async def pos_refund(request: web.Request) -> web.Response:
 async def order_import(request: web.Request) -> web.Response:
     tenant, _ = await intake(request, ("token",))
     return await keyed_post(request, tenant, events.order_import, wait_outcome=True)
+
+
+def _order_action(event_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST /api/v1/orders/{order_id}/ship|cancel|release (SPEC 8): Bearer, Idempotency-Key, the pipeline's
+    decision as the answer (201 accepted, 422 refused with its reasons) like the order import."""
+    async def handler(request: web.Request) -> web.Response:
+        tenant, _ = await intake(request, ("token",))
+        order_id = path_id(request, "order_id")
+        return await keyed_post(request, tenant, events.order_action(event_type, order_id), wait_outcome=True)
+    return handler
 
 
 async def inventory_adjust(request: web.Request) -> web.Response:
@@ -447,6 +457,9 @@ def build_app(services: Services) -> web.Application:
         web.post("/integrations/piti/companies/{company_id}/sales", pos_sale),
         web.post("/integrations/piti/companies/{company_id}/refunds", pos_refund),
         web.post("/api/v1/orders/import", order_import),
+        web.post("/api/v1/orders/{order_id:[^/]+}/ship", _order_action("order.shipped")),
+        web.post("/api/v1/orders/{order_id:[^/]+}/cancel", _order_action("order.cancelled")),
+        web.post("/api/v1/orders/{order_id:[^/]+}/release", _order_action("order.released")),
         web.post("/api/v1/inventory/adjust", inventory_adjust),
         web.get("/api/v1/inventory/snapshot", snapshot),
         web.get("/api/v1/stock/{sku:[^/]+}", _read("stock", "sku")),  # any id routes ({, } too), then is checked

@@ -4,6 +4,7 @@ as the caller wrote it. Nothing is published unless every event of a request con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +107,43 @@ def _ids(data: dict) -> None:
             for n, line in enumerate(items):
                 if isinstance(line, dict):
                     _safe_id(line, "sku", f"{key}[{n}].")
+
+
+# SPEC 8: the order lifecycle's doors, POST /api/v1/orders/{order_id}/ship|cancel|release: the body is the
+# event's data without sale_id (the path's order id)
+LIFECYCLE_FIELDS = {"order.shipped": frozenset({"shipment_id", "lines", "location_id"}),
+                    "order.cancelled": frozenset({"cancellation_id", "lines", "reason"}),
+                    "order.released": frozenset({"released_by"})}
+LIFECYCLE_REQUIRED = {"order.shipped": ("shipment_id", "lines"), "order.cancelled": ("cancellation_id",),
+                      "order.released": ("released_by",)}
+LINE_FIELDS = frozenset({"sku", "quantity"})
+
+
+def order_action(event_type: str, order_id: str) -> Callable[[str, Any, str, str], Published]:
+    """The builder of an order.shipped / order.cancelled / order.released for the order in the path."""
+    def build(tenant: str, body: Any, event_id: str, at: str) -> Published:
+        body = _object(body)
+        _known(body, LIFECYCLE_FIELDS[event_type])
+        _require(body, *LIFECYCLE_REQUIRED[event_type])
+        for name in ("shipment_id", "cancellation_id", "released_by"):
+            value = body.get(name)
+            if name in body and not (isinstance(value, str) and value.strip()):
+                raise invalid(name, "must be a non-empty string")
+        lines = body.get("lines")
+        if "lines" in body and lines is not None:
+            if not isinstance(lines, list) or not lines or not all(isinstance(li, dict) for li in lines):
+                raise invalid("lines", "expected a non-empty array of objects")
+            for n, line in enumerate(lines):
+                _known(line, LINE_FIELDS, f"lines[{n}].")
+                _require(line, "sku", "quantity", prefix=f"lines[{n}].")
+                _safe_id(line, "sku", f"lines[{n}].")
+                qty = line["quantity"]
+                if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+                    raise invalid(f"lines[{n}].quantity", "must be a positive integer")
+        event = {"event_id": event_id, "event_type": event_type, "tenant_id": tenant, "timestamp": at,
+                 "source": "api", "data": {"sale_id": order_id, **body}}
+        return [("sales", _convert("sales", event, AS_DATA))]
+    return build
 
 
 def pos_sale(tenant: str, body: Any, event_id: str, at: str) -> Published:

@@ -45,6 +45,12 @@ ORDER = _obj(["order_id", "line_items"], {
     "line_items": {"type": "array", "items": _obj(["sku", "quantity"], {
         "sku": ID, "quantity": QUANTITY, "unit_price": MONEY, "discount_percent": MONEY, "tax_percent": MONEY})},
 })
+ORDER_LINES = {"type": "array", "items": _obj(["sku", "quantity"], {"sku": ID, "quantity": QUANTITY})}
+SHIP = _obj(["shipment_id", "lines"], {"shipment_id": ID, "lines": ORDER_LINES,
+                                       "location_id": {"type": "string", "nullable": True}})
+CANCEL = _obj(["cancellation_id"], {"cancellation_id": ID, "lines": {**ORDER_LINES, "nullable": True},
+                                    "reason": {"type": "string", "nullable": True}})
+RELEASE = _obj(["released_by"], {"released_by": ID})
 ADJUST = _obj(["reference_id", "adjustments"], {
     "reference_id": ID, "timestamp": {"type": "string", "format": "date-time"}, "tenant_id": ID,
     "adjustments": {"type": "array", "minItems": 1, "items": _obj(["sku", "quantity_change"], {
@@ -110,6 +116,12 @@ def document() -> dict:
             "/integrations/piti/companies/{company_id}/refunds": {
                 **_post("POS refund (seed 000)", REFUND, pos, [_path("company_id"), IDEMPOTENCY_KEY], sale_ok)},
             "/api/v1/orders/import": _post("order import (seed 003)", ORDER, bearer, [IDEMPOTENCY_KEY], sale_ok),
+            "/api/v1/orders/{order_id}/ship": _post("ship an order's reserved lines (SPEC 8)", SHIP, bearer,
+                                                    [_path("order_id"), IDEMPOTENCY_KEY], sale_ok),
+            "/api/v1/orders/{order_id}/cancel": _post("cancel an order (SPEC 8)", CANCEL, bearer,
+                                                      [_path("order_id"), IDEMPOTENCY_KEY], sale_ok),
+            "/api/v1/orders/{order_id}/release": _post("release a held order (SPEC 8)", RELEASE, bearer,
+                                                       [_path("order_id"), IDEMPOTENCY_KEY], sale_ok),
             "/api/v1/inventory/adjust": _post("inventory adjust (seed 003)", ADJUST, bearer, [IDEMPOTENCY_KEY],
                                               {202: "published"}),
             "/api/v1/inventory/snapshot": {"get": {

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--json", action="store_true")
     connection_flags(a)
     p.set_defaults(func=cmd_tenant)
+    from cli.tenant import register_configure
+
+    register_configure(actions)
 
 
 def cmd_api(args: argparse.Namespace) -> int:

@@ -89,6 +89,9 @@ _FIELDS: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]] = {
     "order.placed": _SALE,
     "refund.issued": ((("lines", "*", "quantity"), _Q),),
     "price_list.updated": ((("items", "*", "unit_price"), _A), (("items", "*", "min_quantity"), _Q)),
+    "order.shipped": ((("lines", "*", "quantity"), _Q),),
+    "order.cancelled": ((("lines", "*", "quantity"), _Q),),
+    "tenant.configured": ((("default_tax_percent",), _A), (("max_discount_percent",), _A)),
 }
 
 

@@ -81,8 +81,8 @@ def _converter(topic: str) -> tuple[TopicSpec, Callable[[Any, str], Any]]:
 
 def convert(topic: str, event: Any) -> Prepared:
     """One contract event checked against the topic's schema and the SPEC's bounds (QUANTITY_OUT_OF_RANGE,
-    AMOUNT_OUT_OF_RANGE) and keyed `<tenant>:<natural id>`; FieldError names the field that does not fit
-    (the HTTP API answers it as a 400)."""
+    AMOUNT_OUT_OF_RANGE) and keyed `<tenant>:<natural id>` (tenant.settings: `<tenant>`); FieldError names the
+    field that does not fit (the HTTP API answers it as a 400)."""
     t, conv = _converter(topic)
     record = conv(event, "")
     if record["event_type"] not in t.event_types:
@@ -91,6 +91,8 @@ def convert(topic: str, event: Any) -> Prepared:
     beyond = event_bounds(record["event_type"], record["data"])  # SPEC 2, "Bounds"
     if beyond is not None:
         raise FieldError(beyond.field, f"{beyond.code}: {beyond.message}")
+    if not t.key_field:  # tenant.settings: keyed by the tenant alone
+        return Prepared(record["tenant_id"], record)
     return Prepared(f"{record['tenant_id']}:{record['data'][t.key_field]}", record)
 
 

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 class TopicSpec:
     name: str
     schema: str  # file stem in stockledger/schemas/
-    key_field: str | None = None  # the natural id inside `data`, for input topics
+    key_field: str | None = None  # the natural id inside `data`, for input topics ("": the key is the tenant_id)
     event_types: tuple[str, ...] = ()
     compacted: bool = False
     has_dlq: bool = True
@@ -21,11 +21,13 @@ class TopicSpec:
 INPUTS = (
     TopicSpec("catalog.updates", "catalog_update", "product_group_id", ("catalog.update",)),
     TopicSpec("inventory.changes", "inventory_change", "sku", ("inventory.change",)),
-    TopicSpec("sales", "sale", "sale_id", ("sale.completed", "order.placed")),
+    TopicSpec("sales", "sale", "sale_id", ("sale.completed", "order.placed", "order.shipped", "order.cancelled",
+                                            "order.released")),
     TopicSpec("refunds", "refund", "sale_id", ("refund.issued",)),
     TopicSpec("payments", "payment", "customer_ref", ("payment.received", "payment.failed")),
     TopicSpec("customers", "customer_credit", "customer_ref", ("customer.credit",)),
     TopicSpec("price.lists", "price_list", "price_list_id", ("price_list.updated",)),
+    TopicSpec("tenant.settings", "tenant_settings", "", ("tenant.configured",)),  # SPEC 8: keyed by tenant_id
 )
 OUTPUTS = (
     TopicSpec("stock.levels", "stock_level", compacted=True, has_dlq=False),

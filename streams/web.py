@@ -243,6 +243,9 @@ def sale_view(rec: Any, store: Any = None) -> dict:
             {"payment_id": f.payment_id, "event_id": f.event_id, "at": to_iso(f.at), "reason": f.reason,
              "amount": _money(f.amount), "currency": f.currency}
             for f in core.payment_failures_of(store, rec.tenant_id, rec.sale_id)],
+        # SPEC 8: an order's state (ACCEPTED, HELD, PARTIALLY_SHIPPED, SHIPPED, CANCELLED) and per line its
+        # ordered, shipped, cancelled and open quantities; None for a POS sale or an order not accepted
+        "order": None if getattr(rec, "order", None) is None else rec.order.view(),
     }
 
 

@@ -52,7 +52,8 @@ dedup horizon, see `_remember`), documents `<tenant>:<document id>` (PAY-..., CN
 action that owns it, prices `<tenant>:<price_list_id>` -> the list's newest version
 (pricelists.py; one bounded value per list), payment_failures `<tenant>:<sale_id>` -> the sale's last
 payment.failed (treasury.py), refs `<tenant>:<kind>:<external id>` -> 1 for each customer (kind customer)
-and SKU (kind item) a booked document named (seed 000: `ledger.external_refs` gets each the first time).
+and SKU (kind item) a booked document named (seed 000: `ledger.external_refs` gets each the first time),
+settings `<tenant>` -> the tenant's settings (settings.py, SPEC 8).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ from stockledger.bounds import outcome_bounds  # the SPEC's bounds: pure, in the
 from .catalog import CatalogEntry, validate_catalog_update
 from .credit import (
     APPLIED,
+    CREDIT_HOLD,
+    CREDIT_LIMIT_EXCEEDED,
     CreditState,
     PaymentReceived,
     RefundMark,
@@ -87,6 +90,27 @@ from .credit import (
 from .documents import DocumentLine, Invoice, credit_note_id_for, invoice_id_for, payment_id_for
 from .idempotency import fingerprint
 from .ledger import LedgerError, book_payment, book_sale
+from .lifecycle import (
+    CANCELLATION,
+    HELD,
+    LIFECYCLE_EVENTS,
+    NOT_HELD,
+    REASON_CANCELLATION,
+    REASON_RELEASE,
+    REASON_RESERVATION,
+    REASON_SHIPMENT,
+    RELEASE,
+    SHIPMENT,
+    OrderState,
+    Refusal,
+    cancellation,
+    reserve,
+    shipment,
+    unshipped_refund,
+    validate_order_cancelled,
+    validate_order_released,
+    validate_order_shipped,
+)
 from .orders import StockAnswer, check_lines
 from .outcomes import ACCEPTED, IDEMPOTENCY_CONFLICT, PAYMENT, REFUND, REFUSED, SALE, CreditFigures, Outcome, Reason
 from .pricelists import (
@@ -98,9 +122,19 @@ from .pricelists import (
     validate_price_list,
 )
 from .pricing import CatalogItem, PricingError, price_lines
-from .refunds import UNKNOWN_SALE, LineRefunded, RefundError, RefundRequest, RefundState, book_refund, validate_refund
+from .refunds import (
+    UNKNOWN_SALE,
+    LineRefunded,
+    RefundError,
+    RefundLine,
+    RefundRequest,
+    RefundState,
+    book_refund,
+    validate_refund,
+)
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
-from .serde import Plain
+from .serde import Plain, to_plain
+from .settings import TenantSettings, settings_key, validate_tenant_configured
 from .stock import (
     REASON_ADJUSTMENT,
     REASON_CATALOG,
@@ -165,7 +199,7 @@ __all__ = [
 ]
 
 TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "expiry", "prices",
-          "payment_failures", "refs")
+          "payment_failures", "refs", "settings")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 REF_CUSTOMER, REF_ITEM = "customer", "item"  # ledger.external_refs kinds of seed 000 (SPEC 9)
 
@@ -297,6 +331,7 @@ class SaleRecord(Plain):
     invoice: Invoice | None = None  # ACCEPTED: what refunds are checked and priced against
     refunds: RefundState = RefundState()
     refund_results: tuple[RefundResult, ...] = ()  # in the order they were decided
+    order: OrderState | None = None  # an accepted order's lines and state (SPEC 8, lifecycle.py)
 
     def refund_result(self, refund_id: str) -> RefundResult | None:
         for r in self.refund_results:
@@ -319,6 +354,7 @@ class SaleRecord(Plain):
                         "refund_ids": list(refunds.refund_ids)},
             "refund_results": [{"refund_id": r.refund_id, "event_id": r.event_id, "fingerprint": r.fingerprint,
                                 "outcome": r.outcome.to_dict()} for r in self.refund_results],
+            "order": None if self.order is None else self.order.to_dict(),
         }
 
     @classmethod
@@ -334,6 +370,7 @@ class SaleRecord(Plain):
             if refunds else RefundState(),
             tuple(RefundResult(r["refund_id"], r["event_id"], r["fingerprint"], Outcome.from_dict(r["outcome"]))
                   for r in data.get("refund_results", ())),
+            None if data.get("order") is None else OrderState.from_dict(data["order"]),
         )
 
 
@@ -518,6 +555,10 @@ class _Ctx:
     def stock(self, sku: str) -> StockState:
         raw = self.state.get("stock", f"{self.tenant}:{sku}")
         return StockState(self.tenant, sku) if raw is None else StockState.from_dict(raw)
+
+    def settings(self) -> TenantSettings:
+        """The tenant's settings as of this event (SPEC 8; the defaults until a tenant.configured)."""
+        return TenantSettings.from_dict(self.state.get("settings", settings_key(self.tenant)))
 
     def credit(self, customer_ref: str) -> CreditState:
         return credit_of(self.state, self.tenant, customer_ref) or CreditState(self.tenant, customer_ref)
@@ -744,6 +785,13 @@ def price_list_of(state: State, tenant: str, price_list_id: str) -> PriceList | 
     return None if raw is None else PriceList.from_dict(raw)
 
 
+def _configure(ctx: _Ctx) -> None:
+    """tenant.configured: the tenant's settings with the given fields replaced (SPEC 8); emits nothing."""
+    key = settings_key(ctx.tenant)
+    before = TenantSettings.from_dict(ctx.state.get("settings", key))
+    ctx.state.put("settings", key, before.configured(ctx.data).to_dict())
+
+
 def _conflict_letter(ctx: _Ctx, why: str) -> None:
     ctx.dead_letter(f"IDEMPOTENCY_CONFLICT: {why}; refused", "idempotency")
 
@@ -862,6 +910,16 @@ def _sale(ctx: _Ctx) -> None:
     kind = POS if ctx.event_type == "sale.completed" else ORDER
     record = SaleRecord(tenant, sale.sale_id, ctx.event_id, ctx.fp, kind, REFUSED, sale.currency, ctx.ts,
                         sale.payment_terms, sale.customer_ref, sale.location_id)
+    _decide_sale(ctx, sale, record, release=False)
+
+
+def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> None:
+    """Decide a sale or order (and book it when accepted). `release`: an order.released deciding a held
+    order again (SPEC 8): the credit is approved, its outcome is a RELEASE, and a refusal or failure leaves
+    the order held."""
+    tenant, kind = ctx.tenant, record.kind
+    key = f"{tenant}:{sale.sale_id}"
+    out_kind = RELEASE if release else SALE
     wanted: dict[str, int] = {}
     for line in sale.lines:
         wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
@@ -869,14 +927,16 @@ def _sale(ctx: _Ctx) -> None:
     stock = {sku: ctx.stock(sku) for sku in wanted}
 
     def refuse(reasons: tuple[Reason, ...], credit: CreditFigures | None = None) -> None:
-        outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, REFUSED, ctx.ts, sale_id=sale.sale_id,
+        outcome = Outcome(tenant, out_kind, sale.sale_id, ctx.event_id, REFUSED, ctx.ts, sale_id=sale.sale_id,
                           customer_ref=sale.customer_ref, reasons=reasons, credit=credit, currency=sale.currency)
-        ctx.state.put("sales", key, dataclasses.replace(record, outcome=outcome).to_dict())
+        if not release:
+            ctx.state.put("sales", key, dataclasses.replace(record, outcome=outcome).to_dict())
         ctx.emit("sales.outcomes", key, outcome.datum())
 
     def fail(code: str, reason: str) -> None:
         error = f"{code}: {reason}"
-        ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
+        if not release:
+            ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
         ctx.dead_letter(error, "rule")
 
     breaches = tuple(Reason(DISCOUNT_NOT_ALLOWED, b.message, b.sku)
@@ -904,16 +964,30 @@ def _sale(ctx: _Ctx) -> None:
     def list_price(sku: str, quantity: int) -> ListPrice | None:
         return None if plist is None else plist.price_for(sku, quantity, sale.currency, ctx.ts)
 
-    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent, list_price)
+    priced = price_lines(sale.lines, sale.currency, lookup, ctx.settings().tax_percent(ctx.config.default_tax_percent),
+                         list_price)
     if isinstance(priced, PricingError):
         fail(priced.code, priced.reason)
         return
     figures = None
-    if kind == ORDER and sale.payment_terms == ON_ACCOUNT:
+    settings = ctx.settings()
+    if kind == ORDER and sale.payment_terms == ON_ACCOUNT and not release:
         check = check_order(ctx.credit(sale.customer_ref or ""), priced.total)
         figures = CreditFigures.of(check)
         if not check.approved:
-            refuse((Reason(check.reason or "CREDIT_REFUSED", check.message),), figures)
+            reasons = (Reason(check.reason or "CREDIT_REFUSED", check.message),)
+            if settings.holds and check.reason in (CREDIT_HOLD, CREDIT_LIMIT_EXCEEDED):  # SPEC 8: HELD, not REFUSED
+                held = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, HELD, ctx.ts, sale_id=sale.sale_id,
+                               customer_ref=sale.customer_ref, reasons=reasons, credit=figures, total=priced.total,
+                               currency=sale.currency)
+                lines = tuple((li.sku, li.quantity) for li in sale.lines)
+                waiting = OrderState.placed(settings.order_fulfilment, lines, held=True,
+                                            request=to_plain(dict(ctx.data)))
+                ctx.state.put("sales", key, dataclasses.replace(record, status=HELD, outcome=held,
+                                                                order=waiting).to_dict())
+                ctx.emit("sales.outcomes", key, held.datum())
+                return
+            refuse(reasons, figures)
             return
     due_date = None
     if sale.payment_terms == ON_ACCOUNT:
@@ -939,20 +1013,27 @@ def _sale(ctx: _Ctx) -> None:
     for sku in wanted:
         ctx.refer(REF_ITEM, sku)
     reason = REASON_SALE if kind == POS else REASON_ORDER
+    order: OrderState | None = None
+    if kind == ORDER:  # SPEC 8: RESERVE reserves the lines, IMMEDIATE deducts them as if shipped in full
+        order = OrderState.placed(settings.order_fulfilment, tuple((li.sku, li.quantity) for li in sale.lines),
+                                  refund_method=booking.payments[0].method if booking.payments else None)
     for sku, qty in wanted.items():
         before = stock[sku]
-        ctx.store_stock(before, apply_delta(before, -qty, ctx.ts, ctx.event_id, sale.location_id, SALE_DELTA,
-                                            reason, ctx.config.late_count_horizon_ms))
+        if order is not None and order.reserves:
+            ctx.store_stock(before, reserve(before, qty, ctx.ts, ctx.event_id, sale.location_id, REASON_RESERVATION))
+        else:
+            ctx.store_stock(before, apply_delta(before, -qty, ctx.ts, ctx.event_id, sale.location_id, SALE_DELTA,
+                                                reason, ctx.config.late_count_horizon_ms))
     if sale.payment_terms == ON_ACCOUNT:
         credit = ctx.credit(sale.customer_ref or "")
         update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total, due_date)
         ctx.store_credit(update.state)
     documents = (inv.invoice_id, *(p.payment_id for p in booking.payments), *journal)
-    outcome = Outcome(tenant, SALE, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
+    outcome = Outcome(tenant, out_kind, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
                       customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
                       currency=sale.currency, reasons=breaches)  # a POS sale's discount warnings
     ctx.state.put("sales", key, dataclasses.replace(record, status=ACCEPTED, outcome=outcome,
-                                                    document_ids=documents, invoice=inv).to_dict())
+                                                    document_ids=documents, invoice=inv, order=order).to_dict())
     ctx.emit("sales.outcomes", key, outcome.datum())
 
 
@@ -1009,6 +1090,12 @@ def _refund(ctx: _Ctx) -> None:
             remember(outcome, record.refunds)
         return
     invoice = record.invoice
+    if record.order is not None:  # SPEC 8: under RESERVE a refund counts against shipped quantities only
+        unshipped = unshipped_refund(record.order, ctx.data["lines"], _refunded_only(record))
+        if unshipped is not None:
+            remember(_refund_outcome(ctx, record, REFUSED, (_reason(unshipped),), currency=invoice.currency),
+                     record.refunds)
+            return
     booking = book_refund(invoice, record.refunds, request, ctx.ts)
     if isinstance(booking, RefundError):
         reasons = tuple(Reason(booking.code, r.message, r.sku, r.requested, r.refundable) for r in booking.lines) \
@@ -1036,6 +1123,146 @@ def _refund(ctx: _Ctx) -> None:
     remember(outcome, booking.state)
 
 
+# -- the order lifecycle (SPEC 8; the rules in lifecycle.py) -----------------------------------------
+def _reason(refusal: Refusal) -> Reason:
+    return Reason(refusal.code, refusal.message, refusal.sku, refusal.requested, refusal.available)
+
+
+def _refunded_only(record: SaleRecord) -> dict[str, int]:
+    """Units refunded per SKU by refunds (the refund state also counts cancellations, booked like refunds)."""
+    out: dict[str, int] = {}
+    if record.invoice is None:  # held or refused: nothing was booked, nothing refunded
+        return out
+    for li in record.invoice.lines:
+        out[li.sku] = out.get(li.sku, 0) + record.refunds.of_line(li.line_no).quantity
+    if record.order is not None:
+        for sku, qty in record.order.by_sku("cancelled").items():
+            out[sku] = out.get(sku, 0) - qty
+    return out
+
+
+def _lifecycle_outcome(ctx: _Ctx, kind: str, natural_id: str, record: SaleRecord | None, outcome: str,
+                       reasons: tuple[Reason, ...] = (), documents: tuple[str, ...] = (),
+                       total: Decimal | None = None) -> None:
+    data = ctx.data
+    result = Outcome(ctx.tenant, kind, natural_id, ctx.event_id, outcome, ctx.ts, sale_id=data["sale_id"],
+                     customer_ref=None if record is None else record.customer_ref, reasons=reasons,
+                     document_ids=documents, total=total, currency=None if record is None else record.currency)
+    ctx.emit("sales.outcomes", f"{ctx.tenant}:{data['sale_id']}", result.datum())
+
+
+def _lifecycle_conflict(ctx: _Ctx, why: str) -> None:
+    kind, natural = _LIFECYCLE_ID[ctx.event_type]
+    record = sale_of(ctx.state, ctx.tenant, ctx.data["sale_id"])
+    _lifecycle_outcome(ctx, kind, ctx.data.get(natural) or ctx.data["sale_id"], record, IDEMPOTENCY_CONFLICT,
+                       (Reason(IDEMPOTENCY_CONFLICT, why),))
+
+
+def _ship(ctx: _Ctx) -> None:
+    tenant, data = ctx.tenant, ctx.data
+    shipment_id = data["shipment_id"]
+    record = sale_of(ctx.state, tenant, data["sale_id"])
+    doc = f"SHIP-{shipment_id}"
+    owner = ctx.owner(doc)
+    if owner is not None:
+        _lifecycle_outcome(ctx, SHIPMENT, shipment_id, record, REFUSED, (Reason(
+            DUPLICATE_DOCUMENT_ID, f"{doc} is already the document of {_owned_by(owner)}"),))
+        return
+    if record is not None and record.kind == POS:
+        decided: tuple[OrderState, dict[str, int]] | Refusal = Refusal(
+            "ALREADY_SHIPPED", f"sale {record.sale_id} is a POS sale: it left the shop when it was sold")
+    else:
+        decided = shipment(None if record is None else record.order,
+                           record is not None and record.status == ACCEPTED, data["lines"])
+    if isinstance(decided, Refusal):
+        _lifecycle_outcome(ctx, SHIPMENT, shipment_id, record, REFUSED, (_reason(decided),))
+        return
+    assert record is not None
+    order, shipped = decided
+    location = data.get("location_id") or record.location_id
+    for sku, qty in shipped.items():
+        before = ctx.stock(sku)
+        moved = apply_delta(before, -qty, ctx.ts, ctx.event_id, location, SALE_DELTA, REASON_SHIPMENT,
+                            ctx.config.late_count_horizon_ms)
+        released = reserve(moved.state, -qty, ctx.ts, ctx.event_id, location, REASON_SHIPMENT)
+        ctx.store_stock(before, StockResult(released.state, True, moved.alerts))
+    ctx.claim(doc, "shipment", shipment_id, record.sale_id)
+    ctx.state.put("sales", f"{tenant}:{record.sale_id}", dataclasses.replace(record, order=order).to_dict())
+    _lifecycle_outcome(ctx, SHIPMENT, shipment_id, record, ACCEPTED)
+
+
+def _cancel(ctx: _Ctx) -> None:
+    tenant, data = ctx.tenant, ctx.data
+    cancellation_id = data["cancellation_id"]
+    key = f"{tenant}:{data['sale_id']}"
+    record = sale_of(ctx.state, tenant, data["sale_id"])
+    note_id = credit_note_id_for(cancellation_id)
+    owner = ctx.owner(note_id)
+    if owner is not None:
+        _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, REFUSED, (Reason(
+            DUPLICATE_DOCUMENT_ID, f"{note_id} is already the document of {_owned_by(owner)}"),))
+        return
+    decided = cancellation(None if record is None else record.order,
+                           record is not None and record.status == ACCEPTED, data.get("lines"),
+                           {} if record is None else _refunded_only(record))
+    if isinstance(decided, Refusal):
+        _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, REFUSED, (_reason(decided),))
+        return
+    assert record is not None and record.order is not None
+    order, cancelled = decided
+    if record.invoice is None:  # a held order: nothing was reserved or booked
+        ctx.state.put("sales", key, dataclasses.replace(record, order=order).to_dict())
+        _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, ACCEPTED)
+        return
+    invoice = record.invoice
+    method = "CREDIT" if record.payment_terms == ON_ACCOUNT else (record.order.refund_method or "CASH")
+    request = RefundRequest(cancellation_id, record.sale_id,
+                            tuple(RefundLine(sku, qty) for sku, qty in cancelled.items()),
+                            not record.order.reserves, method, data.get("reason"))
+    booking = book_refund(invoice, record.refunds, request, ctx.ts)
+    if isinstance(booking, RefundError):  # cannot happen after `cancellation`; refused all the same
+        _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, REFUSED, (Reason(booking.code, booking.reason),))
+        return
+    note = booking.credit_note
+    ctx.claim(note.credit_note_id, "cancellation", cancellation_id, record.sale_id)
+    ctx.emit("ledger.credit_notes", f"{tenant}:{note.credit_note_id}", datum(note))
+    journal = ctx.journal(dataclasses.replace(booking.journal,
+                                              description=f"cancellation {cancellation_id} of order {record.sale_id}"))
+    ctx.emit("ledger.external_refs", f"{tenant}:cancellation:{cancellation_id}",
+             {"tenant_id": tenant, "kind": "cancellation", "external_id": cancellation_id,
+              "internal_id": note.credit_note_id})
+    for sku, qty in cancelled.items():
+        before = ctx.stock(sku)
+        if record.order.reserves:
+            ctx.store_stock(before, reserve(before, -qty, ctx.ts, ctx.event_id, record.location_id, REASON_RELEASE))
+        else:
+            ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
+                                                REASON_CANCELLATION, ctx.config.late_count_horizon_ms))
+    if method == "CREDIT" and invoice.customer_ref:
+        credit = ctx.credit(invoice.customer_ref)
+        update = apply_credit_refund(ctx.state, credit, cancellation_id, invoice.invoice_id, note.total)
+        if update.state is not credit:
+            ctx.store_credit(update.state)
+    ctx.state.put("sales", key, dataclasses.replace(record, order=order, refunds=booking.state).to_dict())
+    _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, ACCEPTED, documents=(note.credit_note_id, *journal),
+                       total=note.total)
+
+
+def _release(ctx: _Ctx) -> None:
+    """order.released: a held order decided again against current stock, its credit approved (SPEC 8)."""
+    record = sale_of(ctx.state, ctx.tenant, ctx.data["sale_id"])
+    if record is None or record.order is None or not record.order.held or record.order.request is None:
+        state = "unknown" if record is None else (record.order.state if record.order else record.status)
+        _lifecycle_outcome(ctx, RELEASE, ctx.data["sale_id"], record, REFUSED, (Reason(
+            NOT_HELD, f"order {ctx.data['sale_id']} is {state}, not HELD; nothing to release"),))
+        return
+    _decide_sale(ctx, Sale.from_event(ctx.tenant, record.order.request), record, release=True)
+
+
+_LIFECYCLE_ID = {"order.shipped": (SHIPMENT, "shipment_id"), "order.cancelled": (CANCELLATION, "cancellation_id"),
+                 "order.released": (RELEASE, "sale_id")}
+
+
 def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
     """The (table, key) pairs an event's first application may have written."""
     tenant, data, et = ctx.tenant, ctx.data, ctx.event_type
@@ -1049,6 +1276,33 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         return [("payment_failures", failures_key(tenant, sale_id_of_invoice(data["invoice_id"]) or ""))]
     if et == "price_list.updated":
         return [("prices", price_list_key(tenant, data["price_list_id"]))]
+    if et == "tenant.configured":
+        return [("settings", settings_key(tenant))]
+    if et in LIFECYCLE_EVENTS:
+        keys = [("sales", f"{tenant}:{data['sale_id']}")]
+        record = ctx.state.get("sales", f"{tenant}:{data['sale_id']}")
+        if record is not None:
+            keys += [("stock", f"{tenant}:{li[1]}") for li in (record.get("order") or {}).get("lines", ())]
+            keys += [("stock", f"{tenant}:{li['sku']}") for li in (record.get("invoice") or {}).get("lines", ())]
+        if et == "order.released" and record is not None and record.get("customer_ref"):
+            keys.append(("credit", f"{tenant}:{record['customer_ref']}"))
+            ikey = invoice_key(tenant, invoice_id_for(data["sale_id"]))
+            entry = ctx.state.get("invoices", ikey)
+            if entry is not None:
+                keys.append(("invoices", ikey))
+                keys += [("invoices", invoice_key(tenant, n)) for n in (entry.get("prev"), entry.get("next")) if n]
+        if et == "order.shipped":
+            keys.append(("documents", f"{tenant}:SHIP-{data['shipment_id']}"))
+        if et == "order.cancelled":
+            keys.append(("documents", f"{tenant}:{credit_note_id_for(data['cancellation_id'])}"))
+            if record is not None and record.get("customer_ref"):
+                keys.append(("credit", f"{tenant}:{record['customer_ref']}"))
+                mark_key = refund_mark_key(tenant, record["customer_ref"], data["cancellation_id"])
+                mark = ctx.state.get("invoices", mark_key)
+                if mark is not None:
+                    keys.append(("invoices", mark_key))
+                    keys += [("invoices", invoice_key(tenant, i)) for i in RefundMark.from_dict(mark).invoice_ids]
+        return keys
     if et == "payment.received":
         keys = [("credit", f"{tenant}:{data['customer_ref']}"), ("payments", f"{tenant}:{data['payment_id']}"),
                 ("documents", f"{tenant}:{payment_id_for(data['payment_id'])}"),
@@ -1111,6 +1365,10 @@ _HANDLERS: dict[str, Callable[[_Ctx], None]] = {
     "refund.issued": _refund,
     "price_list.updated": _price_list,
     "payment.failed": _payment_failed,
+    "tenant.configured": _configure,
+    "order.shipped": _ship,
+    "order.cancelled": _cancel,
+    "order.released": _release,
 }
 
 # What admission checks before an event may enter the tenant log: event_type -> readable reasons (empty = valid).
@@ -1124,6 +1382,10 @@ VALIDATORS: Mapping[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "refund.issued": validate_refund,
     "price_list.updated": validate_price_list,
     "payment.failed": lambda data: validate_payment_failed(data, validate_payment),
+    "tenant.configured": validate_tenant_configured,
+    "order.shipped": validate_order_shipped,
+    "order.cancelled": validate_order_cancelled,
+    "order.released": validate_order_released,
 }
 
 _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
@@ -1136,4 +1398,8 @@ _CONFLICTS: dict[str, Callable[[_Ctx, str], None]] = {
     "refund.issued": _refund_conflict,
     "price_list.updated": _conflict_letter,
     "payment.failed": _payment_conflict,
+    "tenant.configured": _conflict_letter,
+    "order.shipped": _lifecycle_conflict,
+    "order.cancelled": _lifecycle_conflict,
+    "order.released": _lifecycle_conflict,
 }

@@ -23,6 +23,8 @@ TOPIC_OF = {
     "catalog.update": "catalog.updates", "inventory.change": "inventory.changes", "sale.completed": "sales",
     "order.placed": "sales", "refund.issued": "refunds", "payment.received": "payments",
     "customer.credit": "customers", "price_list.updated": "price.lists", "payment.failed": "payments",
+    "tenant.configured": "tenant.settings", "order.shipped": "sales", "order.cancelled": "sales",
+    "order.released": "sales",
 }
 _KEY_FIELD = {"catalog.updates": "product_group_id", "inventory.changes": "sku", "sales": "sale_id",
               "refunds": "sale_id", "payments": "customer_ref", "customers": "customer_ref",
@@ -50,7 +52,7 @@ def event(event_type: str, data: dict, *, event_id: str, ts: int = 1_000, tenant
     decoded = fastavro.schemaless_reader(io.BytesIO(value), local_schema(stem), None)
     offset = _offsets.get(topic, 0)
     _offsets[topic] = offset + 1
-    key = f"{tenant}:{data[_KEY_FIELD[topic]]}".encode()
+    key = (f"{tenant}:{data[_KEY_FIELD[topic]]}" if topic in _KEY_FIELD else tenant).encode()
     return Input(topic, 0, offset, key, value, decoded)
 
 
@@ -113,6 +115,27 @@ def price_list(list_id: str, items: list[dict], *, event_id: str, ts: int = 600,
     data = {"price_list_id": list_id, "currency": currency, "valid_from": valid_from, "valid_to": valid_to,
             "items": [{"min_quantity": 1, **i} for i in items]}
     return event("price_list.updated", data, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def ship(sale_id: str, shipment_id: str, lines: list[dict], *, event_id: str, ts: int = 2_500,
+         location: str | None = None, tenant: str = "t1") -> Input:
+    return event("order.shipped", {"sale_id": sale_id, "shipment_id": shipment_id, "lines": lines,
+                                   "location_id": location}, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def cancel(sale_id: str, cancellation_id: str, lines: list[dict] | None = None, *, event_id: str, ts: int = 2_600,
+           reason: str | None = None, tenant: str = "t1") -> Input:
+    return event("order.cancelled", {"sale_id": sale_id, "cancellation_id": cancellation_id, "lines": lines,
+                                     "reason": reason}, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def release(sale_id: str, *, event_id: str, ts: int = 2_700, by: str = "credit-desk", tenant: str = "t1") -> Input:
+    return event("order.released", {"sale_id": sale_id, "released_by": by}, event_id=event_id, ts=ts, tenant=tenant)
+
+
+def configure(*, event_id: str, ts: int = 100, tenant: str = "t1", **settings: Any) -> Input:
+    """tenant.configured with the given settings (order_fulfilment="RESERVE", credit_policy="HOLD", ...)."""
+    return event("tenant.configured", settings, event_id=event_id, ts=ts, tenant=tenant)
 
 
 # -- output checks --------------------------------------------------------------------------------
