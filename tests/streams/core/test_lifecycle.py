@@ -41,8 +41,12 @@ def reasons(outputs) -> list[tuple]:
 def test_reserve_an_accepted_order_reserves_its_lines_and_books_the_invoice_as_before():
     state = reserve_shop()
     out = order_o1(state)
-    assert topics(out) == ["ledger.invoices", "ledger.journal", "ledger.external_refs", "stock.levels",
-                           "stock.levels", "sales.outcomes"]
+    # the sale's ref, then (seed 000) the customer and each SKU the first time a document names them
+    assert topics(out) == ["ledger.invoices", "ledger.journal", "ledger.external_refs", "ledger.external_refs",
+                           "ledger.external_refs", "ledger.external_refs", "stock.levels", "stock.levels",
+                           "sales.outcomes"]
+    assert [o.key for o in out if o.topic == "ledger.external_refs"] == ["t1:sale:O1", "t1:customer:C1",
+                                                                          "t1:item:A", "t1:item:B"]
     assert emits(out, "ledger.invoices")[0]["total"] == D("290.00")
     assert [(v["sku"], v["on_hand"], v["reserved"], v["available"], v["reason"]) for v in emits(out, "stock.levels")] \
         == [("A", 10, 2, 8, "RESERVATION"), ("B", 5, 1, 4, "RESERVATION")]
