@@ -7,6 +7,12 @@
 - A SKU's on_hand stays within +-10^12, and every amount the fold writes or sends (a document, a journal
   line, a customer's balance) fits decimal(18,4): an event that would break that is refused whole.
 
+- A catalog.update's product group is a bounded value (the fold keeps it whole and pushes it, issue 20): at most
+  MAX_VARIANTS variants, MAX_MEDIA media entries per variant (each URL at most MAX_URL_CHARS characters),
+  MAX_ATTRIBUTES attributes per variant (names and values at most MAX_TEXT_CHARS), a description of at most
+  MAX_DESCRIPTION_CHARS characters, at most MAX_CATEGORIES categories of at most MAX_TEXT_CHARS each: else
+  CATALOG_OUT_OF_RANGE. (003 only bounds product_group_id, 50 characters; these are ours.)
+
 `event_bounds` is the check of an incoming event (admit, `stockledger produce`, the HTTP API through
 `stockledger.produce.convert`); `outcome_bounds` the fold's check of what one event would write and send.
 Pure: no I/O.
@@ -23,16 +29,33 @@ __all__ = [
     "AMOUNT_OUT_OF_RANGE",
     "MAX_QUANTITY",
     "MAX_ON_HAND",
+    "CATALOG_OUT_OF_RANGE",
+    "MAX_VARIANTS",
+    "MAX_MEDIA",
+    "MAX_URL_CHARS",
+    "MAX_ATTRIBUTES",
+    "MAX_TEXT_CHARS",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_CATEGORIES",
     "BoundsError",
     "quantity_fits",
     "amount_fits",
     "event_bounds",
+    "catalog_bounds",
     "outcome_bounds",
 ]
 
 QUANTITY_OUT_OF_RANGE, AMOUNT_OUT_OF_RANGE = "QUANTITY_OUT_OF_RANGE", "AMOUNT_OUT_OF_RANGE"
 MAX_QUANTITY = 1_000_000_000  # per line or event
 MAX_ON_HAND = 10 ** 12  # a SKU's on_hand, either sign
+CATALOG_OUT_OF_RANGE = "CATALOG_OUT_OF_RANGE"
+MAX_VARIANTS = 100  # per product group
+MAX_MEDIA = 10  # per variant
+MAX_URL_CHARS = 2048  # per media URL
+MAX_ATTRIBUTES = 50  # per variant
+MAX_TEXT_CHARS = 200  # an attribute's name or value, a category
+MAX_DESCRIPTION_CHARS = 20_000  # the group's description (HTML as sent)
+MAX_CATEGORIES = 10  # levels of category_hierarchy
 _AMOUNT_LIMIT = Decimal(10) ** 14  # decimal(18,4): 14 digits before the point
 _AMOUNT_EXPONENT = -4  # and 4 after it
 _QUANTUM = Decimal(1).scaleb(_AMOUNT_EXPONENT)
@@ -109,8 +132,69 @@ def _walk(node: Any, path: tuple[str, ...], where: str) -> Iterable[tuple[str, A
         yield from _walk(node[head], rest, f"{where}.{head}" if where else head)
 
 
+def _too_long(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and len(value) > limit
+
+
+def _too_many(value: Any, limit: int) -> bool:
+    return isinstance(value, (list, tuple, Mapping)) and len(value) > limit
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple, Mapping)) else 0
+
+
+def catalog_bounds(data: Any) -> BoundsError | None:
+    """The first part of a catalog.update's group beyond the catalog bounds (CATALOG_OUT_OF_RANGE), or None.
+    Values of the wrong type are the validators' business (never an exception here)."""
+    if not isinstance(data, Mapping):
+        return None
+    code = CATALOG_OUT_OF_RANGE
+    if _too_long(data.get("description"), MAX_DESCRIPTION_CHARS):
+        return BoundsError(code, "data.description", f"{_size(data['description']):,} characters; at most "
+                                                     f"{MAX_DESCRIPTION_CHARS:,}")
+    categories = data.get("category_hierarchy")
+    if _too_many(categories, MAX_CATEGORIES):
+        return BoundsError(code, "data.category_hierarchy", f"{_size(categories)} categories; at most {MAX_CATEGORIES}")
+    if isinstance(categories, (list, tuple)):
+        for i, c in enumerate(categories):
+            if _too_long(c, MAX_TEXT_CHARS):
+                return BoundsError(code, f"data.category_hierarchy[{i}]", f"{len(c)} characters; at most "
+                                                                          f"{MAX_TEXT_CHARS}")
+    variants = data.get("variants")
+    if _too_many(variants, MAX_VARIANTS):
+        return BoundsError(code, "data.variants", f"{_size(variants)} variants; at most {MAX_VARIANTS}")
+    for n, v in enumerate(variants if isinstance(variants, (list, tuple)) else ()):
+        if not isinstance(v, Mapping):
+            continue
+        media, attributes = v.get("media"), v.get("attributes")
+        if _too_many(media, MAX_MEDIA):
+            return BoundsError(code, f"data.variants[{n}].media", f"{_size(media)} entries; at most {MAX_MEDIA}")
+        for i, m in enumerate(media if isinstance(media, (list, tuple)) else ()):
+            if isinstance(m, Mapping) and _too_long(m.get("url"), MAX_URL_CHARS):
+                return BoundsError(code, f"data.variants[{n}].media[{i}].url",
+                                   f"{len(m['url']):,} characters; at most {MAX_URL_CHARS:,}")
+        if _too_many(attributes, MAX_ATTRIBUTES):
+            return BoundsError(code, f"data.variants[{n}].attributes",
+                               f"{_size(attributes)} attributes; at most {MAX_ATTRIBUTES}")
+        if isinstance(attributes, Mapping):
+            for name, value in attributes.items():
+                if _too_long(name, MAX_TEXT_CHARS) or _too_long(value, MAX_TEXT_CHARS):
+                    return BoundsError(code, f"data.variants[{n}].attributes[{str(name)[:40]!r}]",
+                                       f"a name or value of more than {MAX_TEXT_CHARS} characters")
+    return None
+
+
 def event_bounds(event_type: Any, data: Any) -> BoundsError | None:
-    """The first quantity or amount of an event's `data` beyond its bound (field path as `data.<...>`)."""
+    """The first quantity or amount of an event's `data` beyond its bound (field path as `data.<...>`), then
+    (catalog.update) the first part of its group beyond the catalog bounds."""
+    if event_type == "catalog.update":
+        beyond = _number_bounds(event_type, data)
+        return beyond if beyond is not None else catalog_bounds(data)
+    return _number_bounds(event_type, data)
+
+
+def _number_bounds(event_type: Any, data: Any) -> BoundsError | None:
     fields = _FIELDS.get(event_type) if isinstance(event_type, str) else None
     if fields is None or not isinstance(data, Mapping):
         return None
@@ -161,7 +245,7 @@ def outcome_bounds(writes: Mapping[tuple[str, str], Any], outputs: Iterable[Any]
 # The outputs that carry amounts (stock.levels and inventory.alerts carry none). Should another appear
 # unlisted, an amount beyond the schema's precision still fails its encoding: INTERNAL_ERROR, never a stall.
 _AMOUNT_TOPICS = frozenset({"ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal",
-                            "sales.outcomes"})
+                            "sales.outcomes", "catalog.groups"})
 
 # Outputs: magnitude only, on the hot path. Their amounts are rounded to a currency's minor unit or come
 # from inputs already checked; an amount of more than 4 decimals would fail its encoding (INTERNAL_ERROR).

@@ -170,6 +170,20 @@ def stock_view(state: Any, catalog: Any) -> dict:
     return body
 
 
+def group_view(group: Any) -> dict:
+    """A product group's newest version (issue 20): the group's fields and every variant with its media."""
+    return {
+        "tenant_id": group.tenant_id, "product_group_id": group.product_group_id, "group_name": group.group_name,
+        "version": group.version, "updated_at": to_iso(group.updated_at), "event_id": group.event_id,
+        "description": group.description, "category_hierarchy": list(group.category_hierarchy),
+        "tax_hsn": group.tax_hsn, "is_active": group.is_active,
+        "tax_rate": None if group.tax_rate is None else format_decimal(group.tax_rate),
+        "variants": [{"sku": v.sku, "display_name": v.display_name, "price": format_decimal(v.price),
+                      "mrp": None if v.mrp is None else format_decimal(v.mrp), "attributes": dict(v.attributes),
+                      "media": [{"url": m.url, "is_main": m.is_main} for m in v.media]} for v in group.variants],
+    }
+
+
 _DAY_MS = 86_400_000
 
 
@@ -262,6 +276,16 @@ def install(p: Pipeline, folder: Any) -> Views:
             return aioweb.json_response(stock_view(state, catalog))
 
         return await views.routed(request, local, "stock", ("sku", sku))
+
+    @app.page("/catalog/{product_group_id:[^/]+}")
+    async def get_group(web: Any, request: Any, product_group_id: str) -> Any:
+        async def local(store: Any, tenant: str) -> Any:
+            group = core.group_of(store, tenant, product_group_id)
+            if group is None:
+                return error(404, f"unknown product group {product_group_id!r} for tenant {tenant!r}")
+            return aioweb.json_response(group_view(group))
+
+        return await views.routed(request, local, "catalog", ("product_group_id", product_group_id))
 
     @app.page("/credit/{customer_ref:[^/]+}")
     async def get_credit(web: Any, request: Any, customer_ref: str) -> Any:

@@ -2,9 +2,11 @@
 
 Two halves in one process:
 - the consumer (this thread, `connectors.offsets.OffsetWorker` like the sink): reads `stock.levels`
-  in batches and, in ONE PostgreSQL transaction, moves its stored offsets (fenced) and makes each
-  record the pending level of every subscription of its tenant (`state.upsert_pending`: newest by
-  offset wins). A killed notifier loses nothing: what is not committed is read again.
+  (inventory.change, one delivery row per SKU) and `catalog.groups` (catalog.update, one delivery row
+  per product group, `payload.group_key`; issue 20) in batches and, in ONE PostgreSQL transaction,
+  moves its stored offsets (fenced) and makes each record the pending level of every subscription of its
+  tenant (`state.upsert_pending`: newest by offset wins).
+  A killed notifier loses nothing: what is not committed is read again.
 - the deliverer (an asyncio loop in a thread, aiohttp): claims due rows (leased, SKIP LOCKED, so
   several notifiers share the work and one (subscription, SKU) never has two requests in flight),
   POSTs the signed body, and records the outcome: 2xx delivered; 500/502/503/504, timeouts and
@@ -41,6 +43,7 @@ from stockledger.topics import ensure_topics
 log = logging.getLogger("stockledger.notify")
 
 LEVELS_TOPIC = "stock.levels"
+GROUPS_TOPIC = "catalog.groups"
 BATCH_RECORDS = 500
 BATCH_WAIT_S = 0.02  # after the first record of a batch, wait at most this long for more
 POLL_S = 0.2  # the deliverer looks for due retries at least this often
@@ -83,7 +86,8 @@ class Notifier(OffsetWorker):
                  metrics_port: int | None = None):
         self.settings = settings
         self.group = group or default_group(settings)
-        self.topics = [topic_prefix + LEVELS_TOPIC]
+        self.topics = [topic_prefix + LEVELS_TOPIC, topic_prefix + GROUPS_TOPIC]
+        self.groups_topic = topic_prefix + GROUPS_TOPIC
         self.instance_id = instance_id
         self.engine = engine or engine_for(settings.database_url)
         self.stop = stop or threading.Event()
@@ -100,7 +104,7 @@ class Notifier(OffsetWorker):
     def prepare(self) -> None:
         revision = self.retrying("migrate", lambda: migrate.upgrade(self.engine))
         log.info("database at revision %s", revision)
-        ensure_topics(self.settings.kafka_config(), self.settings.partitions, self.topics)
+        ensure_topics(self.settings.kafka_config(), self.settings.partitions, self.topics, compacted=tuple(self.topics))
 
     def health(self) -> tuple[bool, dict]:
         return self.consuming and not self.stop.is_set(), {"group": self.group,
@@ -168,11 +172,13 @@ class Notifier(OffsetWorker):
         levels: dict[tuple[str, str], state.Level] = {}
         with self.engine.begin() as conn:
             self.advance(conn, moves)
-            subs = subscriptions.by_tenant(conn, tenants, payload.EVENT_TYPE) if tenants else {}
+            stock_subs = subscriptions.by_tenant(conn, tenants, payload.EVENT_TYPE) if tenants else {}
+            group_subs = subscriptions.by_tenant(conn, tenants, payload.CATALOG_EVENT_TYPE) if tenants else {}
             for msg in msgs:
                 key = msg.key()
                 tenant = key.split(b":", 1)[0].decode("utf-8", "replace") if key else ""
-                ids = subs.get(tenant)
+                is_group = msg.topic() == self.groups_topic
+                ids = (group_subs if is_group else stock_subs).get(tenant)
                 if not ids or msg.value() is None:
                     continue  # no subscriber (no need to decode), or a tombstone
                 try:
@@ -186,11 +192,12 @@ class Notifier(OffsetWorker):
                     log.warning("%s[%d]@%d skipped: key %r is not of tenant %r", msg.topic(), msg.partition(),
                                 msg.offset(), key, rec["tenant_id"])
                     continue
-                eid, body = payload.body(rec)
+                eid, body = payload.catalog_body(rec) if is_group else payload.body(rec)
+                dkey = payload.group_key(rec["product_group_id"]) if is_group else rec["sku"]
                 for sid in ids:
-                    prev = levels.get((sid, rec["sku"]))
+                    prev = levels.get((sid, dkey))
                     if prev is None or prev.offset < msg.offset():  # type: ignore[operator]
-                        levels[(sid, rec["sku"])] = state.Level(sid, rec["sku"], rec["tenant_id"],
+                        levels[(sid, dkey)] = state.Level(sid, dkey, rec["tenant_id"],
                                                                 msg.partition(),  # type: ignore[arg-type]
                                                                 msg.offset(), eid, body,  # type: ignore[arg-type]
                                                                 msg.timestamp()[1])

@@ -8,6 +8,16 @@ Choices where SPEC is silent:
   one with the same timestamp does (last by arrival).
 - A variant's `stock_quantity` is applied as an absolute count whatever the age of the
   entry (the stock has its own rule for stale counts).
+
+The whole group (issue 20): `ProductGroup` is the newest catalog.update of a product group as the
+fold keeps it (table `groups`, `<tenant>:<product_group_id>`): the group's fields (name, description,
+category_hierarchy, tax_hsn, is_active, tax_rate) and every variant with price, mrp, attributes and
+media, bounded by stockledger.bounds (CATALOG_OUT_OF_RANGE at admit). `version` counts the changes of
+the group's content (1 for the first); an update that changes nothing visible keeps the version (its
+timestamp and event id are still recorded, so an older update arriving later does not win) and emits
+nothing. Each new version is emitted on `catalog.groups` (compacted, key `<tenant>:<product_group_id>`).
+A variant's `stock_quantity` is not part of the group (it is stock: stock.levels). A variant left out of
+a newer version of its group keeps its catalog entry (SKUs are never deleted; SPEC 2 upserts them).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 from .pricing import CatalogItem
 from .serde import Plain
 
-__all__ = ["CatalogEntry", "validate_catalog_update"]
+__all__ = ["CatalogEntry", "GroupVariant", "Media", "ProductGroup", "validate_catalog_update"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,105 @@ class CatalogEntry(Plain):
             None if tax is None else Decimal(tax), bool(group.get("is_active", True)), group.get("tax_hsn"),
             dict(variant.get("attributes") or {}),
         )
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    url: str
+    is_main: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupVariant:
+    """One variant as its group shows it (no stock: that is stock.levels)."""
+
+    sku: str
+    display_name: str
+    price: Decimal
+    mrp: Decimal | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    media: tuple[Media, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProductGroup:
+    """A product group's newest version (the `groups` table; the `catalog.groups` output)."""
+
+    tenant_id: str
+    product_group_id: str
+    group_name: str
+    version: int  # 1, 2, ...: one more for each change of the content
+    updated_at: int  # the newest applied update's event timestamp, epoch millis
+    event_id: str  # that update's event id
+    description: str | None = None
+    category_hierarchy: tuple[str, ...] = ()
+    tax_hsn: str | None = None
+    is_active: bool = True
+    tax_rate: Decimal | None = None
+    variants: tuple[GroupVariant, ...] = ()
+
+    def content(self) -> tuple:
+        """What a web store sees; a change of it makes a new version."""
+        return (self.group_name, self.description, self.category_hierarchy, self.tax_hsn, self.is_active,
+                self.tax_rate, tuple((v.sku, v.display_name, v.price, v.mrp, tuple(sorted(v.attributes.items())),
+                                      v.media) for v in self.variants))
+
+    @classmethod
+    def from_event(cls, tenant_id: str, data: Mapping[str, Any], updated_at: int, event_id: str,
+                   version: int) -> ProductGroup:
+        """From a validated catalog.update `data`."""
+        return cls(
+            tenant_id, data["product_group_id"], data["group_name"], version, updated_at, event_id,
+            data.get("description"), tuple(data.get("category_hierarchy") or ()), data.get("tax_hsn"),
+            bool(data.get("is_active", True)), _dec(data.get("tax_rate")),
+            tuple(GroupVariant(v["sku"], v["display_name"], Decimal(v["price"]), _dec(v.get("mrp")),
+                               dict(v.get("attributes") or {}),
+                               tuple(Media(m["url"], bool(m.get("is_main", False))) for m in v.get("media") or ()))
+                  for v in data["variants"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id, "product_group_id": self.product_group_id, "group_name": self.group_name,
+            "version": self.version, "updated_at": self.updated_at, "event_id": self.event_id,
+            "description": self.description, "category_hierarchy": list(self.category_hierarchy),
+            "tax_hsn": self.tax_hsn, "is_active": self.is_active, "tax_rate": _text(self.tax_rate),
+            "variants": [{"sku": v.sku, "display_name": v.display_name, "price": format(v.price, "f"),
+                          "mrp": _text(v.mrp), "attributes": dict(v.attributes),
+                          "media": [{"url": m.url, "is_main": m.is_main} for m in v.media]} for v in self.variants],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProductGroup:
+        return cls(
+            data["tenant_id"], data["product_group_id"], data["group_name"], data["version"], data["updated_at"],
+            data["event_id"], data.get("description"), tuple(data.get("category_hierarchy") or ()),
+            data.get("tax_hsn"), data.get("is_active", True), _dec(data.get("tax_rate")),
+            tuple(GroupVariant(v["sku"], v["display_name"], Decimal(v["price"]), _dec(v.get("mrp")),
+                               dict(v.get("attributes") or {}),
+                               tuple(Media(m["url"], m.get("is_main", False)) for m in v.get("media") or ()))
+                  for v in data.get("variants") or ()),
+        )
+
+    def datum(self) -> dict[str, Any]:
+        """The catalog.groups record (stockledger/schemas/catalog_group.avsc)."""
+        return {
+            "tenant_id": self.tenant_id, "product_group_id": self.product_group_id, "version": self.version,
+            "updated_at": self.updated_at, "event_id": self.event_id, "group_name": self.group_name,
+            "description": self.description, "category_hierarchy": list(self.category_hierarchy),
+            "tax_hsn": self.tax_hsn, "is_active": self.is_active, "tax_rate": self.tax_rate,
+            "variants": [{"sku": v.sku, "display_name": v.display_name, "price": v.price, "mrp": v.mrp,
+                          "attributes": dict(v.attributes),
+                          "media": [{"url": m.url, "is_main": m.is_main} for m in v.media]} for v in self.variants],
+        }
 
 
 def validate_catalog_update(data: Mapping[str, Any]) -> list[str]:

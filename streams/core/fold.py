@@ -53,7 +53,9 @@ action that owns it, prices `<tenant>:<price_list_id>` -> the list's newest vers
 (pricelists.py; one bounded value per list), payment_failures `<tenant>:<sale_id>` -> the sale's last
 payment.failed (treasury.py), refs `<tenant>:<kind>:<external id>` -> 1 for each customer (kind customer)
 and SKU (kind item) a booked document named (seed 000: `ledger.external_refs` gets each the first time),
-settings `<tenant>` -> the tenant's settings (settings.py, SPEC 8).
+settings `<tenant>` -> the tenant's settings (settings.py, SPEC 8), groups `<tenant>:<product_group_id>` ->
+the group's newest version (catalog.py, issue 20: one bounded value per group; each new version goes out on
+`catalog.groups`).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from typing import Any, Protocol
 
 from stockledger.bounds import outcome_bounds  # the SPEC's bounds: pure, in the contract package
 
-from .catalog import CatalogEntry, validate_catalog_update
+from .catalog import CatalogEntry, ProductGroup, validate_catalog_update
 from .credit import (
     APPLIED,
     CREDIT_HOLD,
@@ -185,6 +187,7 @@ __all__ = [
     "serial_fold",
     "stock_of",
     "catalog_of",
+    "group_of",
     "credit_of",
     "open_invoices_of",
     "sale_of",
@@ -199,7 +202,7 @@ __all__ = [
 ]
 
 TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "expiry", "prices",
-          "payment_failures", "refs", "settings")
+          "payment_failures", "refs", "settings", "groups")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 REF_CUSTOMER, REF_ITEM = "customer", "item"  # ledger.external_refs kinds of seed 000 (SPEC 9)
 
@@ -438,6 +441,11 @@ def stock_of(state: State, tenant: str, sku: str) -> StockState | None:
 def catalog_of(state: State, tenant: str, sku: str) -> CatalogEntry | None:
     raw = state.get("catalog", f"{tenant}:{sku}")
     return None if raw is None else CatalogEntry.from_dict(raw)
+
+
+def group_of(state: State, tenant: str, product_group_id: str) -> ProductGroup | None:
+    raw = state.get("groups", f"{tenant}:{product_group_id}")
+    return None if raw is None else ProductGroup.from_dict(raw)
 
 
 def credit_of(state: State, tenant: str, customer_ref: str) -> CreditState | None:
@@ -758,6 +766,16 @@ def _inventory(ctx: _Ctx) -> None:
 
 def _catalog(ctx: _Ctx) -> None:
     data = ctx.data
+    gkey = f"{ctx.tenant}:{data['product_group_id']}"
+    current = ctx.state.get("groups", gkey)
+    if current is None or current["updated_at"] <= ctx.ts:  # an older version arriving late does not win
+        last = None if current is None else ProductGroup.from_dict(current)
+        group = ProductGroup.from_event(ctx.tenant, data, ctx.ts, ctx.event_id, 1 if last is None else last.version)
+        if last is not None and group.content() != last.content():
+            group = dataclasses.replace(group, version=last.version + 1)
+        ctx.state.put("groups", gkey, group.to_dict())
+        if last is None or group.version != last.version:
+            ctx.emit("catalog.groups", gkey, group.datum())
     for variant in data["variants"]:
         sku = variant["sku"]
         key = f"{ctx.tenant}:{sku}"
@@ -1269,7 +1287,8 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
     if et == "inventory.change":
         return [("stock", f"{tenant}:{data['sku']}")]
     if et == "catalog.update":
-        return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")]
+        return [(t, f"{tenant}:{v['sku']}") for v in data["variants"] for t in ("catalog", "stock")] + [
+            ("groups", f"{tenant}:{data['product_group_id']}")]
     if et == "customer.credit":
         return [("credit", f"{tenant}:{data['customer_ref']}")]
     if et == "payment.failed":
