@@ -12,17 +12,21 @@ from connectors.notify.metrics import FAILURE_CLASSES
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "notify", help="webhook connector worker: pushes every stock.levels change to the subscribed endpoints",
-        description="Consumes stock.levels and POSTs seed 003's inventory.change (absolute new_quantity, signed "
-                    "X-ERP-Signature over <X-ERP-Timestamp>.<body>) to every webhook subscription of the tenant. "
+        "notify", help="webhook connector worker: pushes every stock.levels and catalog.groups change to the "
+                       "subscribed endpoints",
+        description="Consumes stock.levels and catalog.groups and POSTs seed 003's inventory.change (absolute "
+                    "new_quantity) and catalog.update (the full product group), signed X-ERP-Signature over "
+                    "<X-ERP-Timestamp>.<body>, to every webhook subscription of the tenant that asked for them. "
                     "Retries 500/502/503/504, timeouts and connection errors on the schedule, never 4xx; dead-letters "
-                    "after the maximum age; newest level per SKU only; a circuit breaker per endpoint. Start several "
+                    "after the maximum age; newest level per SKU and newest version per group only; a circuit breaker "
+                    "per endpoint. Start several "
                     "with the same --group to share the work. SIGTERM/Ctrl-C: finishes the requests in flight, "
                     "then stops.")
     p.add_argument("--group", help="consumer group, also the key of the stored offsets (default <app_id>-notify)")
     p.add_argument("--instance-id", "--id", dest="instance_id",
                    help="static group membership: a restarted notifier takes its partitions back at once")
-    p.add_argument("--topic-prefix", default="", help="read <prefix>stock.levels (side-by-side runs, tests)")
+    p.add_argument("--topic-prefix", default="",
+                   help="read <prefix>stock.levels and <prefix>catalog.groups (side-by-side runs, tests)")
     p.add_argument("--metrics-port", type=int,
                    help="/metrics and /health on this port (STOCKLEDGER_NOTIFY_METRICS_PORT, default 6067; 0: none)")
     p.add_argument("--metrics-host", help="their address (STOCKLEDGER_METRICS_HOST, default 127.0.0.1)")
@@ -41,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     w = subparsers.add_parser("webhook", help="outbound webhook subscriptions: add, list, remove, failures, stats")
     wsub = w.add_subparsers(dest="action", required=True)
-    p = wsub.add_parser("add", help="subscribe URL to a tenant's stock changes; prints the signing secret once")
+    p = wsub.add_parser("add", help="subscribe URL to a tenant's stock (and catalog) changes; prints the signing "
+                                    "secret once")
     p.add_argument("tenant")
     p.add_argument("url")
     p.add_argument("--events", help="comma-separated: inventory.change (default), catalog.update")
@@ -52,7 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "every delivery is also a valid inbound webhook for the tenant: prefer the default")
     p.add_argument("--allow-private-url", action="store_true",
                    help="let the URL reach loopback, private or link-local addresses (refused by default)")
+    p.add_argument("--backfill", action="store_true",
+                   help="first send the tenant's current state (every SKU's level, every product group, as the "
+                        "subscription's events ask), then the live changes: nothing missed, nothing repeated")
+    p.add_argument("--topic-prefix", default="", help="read <prefix>stock.levels and <prefix>catalog.groups "
+                                                      "for the backfill (side-by-side runs, tests)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    connection_flags(p)
+    p.set_defaults(func=cmd_webhook)
+    p = wsub.add_parser("backfill", help="send a subscription the tenant's current state again (sends only what "
+                                         "it has not been sent yet; e.g. after an add --backfill that failed)")
+    p.add_argument("subscription_id")
+    p.add_argument("--topic-prefix", default="", help="read <prefix>stock.levels and <prefix>catalog.groups")
     connection_flags(p)
     p.set_defaults(func=cmd_webhook)
     p = wsub.add_parser("list", help="a tenant's subscriptions (never their secrets)")
@@ -143,7 +159,9 @@ def cmd_webhook(args: argparse.Namespace) -> int:
             if sub.secret_from_tenant:
                 print("warning: deliveries signed with the tenant's inbound secret are also valid inbound ERP webhooks "
                       "for this tenant", file=sys.stderr)
-            return 0
+            return _backfill(settings, engine, sub, args) if args.backfill else 0
+        if args.action == "backfill":
+            return _backfill(settings, engine, subs.get(engine, args.subscription_id), args)
         if args.action == "list":
             for s in subs.list_for(engine, args.tenant):
                 row = {"subscription_id": s.subscription_id, "url": s.url, "events": list(s.events),
@@ -167,8 +185,24 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def _backfill(settings, engine, sub, args: argparse.Namespace) -> int:
+    """The subscription (stored and committed) gets the tenant's current state (connectors.notify.backfill)."""
+    from confluent_kafka import KafkaException
+
+    from connectors.notify import backfill
+
+    try:
+        result = backfill.run(settings, engine, sub, topic_prefix=args.topic_prefix)
+    except (KafkaException, TimeoutError, OSError) as exc:
+        print(f"backfill of {sub.subscription_id} failed ({type(exc).__name__}: {exc}); the subscription is stored "
+              f"and gets live changes; run `stockledger webhook backfill {sub.subscription_id}` again", file=sys.stderr)
+        return 1
+    print(result.line(), file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return 0
+
+
 def _failures(engine, args: argparse.Namespace) -> int:
-    from connectors.notify import state
+    from connectors.notify import payload, state
 
     with engine.connect() as conn:
         rows = state.failures(conn, args.tenant, args.limit)
@@ -177,7 +211,8 @@ def _failures(engine, args: argparse.Namespace) -> int:
             print(json.dumps({**r, "created_at": r["created_at"].isoformat()}, default=str))
         else:
             status = r["status"] if r["status"] is not None else "-"
-            print(f"{r['created_at'].isoformat()}  {r['kind']:<11} {status:>3}  {r['sku']}  {r['event_id']}  "
+            print(f"{r['created_at'].isoformat()}  {r['kind']:<11} {status:>3}  {payload.shown_key(r['sku'])}  "
+                  f"{r['event_id']}  "
                   f"{r['subscription_id']}  {r['url']}  tries={r['attempts']}  {r['error']}")
     if not rows and not args.json:
         print(f"no webhook failures for {args.tenant}")

@@ -105,6 +105,16 @@ def list_for(engine: Engine, tenant: str) -> list[Subscription]:
     return [Subscription(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6]) for r in rows]
 
 
+def get(engine: Engine, subscription_id: str) -> Subscription:
+    with engine.connect() as conn:
+        r = conn.execute(text("""
+            SELECT subscription_id, tenant_id, url, events, secret_from_tenant, created_at, allow_private
+              FROM webhook_subscriptions WHERE subscription_id = :id"""), {"id": subscription_id}).first()
+    if r is None:
+        raise SubscriptionError(f"no subscription {subscription_id!r}")
+    return Subscription(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6])
+
+
 def remove(engine: Engine, subscription_id: str) -> Subscription:
     """Delete a subscription and its pending deliveries (its failures stay listed)."""
     with engine.begin() as conn:

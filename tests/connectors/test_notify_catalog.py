@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from confluent_kafka import Producer
 
+from cli import main as cli
 from cli.testing import wait_for
 from connectors.notify import backfill, payload, subscriptions
 from stockledger.db import migrate
@@ -143,3 +144,28 @@ def test_backfill_then_live_loses_nothing_and_repeats_nothing(env, settings, cod
     for r in rx.requests:
         assert verify([SECRET], r.body, r.headers["X-ERP-Signature"], r.headers["X-ERP-Timestamp"])
         assert r.doc["tenant_id"] == tenant
+
+
+def test_webhook_add_with_backfill_and_backfill_again(env, settings, codec, tenant, capsys):
+    url, engine, prefix, group_id = env
+    db = ["--database-url", url, "--topic-prefix", prefix]
+    publish(settings, codec, prefix, [
+        ("stock.levels", level(tenant, "A", 3, 1)),
+        ("catalog.groups", group(tenant, "G1", 1, [{"sku": "A", "price": Decimal(5)},
+                                                  {"sku": "B", "price": Decimal(1)}]))])
+    with Receiver() as rx:
+        code = cli.main(["webhook", "add", tenant, rx.url, "--events", "inventory.change,catalog.update",
+                         "--secret", SECRET, "--allow-private-url", "--backfill", *db])
+        out = capsys.readouterr().out
+        assert code == 0
+        sub_id = out.split()[1].rstrip(":")
+        assert out.splitlines()[1] == "backfill: 2 SKU levels (1 catalog-only at 0), 1 groups from 2 records"
+        with NotifierThread(notify_settings(settings, url), prefix, group_id):
+            wait_for(lambda: len(rx.ok()) == 3, 30, "the backfill delivered")
+            wait_for(lambda: all(d["pending_offset"] is None for d in deliveries(engine, tenant).values()), 10,
+                     "the backfill recorded")
+            assert cli.main(["webhook", "backfill", sub_id, *db]) == 0
+            assert capsys.readouterr().out == "backfill: 2 SKU levels (1 catalog-only at 0), 1 groups from 2 records\n"
+            assert [k for k, d in deliveries(engine, tenant).items() if d["pending_offset"] is not None] == []
+        assert cli.main(["webhook", "backfill", "wh_nope", *db]) == 2
+    assert sorted(_seen(r) for r in rx.requests) == [("group", "G1", "G1"), ("sku", "A", 3), ("sku", "B", 0)]
