@@ -133,7 +133,7 @@ def at(**fields) -> dict:
     (at(category_hierarchy=["c"] * (MAX_CATEGORIES + 1)), "data.category_hierarchy", "11 categories; at most 10"),
     (at(category_hierarchy=["a", "c" * (MAX_TEXT_CHARS + 1)]), "data.category_hierarchy[1]",
      "201 characters; at most 200"),
-    (at(variants=[variant(n) for n in range(MAX_VARIANTS + 1)]), "data.variants", "101 variants; at most 100"),
+    (at(variants=[variant(n) for n in range(MAX_VARIANTS + 1)]), "data.variants", "501 variants; at most 500"),
     (at(variants=[variant(0), variant(1, media=[{"url": "u"}] * (MAX_MEDIA + 1))]), "data.variants[1].media",
      "11 entries; at most 10"),
     (at(variants=[variant(0, media=[{"url": "u"}, {"url": "u" * (MAX_URL_CHARS + 1)}])]),
@@ -151,15 +151,16 @@ def test_beyond_a_catalog_bound_is_refused_naming_the_field(data, field, message
 
 
 def test_at_every_catalog_bound_the_group_is_admitted_and_kept():
+    full = {"media": [{"url": "u" * MAX_URL_CHARS, "is_main": True}] * MAX_MEDIA,
+            "attributes": {f"k{i}": "v" * MAX_TEXT_CHARS for i in range(MAX_ATTRIBUTES)}}
     data = at(description="d" * MAX_DESCRIPTION_CHARS, category_hierarchy=["c" * MAX_TEXT_CHARS] * MAX_CATEGORIES,
-              variants=[variant(n, media=[{"url": "u" * MAX_URL_CHARS, "is_main": n == 0}] * MAX_MEDIA,
-                                attributes={f"k{i}": "v" * MAX_TEXT_CHARS for i in range(MAX_ATTRIBUTES)})
-                        for n in range(MAX_VARIANTS)])
+              variants=[variant(n, **(full if n % 100 == 99 else {})) for n in range(MAX_VARIANTS)])
     assert event_bounds("catalog.update", data) is None
     state, out = serial_fold([update(data, "big")])
     g = group_of(state, "t1", "G")
     assert (len(g.variants), len(g.variants[99].media), len(g.description), len(g.category_hierarchy)) == (
-        100, 10, 20_000, 10)
+        500, 10, 20_000, 10)
+    assert len(g.variants[499].attributes) == 50 and g.variants[0].media == ()
     assert [o for o in out if isinstance(o, DeadLetter)] == [] and len(groups_out(out)) == 1
 
 
