@@ -322,7 +322,8 @@ class Deliverer:
         try:
             await self._try(session, c)
         except Exception:  # a bug, not the endpoint: the row is tried again when its lease ends
-            log.exception("delivery of %s %s to %s failed unexpectedly; tried again in %g s", c.tenant_id, c.sku,
+            log.exception("delivery of %s %s to %s failed unexpectedly; tried again in %g s", c.tenant_id,
+                          payload.shown_key(c.sku),
                           c.url, self.lease)
 
     async def _try(self, session: aiohttp.ClientSession, c: state.Claim) -> None:
@@ -456,14 +457,14 @@ class Deliverer:
             self.n.metrics.dead_letters.labels(c.tenant_id).inc()
             self.n.stats.dead_letters += 1
             log.error("webhook dead-lettered: tenant %s subscription %s sku %s event %s to %s, %d tries since %s: %s",
-                      c.tenant_id, c.subscription_id, c.sku, c.event_id, c.url, c.attempts + 1,
+                      c.tenant_id, c.subscription_id, payload.shown_key(c.sku), c.event_id, c.url, c.attempts + 1,
                       (c.first_failed_at or c.db_now).isoformat(), o.error)
         elif o.kind in ("data_error", "rejected"):
             log.warning("webhook %s (not retried): tenant %s subscription %s sku %s event %s to %s: %s", o.kind,
-                        c.tenant_id, c.subscription_id, c.sku, c.event_id, c.url, o.error)
+                        c.tenant_id, c.subscription_id, payload.shown_key(c.sku), c.event_id, c.url, o.error)
         elif o.kind == "retry":
             log.info("webhook try %d failed: tenant %s sku %s to %s: %s; next in %g s", c.attempts + 1, c.tenant_id,
-                     c.sku, c.url, o.error, o.delay)
+                     payload.shown_key(c.sku), c.url, o.error, o.delay)
 
     async def _gauges(self) -> None:
         while True:

@@ -169,3 +169,14 @@ def test_webhook_add_with_backfill_and_backfill_again(env, settings, codec, tena
             assert [k for k, d in deliveries(engine, tenant).items() if d["pending_offset"] is not None] == []
         assert cli.main(["webhook", "backfill", "wh_nope", *db]) == 2
     assert sorted(_seen(r) for r in rx.requests) == [("group", "G1", "G1"), ("sku", "A", 3), ("sku", "B", 0)]
+
+
+def test_the_body_writes_money_exactly_and_leaves_unknowns_out():
+    g = group("acme", "G", 3, [{"sku": "S", "price": Decimal("0.1000"), "mrp": Decimal("12345678901234.5678")}])
+    eid, body = payload.catalog_body(g)
+    assert body == ('{"event_id":"' + eid + '","event_type":"catalog.update","tenant_id":"acme",'
+                    '"timestamp":"2026-03-01T10:03:00Z","data":{"product_group_id":"G","group_name":"G",'
+                    '"category_hierarchy":[],"is_active":true,"variants":[{"sku":"S","display_name":"S","price":0.10,'
+                    '"mrp":12345678901234.5678,"attributes":{},"media":[]}]}}')
+    assert eid == payload.catalog_event_id(g) != payload.catalog_event_id({**g, "version": 4})
+    assert payload.shown_key(payload.group_key("G")) == "group G" and payload.shown_key("SKU-1") == "SKU-1"
