@@ -38,6 +38,7 @@ OUTPUTS = (
     TopicSpec("ledger.payments", "ledger_payment"),
     TopicSpec("ledger.journal", "journal_entry"),
     TopicSpec("ledger.external_refs", "external_ref"),
+    TopicSpec("ledger.shipments", "shipment"),  # SPEC 8: what left the warehouse for an order
 )
 # A worker group's own topics (JSON, created by Faust), prefixed with its app id like Faust's
 # changelogs, so two groups on one cluster (a benchmark beside the demo) never read each other's.

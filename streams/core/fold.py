@@ -1187,6 +1187,11 @@ def _ship(ctx: _Ctx) -> None:
         released = reserve(moved.state, -qty, ctx.ts, ctx.event_id, location, REASON_SHIPMENT)
         ctx.store_stock(before, StockResult(released.state, True, moved.alerts))
     ctx.claim(doc, "shipment", shipment_id, record.sale_id)
+    ctx.emit("ledger.shipments", f"{tenant}:{doc}", {  # the delivery note the sink books (PostgreSQL shipments)
+        "tenant_id": tenant, "shipment_id": doc, "source_shipment_id": shipment_id, "sale_id": record.sale_id,
+        "invoice_id": None if record.invoice is None else record.invoice.invoice_id, "location_id": location,
+        "shipped_at": ctx.ts,
+        "lines": [{"line_no": n, "sku": sku, "quantity": qty} for n, (sku, qty) in enumerate(shipped.items(), 1)]})
     ctx.state.put("sales", f"{tenant}:{record.sale_id}", dataclasses.replace(record, order=order).to_dict())
     _lifecycle_outcome(ctx, SHIPMENT, shipment_id, record, ACCEPTED)
 
