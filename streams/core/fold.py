@@ -21,6 +21,8 @@ Rules (SPEC 2, "Effectively exactly once"):
   held: an accepted order is deducted, booked and added to credit at once.
 - A sale's outcome is its last output, after every document, level and alert, so a client
   that acts on the outcome (a payment naming the invoice, a refund) meets its effects.
+- An accepted order.shipped (SPEC 8) emits its delivery note on ledger.shipments (`SHIP-<shipment_id>`: the
+  order, its invoice, location, the event's timestamp, the quantity per SKU) before its outcome.
 - A sale that breaks a rule found only here (NO_PRICE, PAYMENT_MISMATCH) is dead-lettered
   and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
   is recognised and a later sale under that sale_id is a conflict.
