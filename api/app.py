@@ -304,6 +304,14 @@ def _order_action(event_type: str) -> Callable[[web.Request], Awaitable[web.Resp
     return handler
 
 
+async def price_list(request: web.Request) -> web.Response:
+    """POST /api/v1/price-lists/{price_list_id} (SPEC 9): Bearer, Idempotency-Key; the whole list, published as a
+    price_list.updated. The fold answers nothing for a price list: 202 once it is on the topic."""
+    tenant, _ = await intake(request, ("token",))
+    list_id = path_id(request, "price_list_id")
+    return await keyed_post(request, tenant, events.price_list(list_id), wait_outcome=False)
+
+
 async def inventory_adjust(request: web.Request) -> web.Response:
     tenant, _ = await intake(request, ("token",))
     return await keyed_post(request, tenant, events.inventory_adjust, wait_outcome=False)
@@ -460,6 +468,7 @@ def build_app(services: Services) -> web.Application:
         web.post("/api/v1/orders/{order_id:[^/]+}/ship", _order_action("order.shipped")),
         web.post("/api/v1/orders/{order_id:[^/]+}/cancel", _order_action("order.cancelled")),
         web.post("/api/v1/orders/{order_id:[^/]+}/release", _order_action("order.released")),
+        web.post("/api/v1/price-lists/{price_list_id:[^/]+}", price_list),
         web.post("/api/v1/inventory/adjust", inventory_adjust),
         web.get("/api/v1/inventory/snapshot", snapshot),
         web.get("/api/v1/stock/{sku:[^/]+}", _read("stock", "sku")),  # any id routes ({, } too), then is checked

@@ -146,6 +146,54 @@ def order_action(event_type: str, order_id: str) -> Callable[[str, Any, str, str
     return build
 
 
+# SPEC 9: POST /api/v1/price-lists/{price_list_id}: the body is price_list.updated's data without the list's id
+# (the path's). The fold dead-letters a list that breaks its rules (streams.core.pricelists.validate_price_list)
+# and answers nothing, so the door refuses here what it can tell without the fold's currency table: each
+# refusal is one of validate_price_list's (tests/api/test_price_lists.py checks that they agree).
+PRICE_LIST_FIELDS = frozenset({"currency", "valid_from", "valid_to", "items"})
+PRICE_ITEM_FIELDS = frozenset({"sku", "unit_price", "min_quantity"})
+PRICE_LIST_MAX_ITEMS = 10_000  # streams.core.pricelists.MAX_ITEMS: one list is one bounded state value
+
+
+def price_list(price_list_id: str) -> Callable[[str, Any, str, str], Published]:
+    """The builder of a price_list.updated for the list in the path (the whole list: it replaces the items)."""
+    def build(tenant: str, body: Any, event_id: str, at: str) -> Published:
+        body = _object(body)
+        _known(body, PRICE_LIST_FIELDS)
+        _require(body, "currency", "items")
+        currency = body["currency"]
+        if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
+            raise invalid("currency", "expected an ISO 4217 code (three upper-case letters)")
+        items = body["items"]
+        if not isinstance(items, list) or not all(isinstance(it, dict) for it in items):
+            raise invalid("items", "expected an array of objects")
+        if len(items) > PRICE_LIST_MAX_ITEMS:
+            raise invalid("items", f"a price list has at most {PRICE_LIST_MAX_ITEMS} items, got {len(items)}")
+        for n, item in enumerate(items):
+            _known(item, PRICE_ITEM_FIELDS, f"items[{n}].")
+            _require(item, "sku", "unit_price", prefix=f"items[{n}].")
+            _safe_id(item, "sku", f"items[{n}].")
+        event = {"event_id": event_id, "event_type": "price_list.updated", "tenant_id": tenant, "timestamp": at,
+                 "source": "api", "data": {"price_list_id": price_list_id, **body}}
+        prepared = _convert("price.lists", event, AS_DATA)
+        data = prepared.record["data"]
+        if data["valid_from"] is not None and data["valid_to"] is not None and data["valid_to"] < data["valid_from"]:
+            raise invalid("valid_to", "must not be before valid_from")
+        seen: set[tuple[str, int]] = set()
+        for n, item in enumerate(data["items"]):
+            if not item["sku"].strip():
+                raise invalid(f"items[{n}].sku", "must not be empty")
+            if item["min_quantity"] < 1:
+                raise invalid(f"items[{n}].min_quantity", "must be a whole number of at least 1")
+            if item["unit_price"] < 0:
+                raise invalid(f"items[{n}].unit_price", "must not be negative")
+            if (item["sku"], item["min_quantity"]) in seen:
+                raise invalid(f"items[{n}]", f"{item['sku']} with min_quantity {item['min_quantity']} appears twice")
+            seen.add((item["sku"], item["min_quantity"]))
+        return [("price.lists", prepared)]
+    return build
+
+
 def pos_sale(tenant: str, body: Any, event_id: str, at: str) -> Published:
     """Seed 000's sale: the body is `sale.completed`'s data (channel POS unless it says otherwise)."""
     data = {"channel": "POS", **_object(body)}

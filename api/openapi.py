@@ -51,6 +51,13 @@ SHIP = _obj(["shipment_id", "lines"], {"shipment_id": ID, "lines": ORDER_LINES,
 CANCEL = _obj(["cancellation_id"], {"cancellation_id": ID, "lines": {**ORDER_LINES, "nullable": True},
                                     "reason": {"type": "string", "nullable": True}})
 RELEASE = _obj(["released_by"], {"released_by": ID})
+PRICE_LIST = _obj(["currency", "items"], {
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    "valid_from": {"type": "string", "format": "date-time", "nullable": True},
+    "valid_to": {"type": "string", "format": "date-time", "nullable": True},
+    "items": {"type": "array", "maxItems": 10_000, "items": _obj(["sku", "unit_price"], {
+        "sku": ID, "unit_price": MONEY, "min_quantity": {"type": "integer", "minimum": 1}})},
+})
 ADJUST = _obj(["reference_id", "adjustments"], {
     "reference_id": ID, "timestamp": {"type": "string", "format": "date-time"}, "tenant_id": ID,
     "adjustments": {"type": "array", "minItems": 1, "items": _obj(["sku", "quantity_change"], {
@@ -122,6 +129,9 @@ def document() -> dict:
                                                       [_path("order_id"), IDEMPOTENCY_KEY], sale_ok),
             "/api/v1/orders/{order_id}/release": _post("release a held order (SPEC 8)", RELEASE, bearer,
                                                        [_path("order_id"), IDEMPOTENCY_KEY], sale_ok),
+            "/api/v1/price-lists/{price_list_id}": _post("a price list, whole (SPEC 9)", PRICE_LIST, bearer,
+                                                         [_path("price_list_id"), IDEMPOTENCY_KEY],
+                                                         {202: "published"}),
             "/api/v1/inventory/adjust": _post("inventory adjust (seed 003)", ADJUST, bearer, [IDEMPOTENCY_KEY],
                                               {202: "published"}),
             "/api/v1/inventory/snapshot": {"get": {

@@ -22,8 +22,9 @@ def _positive(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sink", help="PostgreSQL connector worker: writes the ledger topics into the books, exactly once",
-        description="Consumes ledger.invoices, ledger.credit_notes, ledger.payments, ledger.journal and "
-                    "ledger.external_refs and writes the books. Start several with the same --group to share "
+        description="Consumes ledger.invoices, ledger.credit_notes, ledger.payments, ledger.journal, "
+                    "ledger.external_refs and ledger.shipments and writes the books. Start several with the same "
+                    "--group to share "
                     "the partitions. Runs the schema migrations itself. SIGTERM/Ctrl-C: writes what it holds, "
                     "then stops.")
     p.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE,

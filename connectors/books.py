@@ -1,12 +1,15 @@
 """`stockledger books check|trial-balance|aging`: the accountant's commands (SPEC 2 "The books reconcile", SPEC 9).
 
-They read PostgreSQL only through the views of revision 0005 (`books_journal`, `books_receivable_items`,
-`books_reconciliation`, `books_exceptions`), so what they print is what `psql` shows an accountant:
+They read PostgreSQL only through the views of revisions 0005 (`books_journal`, `books_receivable_items`,
+`books_reconciliation`, `books_exceptions`) and 0006 (`books_fulfilment_exceptions`), so what they print is
+what `psql` shows an accountant:
 
 - `check`: every reconciliation of SPEC 2 per tenant and currency (1100 = what customers owe, 4000 - 4010
   = invoice nets - credit note nets, 2100 = taxes invoiced - taxes credited, each cash or clearing
   account = payments - refunds of its methods), and every document without its journal entry (or the
-  other way round). Exit 1 naming each difference; 0 when the books reconcile.
+  other way round), every order whose shipped plus cancelled quantity of a SKU exceeds what it ordered
+  (SPEC 8: shipment lines and cancellation credit notes against invoice lines), and every line priced by
+  PRICE_LIST that names no list. Exit 1 naming each difference; 0 when the books reconcile.
 - `trial-balance`: per tenant, currency and account: debit, credit, balance (debit - credit), with a total
   row whose debits equal its credits; `--as-of DATE`: entries posted up to the end of that day (UTC).
 - `aging`: receivables per customer in buckets by days past due as of `--as-of` (default today, UTC):
@@ -40,7 +43,9 @@ _RECONCILIATION = text("""
 """)
 _EXCEPTIONS = text("""
     SELECT tenant_id, currency, document_id, problem
-      FROM books_exceptions
+      FROM (SELECT tenant_id, currency, document_id, problem FROM books_exceptions
+            UNION ALL
+            SELECT tenant_id, currency, document_id, problem FROM books_fulfilment_exceptions) AS x
      WHERE CAST(:tenant AS text) IS NULL OR tenant_id = :tenant
      ORDER BY tenant_id, currency, document_id, problem
 """)

@@ -14,7 +14,8 @@ from typing import Any
 
 from stockledger.db import tables as t
 
-LEDGER_TOPICS = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal", "ledger.external_refs")
+LEDGER_TOPICS = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal", "ledger.external_refs",
+                 "ledger.shipments")
 # Parents before children, so foreign keys hold inside a batch.
 TABLE_ORDER = tuple(table.name for table in t.BOOKS)
 
@@ -79,6 +80,9 @@ def _document_lines(out: RecordRows, table: str, id_name: str, tenant: str, doc_
             "tax_percent": _money(line["tax_percent"], f"{where}.tax_percent"),
             "net": _money(line["net"], f"{where}.net"), "tax": _money(line["tax"], f"{where}.tax"),
             "total": _money(line["total"], f"{where}.total"),
+            # SPEC 9; absent from records written before price lists (older schema versions)
+            "price_source": _optional_text(line.get("price_source"), f"{where}.price_source"),
+            "price_list_id": _optional_text(line.get("price_list_id"), f"{where}.price_list_id"),
         })
 
 
@@ -150,12 +154,29 @@ def _external_ref(r: dict, out: RecordRows) -> None:
     })
 
 
+def _shipment(r: dict, out: RecordRows) -> None:
+    tenant, doc = _text(r["tenant_id"], "tenant_id"), _text(r["shipment_id"], "shipment_id")
+    out.add("shipments", {
+        "tenant_id": tenant, "shipment_id": doc,
+        "source_shipment_id": _text(r["source_shipment_id"], "source_shipment_id"),
+        "sale_id": _text(r["sale_id"], "sale_id"), "invoice_id": _optional_text(r.get("invoice_id"), "invoice_id"),
+        "location_id": _optional_text(r.get("location_id"), "location_id"),
+        "shipped_at": _time(r["shipped_at"], "shipped_at"),
+    })
+    for i, line in enumerate(r["lines"]):
+        out.add("shipment_lines", {
+            "tenant_id": tenant, "shipment_id": doc, "line_no": line["line_no"],
+            "sku": _text(line["sku"], f"lines[{i}].sku"), "quantity": line["quantity"],
+        })
+
+
 MAPPERS: dict[str, Callable[[dict, RecordRows], None]] = {
     "ledger.invoices": _invoice,
     "ledger.credit_notes": _credit_note,
     "ledger.payments": _payment,
     "ledger.journal": _journal,
     "ledger.external_refs": _external_ref,
+    "ledger.shipments": _shipment,
 }
 
 

@@ -39,6 +39,7 @@ OUTPUTS = (
     TopicSpec("ledger.journal", "journal_entry"),
     TopicSpec("ledger.external_refs", "external_ref"),
     TopicSpec("catalog.groups", "catalog_group", compacted=True, has_dlq=False),  # issue 20: newest per group
+    TopicSpec("ledger.shipments", "shipment"),  # SPEC 8: what left the warehouse for an order
 )
 # A worker group's own topics (JSON, created by Faust), prefixed with its app id like Faust's
 # changelogs, so two groups on one cluster (a benchmark beside the demo) never read each other's.

@@ -60,6 +60,11 @@ def _document_lines(name: str, parent: str, parent_id: str) -> Table:
         Column("net", Money, nullable=False),
         Column("tax", Money, nullable=False),
         Column("total", Money, nullable=False),
+        # SPEC 9 (revision 0006): how the line (an invoice's, or the invoice line a credit note reverses) was
+        # priced: LINE (the producer's price), PRICE_LIST (then price_list_id names the list) or CATALOG;
+        # NULL for documents booked before price lists
+        Column("price_source", Text),
+        Column("price_list_id", Text),
         ForeignKeyConstraint(["tenant_id", parent_id], [f"{parent}.tenant_id", f"{parent}.{parent_id}"],
                              ondelete="CASCADE", name=f"{name}_{parent}_fkey"),
         CheckConstraint("quantity > 0", name=f"{name}_quantity_positive"),
@@ -179,6 +184,33 @@ external_refs = Table(
     Column("internal_id", Text, nullable=False),
 )
 
+# SPEC 8 (revision 0006): what left the warehouse for an order, one row per accepted order.shipped (its
+# delivery note, ledger.shipments), one line per SKU shipped. Under IMMEDIATE fulfilment an order leaves stock
+# when it is accepted and has no shipment rows (order.shipped is refused there).
+shipments = Table(
+    "shipments", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("shipment_id", Text, primary_key=True),  # SHIP-<the event's shipment_id>
+    Column("source_shipment_id", Text, nullable=False),
+    Column("sale_id", Text, nullable=False),  # the order
+    Column("invoice_id", Text),  # no foreign key: the invoice may arrive later
+    Column("location_id", Text),
+    Column("shipped_at", DateTime(timezone=True), nullable=False),
+    Index("shipments_sale_idx", "tenant_id", "sale_id"),
+)
+
+shipment_lines = Table(
+    "shipment_lines", metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("shipment_id", Text, primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("sku", Text, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "shipment_id"], ["shipments.tenant_id", "shipments.shipment_id"],
+                         ondelete="CASCADE", name="shipment_lines_shipments_fkey"),
+    CheckConstraint("quantity > 0", name="shipment_lines_quantity_positive"),
+)
+
 sink_offsets = Table(
     "sink_offsets", metadata,
     Column("group_id", Text, primary_key=True),
@@ -253,7 +285,7 @@ webhook_failures = Table(
 )
 
 BOOKS = (invoices, invoice_lines, credit_notes, credit_note_lines, payments, payment_allocations,
-         journal_entries, journal_lines, external_refs)
+         journal_entries, journal_lines, external_refs, shipments, shipment_lines)
 
 
 # -- the HTTP API service's own state (api/, revision 0002) -----------------------------------------

@@ -21,6 +21,8 @@ Rules (SPEC 2, "Effectively exactly once"):
   held: an accepted order is deducted, booked and added to credit at once.
 - A sale's outcome is its last output, after every document, level and alert, so a client
   that acts on the outcome (a payment naming the invoice, a refund) meets its effects.
+- An accepted order.shipped (SPEC 8) emits its delivery note on ledger.shipments (`SHIP-<shipment_id>`: the
+  order, its invoice, location, the event's timestamp, the quantity per SKU) before its outcome.
 - A sale that breaks a rule found only here (NO_PRICE, PAYMENT_MISMATCH) is dead-lettered
   and nothing of it is applied; its sale record (status FAILED) is kept so a redelivery
   is recognised and a later sale under that sale_id is a conflict.
@@ -1205,6 +1207,11 @@ def _ship(ctx: _Ctx) -> None:
         released = reserve(moved.state, -qty, ctx.ts, ctx.event_id, location, REASON_SHIPMENT)
         ctx.store_stock(before, StockResult(released.state, True, moved.alerts))
     ctx.claim(doc, "shipment", shipment_id, record.sale_id)
+    ctx.emit("ledger.shipments", f"{tenant}:{doc}", {  # the delivery note the sink books (PostgreSQL shipments)
+        "tenant_id": tenant, "shipment_id": doc, "source_shipment_id": shipment_id, "sale_id": record.sale_id,
+        "invoice_id": None if record.invoice is None else record.invoice.invoice_id, "location_id": location,
+        "shipped_at": ctx.ts,
+        "lines": [{"line_no": n, "sku": sku, "quantity": qty} for n, (sku, qty) in enumerate(shipped.items(), 1)]})
     ctx.state.put("sales", f"{tenant}:{record.sale_id}", dataclasses.replace(record, order=order).to_dict())
     _lifecycle_outcome(ctx, SHIPMENT, shipment_id, record, ACCEPTED)
 

@@ -29,12 +29,20 @@ ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 D = Decimal
 
-INVOICES, CREDIT_NOTES, PAYMENTS, JOURNAL, REFS = LEDGER_TOPICS
+INVOICES, CREDIT_NOTES, PAYMENTS, JOURNAL, REFS, SHIPMENTS = LEDGER_TOPICS
 
 
 # -- records -----------------------------------------------------------------------------------------
 def money(cents: int) -> Decimal:
     return (D(cents) / 100).quantize(D("0.0001"))
+
+
+def _priced(n: int, i: int) -> tuple[str | None, str | None]:
+    """SPEC 9's price source of line i of INV-S<n>: a price list, the catalog, the producer's; none (a record
+    written before price lists) for every tenth invoice."""
+    if n % 10 == 9:
+        return None, None
+    return (("LINE", None), ("PRICE_LIST", f"PL-{n % 5}"), ("CATALOG", None))[i % 3]
 
 
 def invoice(tenant: str, n: int, lines: int = 3, terms: str = "ON_ACCOUNT") -> dict:
@@ -45,8 +53,10 @@ def invoice(tenant: str, n: int, lines: int = 3, terms: str = "ON_ACCOUNT") -> d
         unit = money(100 + (n * 37 + i * 11) % 9000)
         net = (unit * qty).quantize(D("0.01"))
         tax = (net * D("0.16")).quantize(D("0.01"))
+        source, plist = _priced(n, i)
         ls.append({"line_no": i, "sku": f"SKU-{(n + i) % 50:03d}", "quantity": qty, "unit_price": unit,
-                   "discount_percent": D("0"), "tax_percent": D("16"), "net": net, "tax": tax, "total": net + tax})
+                   "discount_percent": D("0"), "tax_percent": D("16"), "net": net, "tax": tax, "total": net + tax,
+                   "price_source": source, "price_list_id": plist})
     net_total = sum((x["net"] for x in ls), D(0))
     tax_total = sum((x["tax"] for x in ls), D(0))
     return {"tenant_id": tenant, "invoice_id": f"INV-S{n}", "sale_id": f"S{n}", "customer_ref": f"C{n % 20}",
@@ -82,19 +92,29 @@ def credit_note(tenant: str, rid: str, inv: dict) -> dict:
             "net_total": line["net"], "tax_total": line["tax"], "total": line["total"]}
 
 
+def shipment(tenant: str, sid: str, inv: dict, location: str | None = "WH-1") -> dict:
+    """SHIP-<sid>: the invoice's first line, shipped in full a day after the invoice (SPEC 8, ledger.shipments)."""
+    line = inv["lines"][0]
+    return {"tenant_id": tenant, "shipment_id": f"SHIP-{sid}", "source_shipment_id": sid, "sale_id": inv["sale_id"],
+            "invoice_id": inv["invoice_id"], "location_id": location,
+            "shipped_at": inv["issued_at"] + timedelta(days=1),
+            "lines": [{"line_no": 1, "sku": line["sku"], "quantity": line["quantity"]}]}
+
+
 def external_ref(tenant: str, kind: str, external: str, internal: str) -> dict:
     return {"tenant_id": tenant, "kind": kind, "external_id": external, "internal_id": internal}
 
 
 def key_of(contract: str, rec: dict) -> str:
     ids = {INVOICES: "invoice_id", CREDIT_NOTES: "credit_note_id", PAYMENTS: "payment_id", JOURNAL: "entry_id",
-           REFS: "external_id"}
+           REFS: "external_id", SHIPMENTS: "shipment_id"}
     return f"{rec['tenant_id']}:{rec[ids[contract]]}"
 
 
 def ledger_mix(tenant: str, invoices: int) -> list[tuple[str, dict]]:
     """(contract topic, record) for `invoices` invoices with their entries, and per 4 invoices 2 payments on
-    one of them (the final one published first), a credit note and an external ref: 3 records per invoice."""
+    one of them (the final one published first), a credit note, an external ref and a shipment: 13 records
+    per 4 invoices."""
     out: list[tuple[str, dict]] = []
     for n in range(invoices):
         inv = invoice(tenant, n)
@@ -107,6 +127,8 @@ def ledger_mix(tenant: str, invoices: int) -> list[tuple[str, dict]]:
             out.append((CREDIT_NOTES, credit_note(tenant, f"R{n}", inv)))
         if n % 4 == 2:
             out.append((REFS, external_ref(tenant, "sale", f"S{n}", inv["invoice_id"])))
+        if n % 4 == 3:
+            out.append((SHIPMENTS, shipment(tenant, f"SH{n}", inv, None if n % 8 == 7 else "WH-1")))
     return out
 
 
@@ -122,7 +144,8 @@ def expected_books(records: Iterable[tuple[str, dict]]) -> dict[str, set[tuple]]
             invoices[(t, r["invoice_id"])] = r
             for x in r["lines"]:
                 b["invoice_lines"].add((t, r["invoice_id"], x["line_no"], x["sku"], x["quantity"], x["unit_price"],
-                                        x["discount_percent"], x["tax_percent"], x["net"], x["tax"], x["total"]))
+                                        x["discount_percent"], x["tax_percent"], x["net"], x["tax"], x["total"],
+                                        x.get("price_source"), x.get("price_list_id")))
         elif contract == CREDIT_NOTES:
             b["credit_notes"].add((t, r["credit_note_id"], r["refund_id"], r["sale_id"], r["invoice_id"], r["currency"],
                                    r["refund_method"], r["restock"], r["issued_at"], r["net_total"], r["tax_total"],
@@ -130,7 +153,7 @@ def expected_books(records: Iterable[tuple[str, dict]]) -> dict[str, set[tuple]]
             for x in r["lines"]:
                 b["credit_note_lines"].add((t, r["credit_note_id"], x["line_no"], x["sku"], x["quantity"],
                                             x["unit_price"], x["discount_percent"], x["tax_percent"], x["net"],
-                                            x["tax"], x["total"]))
+                                            x["tax"], x["total"], x.get("price_source"), x.get("price_list_id")))
         elif contract == PAYMENTS:
             b["payments"].add((t, r["payment_id"], r["customer_ref"], r["sale_id"], r["method"], r["amount"],
                                r["currency"], r["reference"], r["received_at"]))
@@ -147,6 +170,11 @@ def expected_books(records: Iterable[tuple[str, dict]]) -> dict[str, set[tuple]]
                 b["journal_lines"].add((t, r["entry_id"], n, x["account"], x["debit"], x["credit"]))
         elif contract == REFS:
             b["external_refs"].add((t, r["kind"], r["external_id"], r["internal_id"]))
+        elif contract == SHIPMENTS:
+            b["shipments"].add((t, r["shipment_id"], r["source_shipment_id"], r["sale_id"], r["invoice_id"],
+                                r["location_id"], r["shipped_at"]))
+            for x in r["lines"]:
+                b["shipment_lines"].add((t, r["shipment_id"], x["line_no"], x["sku"], x["quantity"]))
     for k, r in invoices.items():
         p, status = paid.get(k, (D(0), "UNPAID"))
         b["invoices"].add((k[0], k[1], r["sale_id"], r["customer_ref"], r["channel"], r["currency"],
@@ -158,16 +186,18 @@ TABLES = {
     "invoices": "tenant_id, invoice_id, sale_id, customer_ref, channel, currency, payment_terms, issued_at, "
                 "net_total, tax_total, total, paid_amount, status",
     "invoice_lines": "tenant_id, invoice_id, line_no, sku, quantity, unit_price, discount_percent, tax_percent, "
-                     "net, tax, total",
+                     "net, tax, total, price_source, price_list_id",
     "credit_notes": "tenant_id, credit_note_id, refund_id, sale_id, invoice_id, currency, refund_method, restock, "
                     "issued_at, net_total, tax_total, total",
     "credit_note_lines": "tenant_id, credit_note_id, line_no, sku, quantity, unit_price, discount_percent, "
-                         "tax_percent, net, tax, total",
+                         "tax_percent, net, tax, total, price_source, price_list_id",
     "payments": "tenant_id, payment_id, customer_ref, sale_id, method, amount, currency, reference, received_at",
     "payment_allocations": "tenant_id, payment_id, invoice_id, amount, paid_after, status_after",
     "journal_entries": "tenant_id, entry_id, document_id, document_type, currency, posted_at, description",
     "journal_lines": "tenant_id, entry_id, line_no, account, debit, credit",
     "external_refs": "tenant_id, kind, external_id, internal_id",
+    "shipments": "tenant_id, shipment_id, source_shipment_id, sale_id, invoice_id, location_id, shipped_at",
+    "shipment_lines": "tenant_id, shipment_id, line_no, sku, quantity",
 }
 
 

@@ -217,3 +217,107 @@ def test_the_issues_tenant_reconciles_in_postgresql_and_the_books_commands_say_s
     assert "sales revenue (4000)" in lines[1] and "155.00" in lines[1]
     assert "X: journal entry JE-X has no document" in lines[2]
     assert "books check: 3 difference(s)" in bad.stderr
+
+
+def test_shipments_price_sources_and_cancellations_land_in_postgresql_and_the_books_check_them(
+        worker, publish, settings, tenant, sink_db, group):
+    """Issues 19 and 20 in the books: a RESERVE tenant's order priced by a price list, the catalog and the
+    producer, shipped in part and cancelled for the rest; PostgreSQL holds the delivery note, each line's
+    price source and the cancellation's credit note linked to its order; `books check` reconciles, and
+    names a shipment beyond what the order holds."""
+    url, engine = sink_db
+    migrate.upgrade(engine)
+    start = support.end_offsets(settings, list(support.LEDGER_TOPICS))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
+                          "VALUES (:g, :t, :p, :o)"), [{"g": group, "t": t, "p": p, "o": o}
+                                                       for (t, p), o in start.items()])
+    t = tenant
+    with SinkThread(settings, url, "", group):
+        publish("tenant.settings", [envelope(t, "cfg", "tenant.configured", at(1), {"order_fulfilment": "RESERVE"})])
+        publish("catalog.updates", [envelope(t, "cat", "catalog.update", at(1), {
+            "product_group_id": "G", "group_name": "G", "is_active": True,
+            "variants": [{"sku": s, "display_name": s, "price": p, "stock_quantity": 100}
+                         for s, p in (("A", "100.00"), ("B", "50.00"), ("C", "20.00"))]})])
+        publish("price.lists", [envelope(t, "pl", "price_list.updated", at(1), {
+            "price_list_id": "PL-1", "currency": "KES",
+            "items": [{"sku": "A", "unit_price": "90.00"}, {"sku": "A", "unit_price": "80.00", "min_quantity": 5}]})])
+        publish("customers", [envelope(t, "c1", "customer.credit", at(1), {
+            "customer_ref": "C1", "credit_limit": "10000", "on_hold": False, "price_list_id": "PL-1"})])
+        settle(settings)
+        steps = [
+            ("sales", envelope(t, "ev-O1", "order.placed", at(2), {
+                "sale_id": "O1", "channel": "WEB", "currency": "KES", "payment_terms": "ON_ACCOUNT",
+                "customer_ref": "C1", "line_items": [{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 2},
+                                                     {"sku": "C", "quantity": 1, "unit_price": "18.00"}]})),
+            ("sales", envelope(t, "ev-SH1", "order.shipped", at(3), {
+                "sale_id": "O1", "shipment_id": "SH1", "location_id": "WH-1",
+                "lines": [{"sku": "A", "quantity": 3}, {"sku": "B", "quantity": 2}]})),
+            ("sales", envelope(t, "ev-X1", "order.cancelled", at(4), {"sale_id": "O1", "cancellation_id": "X1"})),
+            ("sales", envelope(t, "ev-SH2", "order.shipped", at(5), {  # nothing open any more: refused, no row
+                "sale_id": "O1", "shipment_id": "SH2", "lines": [{"sku": "A", "quantity": 1}]})),
+        ]
+        for topic, event in steps:
+            publish(topic, [event])
+            settle(settings)
+        decided = outcomes(settings, t)
+        assert {e: (o["kind"], o["outcome"], [r["code"] for r in o["reasons"]], o["document_ids"])
+                for e, o in decided.items()} == {
+            "ev-O1": ("SALE", "ACCEPTED", [], ["INV-O1", "JE-INV-O1"]),
+            "ev-SH1": ("SHIPMENT", "ACCEPTED", [], []),
+            "ev-X1": ("CANCELLATION", "ACCEPTED", [], ["CN-X1", "JE-CN-X1"]),
+            "ev-SH2": ("SHIPMENT", "REFUSED", ["OVER_SHIPMENT"], []),
+        }
+
+        def written() -> bool:
+            with engine.connect() as conn:
+                counts = conn.execute(text("""
+                    SELECT (SELECT count(*) FROM invoices WHERE tenant_id = :t),
+                           (SELECT count(*) FROM credit_notes WHERE tenant_id = :t),
+                           (SELECT count(*) FROM shipments WHERE tenant_id = :t),
+                           (SELECT count(*) FROM journal_entries WHERE tenant_id = :t),
+                           (SELECT count(*) FROM external_refs WHERE tenant_id = :t AND kind = 'cancellation')
+                """), {"t": t}).one()
+            return tuple(counts) == (1, 1, 1, 2, 1)
+
+        wait_for(written, 120, "the sink to write the tenant's books")
+
+    def rows(sql: str) -> list[tuple]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), {"t": t})]
+
+    assert rows("SELECT shipment_id, source_shipment_id, sale_id, invoice_id, location_id, shipped_at "
+                "FROM shipments WHERE tenant_id = :t") == [
+        ("SHIP-SH1", "SH1", "O1", "INV-O1", "WH-1", datetime(2026, 1, 3, 10, tzinfo=UTC))]
+    assert rows("SELECT shipment_id, line_no, sku, quantity FROM shipment_lines WHERE tenant_id = :t "
+                "ORDER BY line_no") == [("SHIP-SH1", 1, "A", 3), ("SHIP-SH1", 2, "B", 2)]
+    assert rows("SELECT line_no, sku, quantity, unit_price, total, price_source, price_list_id FROM invoice_lines "
+                "WHERE tenant_id = :t ORDER BY line_no") == [
+        (1, "A", 5, D("80.0000"), D("400.0000"), "PRICE_LIST", "PL-1"),  # the list's break at 5
+        (2, "B", 2, D("50.0000"), D("100.0000"), "CATALOG", None),
+        (3, "C", 1, D("18.0000"), D("18.0000"), "LINE", None)]
+    # the cancellation's credit note names its order and invoice; external_refs maps the cancellation to it
+    assert rows("SELECT credit_note_id, refund_id, sale_id, invoice_id, refund_method, restock, total "
+                "FROM credit_notes WHERE tenant_id = :t") == [
+        ("CN-X1", "X1", "O1", "INV-O1", "CREDIT", False, D("178.0000"))]
+    assert rows("SELECT external_id, internal_id FROM external_refs WHERE tenant_id = :t AND kind = 'cancellation'"
+                ) == [("X1", "CN-X1")]
+    assert sorted(rows("SELECT sku, quantity, unit_price, total, price_source, price_list_id FROM credit_note_lines "
+                       "WHERE tenant_id = :t")) == [
+        ("A", 2, D("80.0000"), D("160.0000"), "PRICE_LIST", "PL-1"), ("C", 1, D("18.0000"), D("18.0000"), "LINE", None)]
+    assert rows("SELECT sale_id, sku, ordered, shipped, cancelled FROM books_fulfilment WHERE tenant_id = :t "
+                "ORDER BY sku") == [("O1", "A", 5, 3, 2), ("O1", "B", 2, 2, 0), ("O1", "C", 1, 0, 1)]
+    check = books(url, "check", "--tenant", t)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # a delivery note of more than the order holds (say, a row written by hand): check names it, exit 1
+    with engine.begin() as conn:
+        conn.execute(text("""INSERT INTO shipments VALUES (:t, 'SHIP-BAD', 'BAD', 'O1', 'INV-O1', null, now())"""),
+                     {"t": t})
+        conn.execute(text("""INSERT INTO shipment_lines VALUES (:t, 'SHIP-BAD', 1, 'B', 1),
+                                                               (:t, 'SHIP-BAD', 2, 'Z', 4)"""), {"t": t})
+    bad = books(url, "check", "--tenant", t, "--json")
+    assert bad.returncode == 1
+    assert [(r["reconciliation"], r["status"]) for r in json.loads(bad.stdout) if r["status"] != "ok"] == [
+        ("O1: order O1 sku B: shipped 3 + cancelled 0 exceeds ordered 2", "DIFFERENCE"),
+        ("O1: order O1 sku Z: shipped 4 + cancelled 0 exceeds ordered 0", "DIFFERENCE")]

@@ -62,3 +62,32 @@ def test_prefixed_topics_stand_for_their_contract_topic():
     assert contract_topic("test-abc.ledger.journal") == "ledger.journal"
     with pytest.raises(ValueError):
         contract_topic("sales")
+
+
+def test_document_lines_carry_their_price_source_and_older_records_none():
+    out = to_rows("ledger.invoices", support.invoice("t1", 7, lines=3))
+    assert [(r["line_no"], r["price_source"], r["price_list_id"]) for r in out.rows["invoice_lines"]] == [
+        (1, "PRICE_LIST", "PL-2"), (2, "CATALOG", None), (3, "LINE", None)]
+    old = support.invoice("t1", 8, lines=1)
+    for line in old["lines"]:  # a record of the schema before price lists: no such fields at all
+        del line["price_source"], line["price_list_id"]
+    note = to_rows("ledger.credit_notes", support.credit_note("t1", "R1", old))
+    assert [(r["price_source"], r["price_list_id"]) for r in note.rows["credit_note_lines"]] == [(None, None)]
+    bad = support.invoice("t1", 7, lines=1)
+    bad["lines"][0]["price_source"] = ""
+    with pytest.raises(RecordError, match=r"lines\[0\].price_source: expected a non-empty string"):
+        to_rows("ledger.invoices", bad)
+
+
+def test_a_shipment_becomes_its_delivery_note_and_lines():
+    inv = support.invoice("t1", 3)
+    out = to_rows("ledger.shipments", support.shipment("t1", "SH1", inv))
+    [header] = out.rows["shipments"]
+    assert header == {"tenant_id": "t1", "shipment_id": "SHIP-SH1", "source_shipment_id": "SH1", "sale_id": "S3",
+                      "invoice_id": "INV-S3", "location_id": "WH-1", "shipped_at": inv["issued_at"] + support.timedelta(
+                          days=1)}
+    assert out.rows["shipment_lines"] == [{"tenant_id": "t1", "shipment_id": "SHIP-SH1", "line_no": 1,
+                                           "sku": inv["lines"][0]["sku"], "quantity": inv["lines"][0]["quantity"]}]
+    assert out.invoice_keys == []  # a shipment settles nothing
+    with pytest.raises(RecordError, match="field 'lines' missing"):
+        to_rows("ledger.shipments", {k: v for k, v in support.shipment("t1", "SH1", inv).items() if k != "lines"})

@@ -27,8 +27,8 @@ def books(sink_db):
 def test_upgrade_reaches_head_and_matches_the_table_definitions(sink_db):
     _, engine = sink_db
     assert migrate.current(engine) is None
-    assert migrate.upgrade(engine) == migrate.head() == "0005"
-    assert migrate.upgrade(engine) == "0005"  # again: nothing to do
+    assert migrate.upgrade(engine) == migrate.head() == "0006"
+    assert migrate.upgrade(engine) == "0006"  # again: nothing to do
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE,
                                                      "compare_server_default": True})
@@ -108,3 +108,24 @@ def test_money_keeps_four_decimals_exactly(books):
         _entry(conn, "JE-P", [("1000", "0.0001", "0"), ("4000", "0", "0.0001")])
         got = conn.execute(text("SELECT debit FROM journal_lines WHERE line_no = 1")).scalar()
     assert isinstance(got, Decimal) and got == Decimal("0.0001")
+
+
+def test_revision_0006_goes_down_to_0005_and_up_again(sink_db):
+    """Shipments, price sources and the fulfilment views come and go with their revision."""
+    from alembic import command
+
+    _, engine = sink_db
+    assert migrate.upgrade(engine) == "0006"
+    cfg = migrate._config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+        conn.commit()
+    insp = inspect(engine)
+    assert migrate.current(engine) == "0005"
+    assert not insp.has_table("shipments") and "price_source" not in {c["name"] for c in insp.get_columns(
+        "invoice_lines")} and "books_fulfilment" not in insp.get_view_names()
+    assert migrate.upgrade(engine) == "0006"
+    insp = inspect(engine)
+    assert insp.has_table("shipment_lines") and {"books_fulfilment", "books_fulfilment_exceptions"} <= set(
+        insp.get_view_names())

@@ -156,7 +156,7 @@ def test_two_workers_share_the_partitions_without_duplicates_or_gaps(settings, c
                                                                      group, tmp_path):
     """Two workers at once; mid-stream one leaves and a third joins (two rebalances under load)."""
     url, engine = sink_db
-    records = support.ledger_mix(tenant, 4000)  # 12,000 records
+    records = support.ledger_mix(tenant, 4000)  # 13,000 records
     topics = [prefix + t for t in support.LEDGER_TOPICS]
     assigned = "assigned " + prefix
     a = support.spawn_sink(url, prefix, group, tmp_path / "a.log", "--batch-size", "500")

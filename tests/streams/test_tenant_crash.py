@@ -10,7 +10,9 @@ The workload has no "one right answer whatever the order": duplicates early and 
 event ids, stale counts, late deltas, orders racing for the last units of scarce SKUs, payments
 published the moment their sale's outcome is visible (whatever order that gives), oldest-first
 payments, CREDIT and CASH refunds, over-refunds and overpayments, and (SPEC 8) shipments, cancellations
-and releases of earlier orders, one tenant configured RESERVE and HOLD by a tenant.configured. The reference is
+and releases of earlier orders, one tenant configured RESERVE and HOLD by a tenant.configured, and (SPEC 9) price
+lists interleaved with the orders of the customers they price (quantity breaks, validity windows, stale versions,
+customers moving between lists). The books compared include the shipments and each line's price source. The reference is
 `streams.core.fold.serial_fold` over the tenant log as it was written, so the comparison is exact
 whatever order the log ended up in.
 
@@ -72,7 +74,7 @@ BASE = 1_790_000_000_000
 TOPIC = {"inventory.change": "inventory.changes", "sale.completed": "sales", "order.placed": "sales",
          "refund.issued": "refunds", "payment.received": "payments", "customer.credit": "customers",
          "catalog.update": "catalog.updates", "order.shipped": "sales", "order.cancelled": "sales",
-         "order.released": "sales", "tenant.configured": "tenant.settings"}
+         "order.released": "sales", "tenant.configured": "tenant.settings", "price_list.updated": "price.lists"}
 P_SKUS = [f"P{n:03d}" for n in range(150)]  # counted, adjusted and sold at the till
 R_SKUS = [f"R{n:02d}" for n in range(20)]  # scarce: web orders race for their last units
 O_SKUS = [f"O{n:02d}" for n in range(40)]  # web orders, plenty in stock
@@ -80,7 +82,12 @@ X_SKUS = ["X0", "X1", "X2"]  # inactive
 UNLIMITED = [f"U{n}" for n in range(1, 9)]
 LIMITED = {"L1": "300", "L2": "800", "L3": "800", "L4": "2000", "L5": "5000", "L6": "5000"}
 ON_HOLD = ["H1"]
-LEDGER = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal", "ledger.external_refs")
+LEDGER = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal", "ledger.external_refs",
+          "ledger.shipments")
+# SPEC 9: customers who buy from a price list (customer.credit's price_list_id); the lists' updates are interleaved
+# with their orders, and now and then a customer moves to the other list
+ON_LIST = {"U1": "PL-A", "U2": "PL-A", "L2": "PL-A", "L4": "PL-A", "U3": "PL-B", "L5": "PL-B", "H1": "PL-B"}
+LISTS = ("PL-A", "PL-B")
 PUBLISH_SECONDS = 110  # the main stream is published over this long, while the faults happen
 
 
@@ -108,6 +115,7 @@ def setup_events(tenant: str, reserve: bool = False) -> list[tuple[str, dict]]:
 
     customers = {**{c: ("0", False) for c in UNLIMITED}, **{c: (v, False) for c, v in LIMITED.items()},
                  **{c: ("10000", True) for c in ON_HOLD}}
+    on_list = {c: {"price_list_id": ON_LIST[c]} if c in ON_LIST else {} for c in customers}
     # SPEC 8: one tenant reserves its orders and holds those over credit; the other keeps the defaults
     settings = [("tenant.settings", {"event_id": "cfg-1", "event_type": "tenant.configured", "tenant_id": tenant,
                                      "timestamp": BASE, "data": {"order_fulfilment": "RESERVE",
@@ -117,7 +125,8 @@ def setup_events(tenant: str, reserve: bool = False) -> list[tuple[str, dict]]:
             group("GO", O_SKUS, lambda i: f"{20 + i * 4}.{(i * 13) % 100:02d}", lambda i: 1_000_000),
             group("GX", X_SKUS, lambda i: "9.99", lambda i: 100, active=False)] + [
         ("customers", {"event_id": f"cc-{c}", "event_type": "customer.credit", "tenant_id": tenant,
-                       "timestamp": BASE, "data": {"customer_ref": c, "credit_limit": limit, "on_hold": hold}})
+                       "timestamp": BASE, "data": {"customer_ref": c, "credit_limit": limit, "on_hold": hold,
+                                                   **on_list[c]}})
         for c, (limit, hold) in customers.items()]
 
 
@@ -128,6 +137,7 @@ def build(tenant: str, n: int, seed: int) -> Plan:
     base: list[dict] = []
     last_count: dict[str, int] = {}
     sales: list[tuple[int, dict]] = []
+    lists: dict[str, str | None] = dict(ON_LIST)  # each customer's list as the events so far set it
 
     def ev(kind: str, eid: str, ts: int, data: dict) -> dict:
         return {"event_id": eid, "event_type": kind, "tenant_id": tenant, "timestamp": ts, "data": data}
@@ -244,9 +254,13 @@ def build(tenant: str, n: int, seed: int) -> Plan:
                             "amount": amount, "currency": "KES", "method": rng.choice(["CASH", "BANK", "MOBILE"])}))
         elif roll < 0.976:
             c = rng.choice([*LIMITED, *ON_HOLD])
+            listed = {"price_list_id": lists[c]} if c in lists else {}
+            if rng.random() < 0.2:  # SPEC 9: the customer moves to another list, or off lists
+                lists[c] = rng.choice([*LISTS, None])
+                listed = {"price_list_id": lists[c]}
             base.append(ev("customer.credit", f"cc{i}", ts,
                            {"customer_ref": c, "credit_limit": rng.choice(["500", "1500", "4000", "0"]),
-                            "on_hold": rng.random() < 0.3}))
+                            "on_hold": rng.random() < 0.3, **listed}))
         elif roll < 0.978:  # a price change, or a stale one (older than the catalog it would replace)
             stamp = ts if rng.random() < 0.6 else BASE - 1000
             skus = rng.sample(O_SKUS, 5)
@@ -254,6 +268,9 @@ def build(tenant: str, n: int, seed: int) -> Plan:
                            {"product_group_id": "GO", "group_name": "GO", "is_active": True, "tax_rate": "16",
                             "variants": [{"sku": s, "display_name": s, "price": _money(rng, 15, 220)}
                                          for s in skus]}))
+        elif roll < 0.99:  # SPEC 9: a price list, whole, among the orders of the customers it prices
+            stamp = ts if rng.random() < 0.9 else ts - rng.randint(50, 3000) * 1000  # stale: loses to a newer one
+            base.append(ev("price_list.updated", f"pl{i}", stamp, price_list(rng, stamp)))
         else:
             base.append(ev("inventory.change", f"inv{i}", ts,
                            {"sku": rng.choice(P_SKUS), "quantity_change": rng.choice([-1, 2, 5])}))
@@ -269,6 +286,29 @@ def build(tenant: str, n: int, seed: int) -> Plan:
     placed.sort(key=lambda x: x[0])
     plan.stream = [(TOPIC[e["event_type"]], e) for _, e in placed]
     return plan
+
+
+def price_list(rng: random.Random, ts: int) -> dict:
+    """A price_list.updated's data: some SKUs of the web orders, the scarce ones and the till's, a quantity break
+    on some; now and then a window that has passed or not begun, a stale version (older than the list it would
+    replace) or a list in another currency (it prices nothing here). (A list that breaks the rules never reaches
+    the tenant log: admission dead-letters it, outside this comparison.)"""
+    skus = rng.sample(O_SKUS, 20) + rng.sample(R_SKUS, 10) + rng.sample(P_SKUS, 30)
+    items = []
+    for sku in skus:
+        items.append({"sku": sku, "unit_price": _money(rng, 5, 200)})
+        if rng.random() < 0.4:
+            items.append({"sku": sku, "unit_price": _money(rng, 2, 150), "min_quantity": rng.choice([2, 3])})
+    data: dict[str, Any] = {"price_list_id": rng.choice(LISTS), "currency": "USD" if rng.random() < 0.05 else "KES",
+                            "items": items}
+    window = rng.random()
+    if window < 0.1:
+        data["valid_to"] = ts - rng.randint(1, 50) * 1000  # over already
+    elif window < 0.2:
+        data["valid_from"] = ts + rng.randint(1, 400) * 1000  # applies to orders some time later
+    elif window < 0.3:
+        data["valid_from"], data["valid_to"] = ts - 1000, ts + rng.randint(20, 300) * 1000
+    return data
 
 
 def _conflict(e: dict, rng: random.Random) -> dict:
@@ -287,6 +327,8 @@ def _conflict(e: dict, rng: random.Random) -> dict:
             other["event_id"] = f"x-{e['event_id']}"  # same sale_id, another event id
     elif kind == "refund.issued":
         data["lines"][0]["quantity"] += 1
+    elif kind == "price_list.updated":
+        data["items"][0]["unit_price"] = str(Decimal(data["items"][0]["unit_price"]) + 1)  # same event id: a letter
     elif kind in ("order.shipped", "order.cancelled", "order.released"):
         other["event_id"] = f"x-{e['event_id']}"  # its shipment / cancellation / release under another event id
     elif kind == "payment.received":
@@ -530,7 +572,18 @@ class SinkBooks:
             "journal_entries": len({e.key for e in ledger if e.topic == "ledger.journal"}),
             "journal_lines": sum(len(e.value["lines"]) for e in ledger if e.topic == "ledger.journal"),
             "external_refs": len({e.key for e in ledger if e.topic == "ledger.external_refs"}),
+            "shipments": len({e.key for e in ledger if e.topic == "ledger.shipments"}),
+            "shipment_lines": sum(len(e.value["lines"]) for e in ledger if e.topic == "ledger.shipments"),
         }
+        # SPEC 9: how every document line was priced; SPEC 8: what each order shipped, per SKU
+        lines_of = {"ledger.invoices": "invoice_lines", "ledger.credit_notes": "credit_note_lines"}
+        want_sources = Counter((lines_of[e.topic], li.get("price_source"), li.get("price_list_id"))
+                               for e in {e.key: e for e in ledger if e.topic in lines_of}.values()
+                               for li in e.value["lines"])
+        want_shipped = Counter()
+        for e in {e.key: e for e in ledger if e.topic == "ledger.shipments"}.values():
+            for li in e.value["lines"]:
+                want_shipped[(e.value["tenant_id"], e.value["sale_id"], li["sku"])] += li["quantity"]
         want_balances = {k: v for k, v in balances(mine).items() if v != 0}
         want_settled = {}
         for key, raw in ref.tables["invoices"].items():
@@ -543,11 +596,20 @@ class SinkBooks:
             got_balances = {(t, c, a): b for t, c, a, b in conn.execute(text(
                 "SELECT tenant_id, currency, account, sum(debit) - sum(credit) FROM books_journal "
                 "WHERE tenant_id = ANY(:t) GROUP BY 1, 2, 3 HAVING sum(debit) <> sum(credit)"), {"t": tenants})}
+            got_sources = Counter({(table, src, plist): n for table in lines_of.values()
+                                   for src, plist, n in conn.execute(text(
+                                       f"SELECT price_source, price_list_id, count(*) FROM {table} "
+                                       "WHERE tenant_id = ANY(:t) GROUP BY 1, 2"), {"t": tenants})})
+            got_shipped = Counter({(t, o, k): q for t, o, k, q in conn.execute(text(
+                "SELECT tenant_id, sale_id, sku, shipped FROM books_fulfilment WHERE tenant_id = ANY(:t) "
+                "AND shipped <> 0"), {"t": tenants})})
             got_settled = {(t, i): (p, c, s) for t, i, p, c, s in conn.execute(text(
                 "SELECT tenant_id, invoice_id, paid_amount, credited_amount, status FROM invoices "
                 "WHERE tenant_id = ANY(:t) AND payment_terms = 'ON_ACCOUNT'"), {"t": tenants})}
         problems = diff("books rows", want_counts, got_counts) + diff("books balance", want_balances, got_balances)
         problems += diff("books invoice", want_settled, got_settled)
+        problems += diff("books price sources", dict(want_sources), dict(got_sources))
+        problems += diff("books shipped", dict(want_shipped), dict(got_shipped))
         problems += [f"serial fold's books: {p}" for p in differences(ref, mine)]
         for tenant in tenants:
             check = subprocess.run([sys.executable, "-m", "cli.main", "books", "check", "--tenant", tenant,
@@ -739,6 +801,9 @@ def test_tenant_log_crashes_and_restore_match_the_serial_fold(worker, stack, set
     assert stages["rule:PAYMENT_MISMATCH"] > 0 and alerts["STALE_ABSOLUTE"] > 5
     assert follower.published > 1000
     assert sum(1 for e in emits if e.topic == "ledger.credit_notes") > 300  # refunds booked
+    assert tally[("SHIPMENT", "ACCEPTED", "")] > 20 and sum(1 for e in emits if e.topic == "ledger.shipments") > 20
+    priced = Counter(li.get("price_source") for e in emits if e.topic == "ledger.invoices" for li in e.value["lines"])
+    assert priced["PRICE_LIST"] > 300 and priced["CATALOG"] > 10_000, priced  # SPEC 9: both, interleaved
 
     problems: list[str] = []
     # PostgreSQL: the sink's books are the serial fold's, and they reconcile

@@ -67,9 +67,13 @@ def test_shipping_moves_quantities_out_of_reserved_and_on_hand_and_refuses_more_
     state = reserve_shop()
     order_o1(state)
     out = run(state, ship("O1", "SH1", [{"sku": "A", "quantity": 1}], event_id="s1", location="WH1"))
-    assert topics(out) == ["stock.levels", "sales.outcomes"]
+    assert topics(out) == ["stock.levels", "ledger.shipments", "sales.outcomes"]
     assert out[0].value == {"tenant_id": "t1", "sku": "A", "on_hand": 9, "reserved": 1, "available": 8,
                             "updated_at": 2500, "last_event_id": "s1", "location_id": "WH1", "reason": "SHIPMENT"}
+    assert (out[1].key, out[1].value) == ("t1:SHIP-SH1", {  # the delivery note the sink books
+        "tenant_id": "t1", "shipment_id": "SHIP-SH1", "source_shipment_id": "SH1", "sale_id": "O1",
+        "invoice_id": "INV-O1", "location_id": "WH1", "shipped_at": 2500,
+        "lines": [{"line_no": 1, "sku": "A", "quantity": 1}]})
     assert outcome_of(out) == {"tenant_id": "t1", "kind": "SHIPMENT", "id": "SH1", "sale_id": "O1",
                                "customer_ref": "C1", "event_id": "s1", "outcome": "ACCEPTED", "reasons": [],
                                "credit": None, "document_ids": [], "total": None, "currency": "KES",
@@ -79,8 +83,10 @@ def test_shipping_moves_quantities_out_of_reserved_and_on_hand_and_refuses_more_
     assert topics(over) == ["sales.outcomes"]
     assert outcome_of(over)["outcome"] == "REFUSED"
     assert reasons(over) == [("OVER_SHIPMENT", "A", 2, 1)]
-    assert run(state, ship("O1", "SH3", [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}],
-                           event_id="s3"))[-1].value["outcome"] == ACCEPTED
+    both = run(state, ship("O1", "SH3", [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}], event_id="s3"))
+    assert both[-1].value["outcome"] == ACCEPTED
+    assert [o.value["lines"] for o in both if o.topic == "ledger.shipments"] == [
+        [{"line_no": 1, "sku": "A", "quantity": 1}, {"line_no": 2, "sku": "B", "quantity": 1}]]
     assert view(state) == ("SHIPPED", [(2, 2, 0, 0), (1, 1, 0, 0)])
     assert levels(state, "A", "B") == [(8, 0, 8), (4, 0, 4)]
 
