@@ -366,6 +366,10 @@ def _maintain(state: StockState, horizon: int | None, chunking: Chunking | None)
                     base_ts = t
         lo += 1
         due = _chunk(state, lo, chunking, fresh)["max"] if lo < hi else None
+    if not fresh and gc >= lo and lo == state.chunk_lo:  # the usual sale: nothing closed, folded or deleted
+        if deltas is state.deltas:
+            return state, ()
+        return replace(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty), ()
     writes = [(n, v) for n, v in fresh.items() if n >= lo]
     for _ in range(GC_PER_EVENT):
         if gc >= lo:
