@@ -91,7 +91,8 @@ def main() -> None:
         for mode, r in (("unchunked", before), ("chunked", after)):
             print(f"  {n:>7,}  {mode:<9} {r['head']:>9,} {r['max chunk']:>11,} {r['chunks']:>6,} {r['stored']:>10,} "
                   f"{r['last']:>26,} {r['written/sale']:>25,.0f}")
-        print(f"  {'':>7}  chunked: largest head {after['max head']:,} B, {after['us/sale']:.1f} us per sale in the core")
+        print(f"  {'':>7}  chunked: largest head {after['max head']:,} B, "
+              f"{after['us/sale']:.1f} us per sale in the core")
 
 
 if __name__ == "__main__":
