@@ -54,9 +54,10 @@ SEP = "\x1f"
 _OFFSET_KEY = b"\x00changelog-offset"  # next changelog offset this store has (sorts before every table key)
 _CACHE_MAX = 50_000
 # Keys of these tables are mostly written once and seldom read again (an event id, a sale, a payment, an
-# invoice, the expiry queue): they are not kept decoded in memory after a write (RocksDB has them), so the
-# cache holds the hot keys (stock, catalog, credit) and the worker's memory does not grow with the events.
-_WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "invoices"))
+# invoice, the expiry queue, a SKU's closed chunk of deltas): they are not kept decoded in memory after a write
+# (RocksDB has them), so the cache holds the hot keys (stock, catalog, credit) and the worker's memory does not
+# grow with the events.
+_WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "invoices", "stock_chunks"))
 MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _NULL = b"null"

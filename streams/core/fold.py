@@ -46,7 +46,8 @@ Rules (SPEC 2, "Effectively exactly once"):
   same inputs in the same order give the same state and outputs.
 
 State values are JSON-plain (Decimal as text). Tables and keys:
-stock / catalog `<tenant>:<sku>`, credit `<tenant>:<customer_ref>` (constant-size), invoices
+stock / catalog `<tenant>:<sku>` (stock: the SKU's head value), stock_chunks `<tenant>:<sku>#<n>` (the
+SKU's closed chunks of deltas, stock.py), credit `<tenant>:<customer_ref>` (constant-size), invoices
 `<tenant>:<invoice_id>` (each ON_ACCOUNT invoice, chained per customer; and a customer's CREDIT refund
 marks, see credit.py), sales `<tenant>:<sale_id>`, payments `<tenant>:<payment_id>`, seen
 `<tenant>:<event_id>` -> the event's fingerprint, expiry (the queue that forgets event ids after the
@@ -147,6 +148,8 @@ from .stock import (
     REASON_RETURN,
     REASON_SALE,
     RESTOCK,
+    STOCK_CHUNK,
+    Chunking,
     StockResult,
     StockState,
     apply_absolute,
@@ -203,8 +206,8 @@ __all__ = [
     "VALIDATORS",
 ]
 
-TABLES = ("stock", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents", "expiry", "prices",
-          "payment_failures", "refs", "settings", "groups")
+TABLES = ("stock", "stock_chunks", "catalog", "credit", "invoices", "sales", "payments", "seen", "documents",
+          "expiry", "prices", "payment_failures", "refs", "settings", "groups")
 DUPLICATE_DOCUMENT_ID = "DUPLICATE_DOCUMENT_ID"
 REF_CUSTOMER, REF_ITEM = "customer", "item"  # ledger.external_refs kinds of seed 000 (SPEC 9)
 
@@ -274,6 +277,9 @@ class FoldConfig:
     # booked with a warning on its outcome. None: no limit. (Settings.max_discount_percent for now; the
     # tenant's settings later.)
     max_discount_percent: Decimal | None = None
+    # A SKU's head keeps fewer than this many deltas; a full tail is closed into its own `stock_chunks` value
+    # (stock.py), so every stored value and every sale's writes are bounded. None: the head keeps them all.
+    stock_chunk: int | None = STOCK_CHUNK
 
 
 class DictState:
@@ -557,6 +563,8 @@ class _Ctx:
         key = f"{self.tenant}:{new.sku}"
         if new is not before:
             self.state.put("stock", key, new.to_dict())
+        for n, chunk in result.chunks:
+            self.state.put("stock_chunks", f"{key}#{n}", chunk)
         if result.changed:
             self.out.append(Emit("stock.levels", key, new.level()))
         for alert in result.alerts:
@@ -565,6 +573,14 @@ class _Ctx:
     def stock(self, sku: str) -> StockState:
         raw = self.state.get("stock", f"{self.tenant}:{sku}")
         return StockState(self.tenant, sku) if raw is None else StockState.from_dict(raw)
+
+    def chunking(self, sku: str) -> Chunking | None:
+        """How the SKU's closed chunks of deltas are read (stock.py), None when the head keeps every delta."""
+        size = self.config.stock_chunk
+        if size is None:
+            return None
+        get, prefix = self.state.get, f"{self.tenant}:{sku}#"
+        return Chunking(size, lambda n: get("stock_chunks", f"{prefix}{n}"))
 
     def settings(self) -> TenantSettings:
         """The tenant's settings as of this event (SPEC 8; the defaults until a tenant.configured)."""
@@ -759,10 +775,11 @@ def _inventory(ctx: _Ctx) -> None:
     location, reason = data.get("location_id"), data.get("reason")
     if data.get("new_quantity") is not None:
         result = apply_absolute(before, data["new_quantity"], ctx.ts, ctx.event_id, location,
-                                reason or REASON_COUNT, ctx.config.late_count_horizon_ms)
+                                reason or REASON_COUNT, ctx.config.late_count_horizon_ms, ctx.chunking(data["sku"]))
     else:
         result = apply_delta(before, data["quantity_change"], ctx.ts, ctx.event_id, location,
-                             reason=reason or REASON_ADJUSTMENT, horizon=ctx.config.late_count_horizon_ms)
+                             reason=reason or REASON_ADJUSTMENT, horizon=ctx.config.late_count_horizon_ms,
+                             chunking=ctx.chunking(data["sku"]))
     ctx.store_stock(before, result)
 
 
@@ -789,7 +806,7 @@ def _catalog(ctx: _Ctx) -> None:
         if qty is not None:
             before = ctx.stock(sku)
             ctx.store_stock(before, apply_absolute(before, qty, ctx.ts, ctx.event_id, None, REASON_CATALOG,
-                                                  ctx.config.late_count_horizon_ms))
+                                                  ctx.config.late_count_horizon_ms, ctx.chunking(sku)))
 
 
 def _price_list(ctx: _Ctx) -> None:
@@ -1043,7 +1060,7 @@ def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> No
             ctx.store_stock(before, reserve(before, qty, ctx.ts, ctx.event_id, sale.location_id, REASON_RESERVATION))
         else:
             ctx.store_stock(before, apply_delta(before, -qty, ctx.ts, ctx.event_id, sale.location_id, SALE_DELTA,
-                                                reason, ctx.config.late_count_horizon_ms))
+                                                reason, ctx.config.late_count_horizon_ms, ctx.chunking(sku)))
     if sale.payment_terms == ON_ACCOUNT:
         credit = ctx.credit(sale.customer_ref or "")
         update = add_invoice(ctx.state, credit, inv.invoice_id, inv.issued_at, inv.currency, inv.total, due_date)
@@ -1132,7 +1149,7 @@ def _refund(ctx: _Ctx) -> None:
     for sku, qty in booking.restock:
         before = ctx.stock(sku)
         ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
-                                            REASON_RETURN, ctx.config.late_count_horizon_ms))
+                                            REASON_RETURN, ctx.config.late_count_horizon_ms, ctx.chunking(sku)))
     if request.refund_method == "CREDIT" and invoice.customer_ref:  # on account, or a PAID sale's store credit
         credit = ctx.credit(invoice.customer_ref)
         update = apply_credit_refund(ctx.state, credit, request.refund_id, invoice.invoice_id, note.total)
@@ -1203,9 +1220,9 @@ def _ship(ctx: _Ctx) -> None:
     for sku, qty in shipped.items():
         before = ctx.stock(sku)
         moved = apply_delta(before, -qty, ctx.ts, ctx.event_id, location, SALE_DELTA, REASON_SHIPMENT,
-                            ctx.config.late_count_horizon_ms)
+                            ctx.config.late_count_horizon_ms, ctx.chunking(sku))
         released = reserve(moved.state, -qty, ctx.ts, ctx.event_id, location, REASON_SHIPMENT)
-        ctx.store_stock(before, StockResult(released.state, True, moved.alerts))
+        ctx.store_stock(before, StockResult(released.state, True, moved.alerts, moved.chunks))
     ctx.claim(doc, "shipment", shipment_id, record.sale_id)
     ctx.emit("ledger.shipments", f"{tenant}:{doc}", {  # the delivery note the sink books (PostgreSQL shipments)
         "tenant_id": tenant, "shipment_id": doc, "source_shipment_id": shipment_id, "sale_id": record.sale_id,
@@ -1262,7 +1279,8 @@ def _cancel(ctx: _Ctx) -> None:
             ctx.store_stock(before, reserve(before, -qty, ctx.ts, ctx.event_id, record.location_id, REASON_RELEASE))
         else:
             ctx.store_stock(before, apply_delta(before, qty, ctx.ts, ctx.event_id, record.location_id, RESTOCK,
-                                                REASON_CANCELLATION, ctx.config.late_count_horizon_ms))
+                                                REASON_CANCELLATION, ctx.config.late_count_horizon_ms,
+                                                ctx.chunking(sku)))
     if method == "CREDIT" and invoice.customer_ref:
         credit = ctx.credit(invoice.customer_ref)
         update = apply_credit_refund(ctx.state, credit, cancellation_id, invoice.invoice_id, note.total)
@@ -1378,6 +1396,11 @@ def _rewrite(ctx: _Ctx, seen_key: str) -> None:
         value = ctx.state.get(table, key)
         if value is not None:
             ctx.state.put(table, key, value)
+            if table == "stock" and value.get("chunks") and value["chunks"][1] < value["chunks"][2]:
+                newest = f"{key}#{value['chunks'][2] - 1}"  # the chunk the event may have closed
+                chunk = ctx.state.get("stock_chunks", newest)
+                if chunk is not None:
+                    ctx.state.put("stock_chunks", newest, chunk)
     ctx.state.put("seen", seen_key, ctx.fp)
 
 

@@ -55,3 +55,34 @@ def test_event_ids_behind_the_dedup_horizon_are_forgotten_with_tombstones(worker
     levels = [r["value"] for r in tenant_records(settings, "stock.levels", tenant)]
     assert [(lv["on_hand"], lv["last_event_id"]) for lv in levels] == \
         [(10, "old"), (11, "mid"), (13, "new"), (16, "next"), (17, "mid")]
+
+
+def test_a_hot_skus_deltas_go_to_chunks_and_a_late_count_drops_the_dead_ones(worker, publish, settings, tenant):
+    """Issue 17: the SKU's head keeps fewer than STOCK_CHUNK (64) deltas, each full tail is closed once into its
+    own key; a late count inside the chunks is exact, and the chunk wholly before it is deleted (tombstone)."""
+    def at(second: int) -> str:
+        return f"2026-01-01T10:{second // 60:02d}:{second % 60:02d}Z"
+
+    deltas = [{"event_id": f"d{i}", "event_type": "inventory.change", "tenant_id": tenant, "timestamp": at(i),
+               "data": {"sku": "H", "quantity_change": -1}} for i in range(200)]
+    publish("inventory.changes", [change(tenant, "c0", "2026-01-01", new_quantity=1_000)] + deltas)  # c0 at 10:00:00
+    settle(settings)
+    assert stock(worker, tenant, "H")["on_hand"] == 1_000 - 199  # d0 is at the count's own time: inside it
+    # a late count at 10:01:40 (d100's time): chunk 0 (d1..d64) is wholly before it, chunk 1 (d65..d128) not
+    publish("inventory.changes", [{"event_id": "late", "event_type": "inventory.change", "tenant_id": tenant,
+                                   "timestamp": at(100), "data": {"sku": "H", "new_quantity": 500}}])
+    settle(settings)
+    assert stock(worker, tenant, "H")["on_hand"] == 500 - 99  # d101..d199
+    publish("inventory.changes", [change(tenant, "next", "2026-01-02", quantity_change=-1)])
+    settle(settings)
+    assert stock(worker, tenant, "H")["on_hand"] == 400
+    records = changelog(settings, tenant)
+    chunks = {k: [v for key, v in records if key == k] for k, _ in records if k.startswith("stock_chunks\x1f")}
+    prefix = f"stock_chunks\x1f{tenant}:H#"
+    assert sorted(chunks) == [f"{prefix}{n}" for n in range(3)]  # 199 deltas after the count: 3 chunks closed
+    # chunk 0: written once, deleted by the late count (its undo copy kept), then a tombstone; 1 and 2 written once
+    assert [v is None or unpack(v)[0] is None for v in chunks[f"{prefix}0"]] == [False, True, True]
+    assert chunks[f"{prefix}0"][-1] is None
+    assert [len(unpack(v)[0]["d"]) for n in (1, 2) for v in chunks[f"{prefix}{n}"]] == [128, 128]
+    heads = [unpack(v)[0] for k, v in records if k == f"stock\x1f{tenant}:H"]
+    assert max(len(h["deltas"]) for h in heads) < 2 * 64 and heads[-1]["chunks"][:3] == [1, 1, 3]

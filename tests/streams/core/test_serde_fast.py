@@ -16,19 +16,30 @@ ids = st.text(min_size=1, max_size=8)
 money = st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False)
 
 
+# no chunk ever closed, or gc <= lo <= hi (hi > 0) with the newest ts of chunk lo (if live) and of every chunk
+chunk_ranges = st.just((0, 0, 0, None, None)) | st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(1, 50),
+                                                          st.none() | st.integers(0, 10**13),
+                                                          st.integers(0, 10**13)).map(
+    lambda c: (min(c[0], c[1], c[2]), min(c[1], c[2]), c[2], c[3] if min(c[1], c[2]) < c[2] else None, c[4]))
 bases = st.just((None, 0)) | st.tuples(st.integers(0, 10**13), st.integers())  # no base: base_qty is 0
 
 
 @given(st.builds(StockState, ids, ids, st.integers(), st.integers(0, 99), st.none() | st.integers(0, 10**13),
                  st.none() | st.integers(0, 999), st.lists(st.tuples(st.integers(), st.integers())).map(tuple),
-                 st.integers(0, 10**13), st.none() | ids, st.none() | ids, st.none() | ids), bases)
-def test_stock_state_forms_agree(state, base):
-    state = replace(state, base_ts=base[0], base_qty=base[1])
-    # The stored form flattens the deltas ([ts1, qty1, ts2, qty2, ...]) and has the base only once there is one;
-    # everything else is the generic form.
+                 st.integers(0, 10**13), st.none() | ids, st.none() | ids, st.none() | ids), bases, chunk_ranges)
+def test_stock_state_forms_agree(state, base, chunks):
+    gc, lo, hi, due, pmax = chunks
+    state = replace(state, base_ts=base[0], base_qty=base[1], chunk_gc=gc, chunk_lo=lo, chunk_hi=hi, chunk_due=due,
+                    chunk_pmax=pmax)
+    # The stored form flattens the deltas ([ts1, qty1, ts2, qty2, ...]), has the base only once there is one and
+    # the chunk range (one list) once a chunk was closed; everything else is the generic form.
     plain = to_plain(state)
     if state.base_ts is None:
         del plain["base_ts"], plain["base_qty"]
+    for name in ("chunk_gc", "chunk_lo", "chunk_hi", "chunk_due", "chunk_pmax"):
+        del plain[name]
+    if hi:
+        plain["chunks"] = [gc, lo, hi, due, pmax]
     assert state.to_dict() == {**plain, "deltas": [x for d in plain["deltas"] for x in d]}
     assert StockState.from_dict(state.to_dict()) == state == from_plain(StockState, to_plain(state))
 
