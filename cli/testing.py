@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from stockledger.config import Settings
+from stockledger.retries import produce
 from stockledger.topics import stream_inputs
 
 
@@ -271,13 +272,8 @@ class OutcomeFollower:
                     self.seen += 1
                     for out_topic, event in self.react(codec.decode(msg.value())):
                         item = prepare(out_topic, "<follower>", [event])[0]
-                        while True:
-                            try:
-                                producer.produce(out_topic, codec.encode(out_topic, item.record), item.key,
-                                                 on_delivery=delivered)
-                                break
-                            except BufferError:
-                                producer.poll(0.05)
+                        produce(producer, out_topic, codec.encode(out_topic, item.record), item.key,
+                                on_delivery=delivered)
                         self.published += 1
                 producer.poll(0)
                 if failures:

@@ -28,15 +28,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine
 
 from connectors import store
-from connectors.dlq import DECODE, RULE, VALIDATE, DeadLetters, Failure, dlq_topic
+from connectors.dlq import DeadLetters
 from connectors.offsets import (
+    OUTAGE,
     REWIND_CHECK_S,
-    TRANSIENT,
     Fenced,
     OffsetWorker,
     Stopped,
     TPKey,
-    first_line,
     key_of,
     offset_of,
 )
@@ -44,6 +43,7 @@ from connectors.rows import LEDGER_TOPICS, RecordError, RecordRows, contract_top
 from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
 from stockledger.db import migrate
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dlq_topic
 from stockledger.ops import BATCH_BUCKETS, OpsServer
 from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
@@ -52,7 +52,10 @@ log = logging.getLogger("stockledger.sink")
 
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_BATCH_MS = 100
-BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
+
+
+class GiveUp(Exception):
+    """Stop retrying a batch: the worker is stopping."""
 
 
 def default_group(settings: Settings) -> str:
@@ -224,12 +227,21 @@ class Sink(OffsetWorker):
         return Failure(*key_of(msg), offset_of(msg), msg.key(), msg.value(), stage, error)
 
     def _flush(self, final: bool = False) -> None:
-        """Write the buffer and its offsets in one transaction; retry until done, fenced or stopped."""
-        backoff = BACKOFF_START_S
+        """Write the buffer and its offsets in one transaction; retry (OUTAGE) until done, fenced or stopped."""
+        def write() -> None:
+            self._write([self._prepare_item(m) for m in self.buffer])
+
+        def pause(delay: float) -> None:
+            if final and self.stop.is_set() and delay > 8:
+                raise GiveUp("at shutdown")
+            if final:
+                time.sleep(delay)
+            elif self.stop.wait(delay):
+                raise GiveUp("asked to stop")  # the final flush in run() tries again
+
         while True:
             try:
-                items = [self._prepare_item(m) for m in self.buffer]
-                self._write(items)
+                OUTAGE.call(write, f"batch of {len(self.buffer)}", sleep=pause, on_retry=self.count_retry)
                 return
             except Fenced as exc:
                 self.stats.fenced += 1
@@ -238,22 +250,11 @@ class Sink(OffsetWorker):
                 self.retrying("seek to stored offsets", lambda: self.seek_to_stored(stale))  # noqa: B023 (called here)
                 if not self.buffer:
                     return
-            except TRANSIENT as exc:
-                if store.is_record_error(exc):
-                    raise  # write_isolating handles those: this is a bug, not an outage
-                self.stats.retries += 1
-                if final and self.stop.is_set() and backoff > 8:
-                    log.error("giving up on the last batch at shutdown (%s); it is read again at the next start", exc)
-                    return
-                log.warning("batch of %d not written (%s: %s); retry in %.0f s", len(self.buffer),
-                            type(exc).__name__, first_line(exc), backoff)
+            except GiveUp as exc:
                 if final:
-                    time.sleep(backoff)
-                else:
-                    self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-                if self.stop.is_set() and not final:
-                    return  # the final flush in run() tries again
+                    log.error("giving up on the last batch at shutdown; it is read again at the next start")
+                log.debug("batch not written: %s", exc)
+                return
 
     def _hold(self, moves: dict[TPKey, tuple[int, int]]) -> None:
         """Tests only: while the file Settings.fault_hold_batches names exists, wait before committing.

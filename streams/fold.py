@@ -26,7 +26,7 @@ from typing import Any
 from faust.types import TP
 
 from stockledger.config import Settings
-from stockledger.deadletter import RULE, Failure, dead_letter, dlq_topic
+from stockledger.deadletter import RULE, Failure, encoded
 from stockledger.topics import DLQ_SUFFIX
 from streams.admit import decode
 from streams.core.fold import DAY_MS, DeadLetter, Decision, FoldConfig, Input, fold_guarded, internal_error
@@ -41,10 +41,9 @@ MAX_OUTPUT_BYTES = 1_000_000  # one output record, under the output topics' max.
 
 
 def letter(codec: Any, failure: Failure) -> tuple[str, bytes, Any]:
-    """The dead letter of `failure`, encoded for `<its topic>.dlq`."""
+    """The dead letter of `failure`, encoded for `<its topic>.dlq` (stockledger.deadletter), and logged."""
     log.warning("dead letter %s[%s]@%s: %s", failure.topic, failure.partition, failure.offset, failure.error)
-    topic = dlq_topic(failure.topic)
-    return topic, codec.encode(topic, dead_letter(failure)), failure.key
+    return encoded(codec, failure)
 
 
 def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[tuple[str, bytes, Any]]:
