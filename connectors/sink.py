@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from confluent_kafka import Message, Producer
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -134,7 +134,9 @@ class Sink(OffsetWorker):
         self.codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
         self.buffer: list[Message] = []
         self.next: dict[TPKey, int] = {}  # stored next offset of every assigned partition, as last read or written
-        self.holding = threading.Event()  # tests only: set while a batch is held (Settings.fault_hold_batches)
+        # A test hook, None in production: called with each batch's offset moves before its transaction
+        # (outside it, so it holds no lock); tests/connectors/support.py holds batches with it.
+        self.before_commit: Callable[[dict[TPKey, tuple[int, int]]], None] | None = None
         self.metrics = SinkMetrics()
         self.metrics_port = metrics_port  # /metrics and /health on Settings.metrics_host; 0: none
         self.consuming = False
@@ -256,27 +258,10 @@ class Sink(OffsetWorker):
                 log.debug("batch not written: %s", exc)
                 return
 
-    def _hold(self, moves: dict[TPKey, tuple[int, int]]) -> None:
-        """Tests only: while the file Settings.fault_hold_batches names exists, wait before committing.
-
-        Outside the transaction: a held batch holds no lock, so a replay can rewind its offsets."""
-        gate = Path(self.settings.fault_hold_batches)
-        if not gate.exists():
-            return
-        log.warning("fault_hold_batches: holding a batch of %s until %s is removed",
-                    ", ".join(f"{t}[{p}]@{a}..{b}" for (t, p), (a, b) in sorted(moves.items())), gate)
-        self.holding.set()
-        try:
-            while gate.exists():
-                if self.stop.wait(0.02):
-                    raise Stopped("commit a held batch")
-        finally:
-            self.holding.clear()
-
     def _write(self, items: list[_Item]) -> None:
         moves = self.moves_of([it.msg for it in items])
-        if self.settings.fault_hold_batches:
-            self._hold(moves)
+        if self.before_commit is not None:
+            self.before_commit(moves)
         good = [(it.msg, it.rows) for it in items if it.rows is not None]
         failures = [it.failure for it in items if it.failure is not None]
         started = time.perf_counter()

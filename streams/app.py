@@ -110,8 +110,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
     pipeline = Pipeline(settings, app, codec, Outbox(settings), datadir, worker_id)
-    install_ordered_consumer(app, on_rewind=pipeline.metrics.reread,
-                             drop_every=settings.fault_drop_every, clear_every=settings.fault_clear_every)
+    install_ordered_consumer(app, on_rewind=pipeline.metrics.reread)
     anchor_table(app, settings.partitions)
     pipeline.watchdog = Watchdog(app, pipeline.metrics.reread)
     pipeline.vitals = Vitals(app)
