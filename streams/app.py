@@ -23,8 +23,7 @@ from faust.transport.producer import ProducerBuffer
 from stockledger.codec import Codec
 from stockledger.config import Settings
 from stockledger.jsonconv import format_timestamp
-from stockledger.topics import BY_NAME
-from streams import tenantlog
+from stockledger.topics import BY_NAME, tenant_log_topic
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
 from streams.faustfix.vitals import Vitals
@@ -52,7 +51,7 @@ class Pipeline:
 
     @property
     def log_topic(self) -> str:
-        return tenantlog.topic_name(self.settings.app_id)
+        return tenant_log_topic(self.settings.app_id)
 
     @property
     def log_topic_obj(self) -> Any:
