@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.transport.producer import ProducerBuffer
 
 from stockledger.codec import Codec
 from stockledger.config import Settings
@@ -26,6 +25,7 @@ from stockledger.jsonconv import format_timestamp
 from stockledger.topics import BY_NAME, tenant_log_topic
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
+from streams.faustfix.producer import install as install_producer_buffer
 from streams.faustfix.vitals import Vitals
 from streams.faustfix.watchdog import Watchdog
 from streams.metrics import Metrics
@@ -105,8 +105,7 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    ProducerBuffer.max_messages = 5000
-    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+    install_producer_buffer()
     codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
     pipeline = Pipeline(settings, app, codec, Outbox(settings), datadir, worker_id)
     install_ordered_consumer(app, on_rewind=pipeline.metrics.reread)
