@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from stockledger.bounds import outcome_bounds  # the SPEC's bounds: pure, in the contract package
 
@@ -150,6 +150,7 @@ from .stock import (
     validate_inventory_change,
 )
 from .stock import SALE as SALE_DELTA
+from .tables import State
 from .treasury import (
     MAX_REASON,
     PAYMENT_FAILED,
@@ -244,14 +245,6 @@ class DeadLetter:
     input: Input
     error: str  # readable, starting with the code: "PAYMENT_MISMATCH: ..."
     stage: str  # "rule" or "idempotency"
-
-
-class State(Protocol):
-    """The tenant's state as the shell holds it; values are JSON-plain; `put(table, key, None)` deletes."""
-
-    def get(self, table: str, key: str) -> Any | None: ...
-
-    def put(self, table: str, key: str, value: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
