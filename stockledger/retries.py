@@ -87,16 +87,10 @@ class RetryPolicy:
                     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                     on_retry: Callable[[BaseException], Any] | None = None) -> T:
         """`call` for asyncio: waits with `await sleep(delay)`."""
-        retry = 0
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                if not self.retriable(exc):
-                    raise
-                retry += 1
-                delay = self._failed(exc, retry, what, on_retry)
-            await sleep(delay)
+        async def once() -> T:
+            return fn()
+
+        return await self.acall_async(once, what, sleep=sleep, on_retry=on_retry)
 
     async def acall_async(self, fn: Callable[[], Awaitable[T]], what: str, *,
                           sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
