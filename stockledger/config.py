@@ -290,7 +290,3 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def load() -> Settings:
-    return Settings()
