@@ -85,18 +85,25 @@ class RetryPolicy:
 
     async def acall(self, fn: Callable[[], T], what: str, *,
                     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                    on_retry: Callable[[BaseException], Any] | None = None) -> T:
-        """`call` for asyncio: waits with `await sleep(delay)`."""
+                    on_retry: Callable[[BaseException], Any] | None = None, failed: Exception | None = None) -> T:
+        """`call` for asyncio: waits with `await sleep(delay)`. `failed`: the first try was made by the caller
+        (a fast path) and failed so; the policy goes on from its first retry."""
         async def once() -> T:
             return fn()
 
-        return await self.acall_async(once, what, sleep=sleep, on_retry=on_retry)
+        return await self.acall_async(once, what, sleep=sleep, on_retry=on_retry, failed=failed)
 
     async def acall_async(self, fn: Callable[[], Awaitable[T]], what: str, *,
                           sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                          on_retry: Callable[[BaseException], Any] | None = None) -> T:
+                          on_retry: Callable[[BaseException], Any] | None = None,
+                          failed: Exception | None = None) -> T:
         """`acall` of a coroutine function (e.g. `lambda: asyncio.to_thread(blocking)`)."""
         retry = 0
+        if failed is not None:
+            if not self.retriable(failed):
+                raise failed
+            retry = 1
+            await sleep(self._failed(failed, retry, what, on_retry))
         while True:
             try:
                 return await fn()

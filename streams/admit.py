@@ -64,8 +64,8 @@ async def decode(codec: Any, value: bytes | None) -> dict:
     """The record in `value`; while the registry is down, wait (a record is never dead-lettered for that)."""
     try:
         return codec.decode(value)
-    except RegistryUnavailable:  # the first try stays on the fast path; the policy makes the next ones
-        return await REGISTRY_DOWN.acall(lambda: codec.decode(value), "decoding (schema registry)")
+    except RegistryUnavailable as exc:  # the first try stays on the fast path; the policy makes the next ones
+        return await REGISTRY_DOWN.acall(lambda: codec.decode(value), "decoding (schema registry)", failed=exc)
 
 
 async def admit(p: Any, events: list[Any], acks: Acks) -> None:

@@ -103,6 +103,11 @@ def test_async_forms_wait_with_the_given_coroutine():
 
     assert asyncio.run(policy.acall_async(coro, "x", sleep=sleep)) == 4
     assert slept == [0.5, 1.0, 0.5, 1.0, 2.0]
+    slept.clear()  # a first try the caller made (a fast path) counts as the first failure
+    assert asyncio.run(policy.acall(failing(1), "x", sleep=sleep, failed=Outage("down"))) == 2
+    assert slept == [0.5, 1.0]
+    with pytest.raises(KeyError):
+        asyncio.run(policy.acall(failing(0), "x", sleep=sleep, failed=KeyError("k")))
 
 
 def test_first_line():
