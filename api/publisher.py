@@ -13,6 +13,7 @@ from api.problems import Problem
 from stockledger.codec import Codec
 from stockledger.config import Settings
 from stockledger.produce import Prepared, producer_config
+from stockledger.retries import aproduce
 
 DELIVERY_TIMEOUT_MS = 30_000  # a record not acknowledged by then fails the request (503, not stored)
 
@@ -56,14 +57,10 @@ class Publisher:
             def report(err, _msg, fut=fut) -> None:
                 loop.call_soon_threadsafe(_settle, fut, err)
 
-            while True:
-                try:
-                    self.producer.produce(topic, value, item.key, on_delivery=report)
-                    break
-                except BufferError:
-                    await asyncio.sleep(0.01)
-                except KafkaException as exc:
-                    raise PublishError(str(exc)) from None
+            try:
+                await aproduce(self.producer, topic, value, item.key, on_delivery=report)
+            except KafkaException as exc:
+                raise PublishError(str(exc)) from None
             futures.append(fut)
         errors = [e for e in await asyncio.gather(*futures) if e is not None]
         if errors:

@@ -6,7 +6,6 @@ import bisect
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition  # noqa: E402
 
-from cli.testing import WorkerProcess, end_offsets, stream_lag  # noqa: E402,F401 (imported from here)
+from cli.testing import WorkerProcess, end_offsets, free_port, stream_lag  # noqa: E402,F401 (imported from here)
 from stockledger.codec import Codec  # noqa: E402
 from stockledger.config import Settings  # noqa: E402
 from stockledger.produce import producer_config  # noqa: E402
@@ -34,22 +33,9 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}/{os.cpu_count()} cores"
 
 
-def free_port(first: int, tries: int = 100) -> int:
-    """The first port from `first` on that loopback can bind now (a worker's web port; the range may
-    overlap the ephemeral ports, which outgoing connections take at random)."""
-    for port in range(first, first + tries):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}-{first + tries - 1}")
-
-
 def start_worker(worker: WorkerProcess, first_port: int, timeout: float = 300) -> WorkerProcess:
     """Start `worker` on the first free web port from `first_port` and wait until it is ready."""
-    worker.web_port = free_port(first_port)
+    worker.web_port = free_port(first_port, first_port + 100)
     return worker.start().wait_ready(timeout)
 
 

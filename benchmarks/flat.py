@@ -25,7 +25,7 @@ from _common import end_offsets, fresh_run, load, read_records, say, start_worke
 
 from cli.testing import WorkerProcess, read_topic  # noqa: E402
 from stockledger.produce import prepare, publish  # noqa: E402
-from streams.state import state_topic  # noqa: E402
+from stockledger.topics import state_topic  # noqa: E402
 
 AIM_RATIO = 0.9
 

@@ -71,9 +71,12 @@ def _print_credentials(creds, as_json: bool) -> None:
 
 
 def cmd_tenant(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from sqlalchemy import create_engine
 
     from stockledger import tenants
+    from stockledger.config import parse_duration
     from stockledger.db import migrate
 
     settings = settings_of(args)
@@ -92,7 +95,7 @@ def cmd_tenant(args: argparse.Namespace) -> int:
             creds = tenants.add(engine, settings.master_key(), args.tenant)
         else:
             creds = tenants.rotate(engine, settings.master_key(), args.tenant, args.kind,
-                                   tenants.parse_duration(args.overlap))
+                                   timedelta(seconds=parse_duration(args.overlap)))
     except tenants.TenantExists as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

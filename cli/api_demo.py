@@ -12,6 +12,8 @@ from stockledger.config import Settings
 def start(settings: Settings, tenant: str, progress: Callable[[str], None]):
     """Start the API in the background (`stockledger stack down` stops it) and return fresh
     credentials of `tenant` (created, or rotated at once when it exists: they are shown only once)."""
+    from datetime import timedelta
+
     import requests
     from sqlalchemy import create_engine
 
@@ -29,7 +31,7 @@ def start(settings: Settings, tenant: str, progress: Callable[[str], None]):
             fresh = {}
             for kind in tenants.KINDS:
                 fresh.update(tenants.rotate(engine, settings.master_key(), tenant, kind,
-                                            tenants.parse_duration("0")).as_dict())
+                                            timedelta(0)).as_dict())
             creds = tenants.Credentials(**fresh)
     finally:
         engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,8 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from stockledger.config import Settings
-from stockledger.topics import stream_inputs
+from stockledger.retries import produce
+from stockledger.topics import stream_inputs, tenant_log_topic
 
 
 @dataclass
@@ -90,6 +92,25 @@ class WorkerProcess:
 
     def get(self, path: str, **params: str) -> requests.Response:
         return requests.get(self.url + path, params=params, timeout=30)
+
+
+def free_port(low: int, high: int) -> int:
+    """The first port in [low, high) loopback can bind now (nothing listens on or holds it; an outgoing
+    connection may hold one). Tests keep their ports below the ephemeral range (32768 and up)."""
+    for port in range(low, high):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high - 1}")
+
+
+def spare_port() -> int:
+    """A free port of this test run's own: from its PostgreSQL port + 100 on (each run has its own ports)."""
+    base = int(os.environ.get("STOCKLEDGER_PG_PORT", "25432")) + 100
+    return free_port(base, base + 100)
 
 
 def committed_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
@@ -271,13 +292,8 @@ class OutcomeFollower:
                     self.seen += 1
                     for out_topic, event in self.react(codec.decode(msg.value())):
                         item = prepare(out_topic, "<follower>", [event])[0]
-                        while True:
-                            try:
-                                producer.produce(out_topic, codec.encode(out_topic, item.record), item.key,
-                                                 on_delivery=delivered)
-                                break
-                            except BufferError:
-                                producer.poll(0.05)
+                        produce(producer, out_topic, codec.encode(out_topic, item.record), item.key,
+                                on_delivery=delivered)
                         self.published += 1
                 producer.poll(0)
                 if failures:
@@ -328,7 +344,7 @@ def tenant_log(settings: Settings, tenant: str) -> list:
     from streams import tenantlog
     from streams.web import tenant_partition
 
-    topic = tenantlog.topic_name(settings.app_id)
+    topic = tenant_log_topic(settings.app_id)
     partition = tenant_partition(tenant, settings.partitions)
     c = Consumer({**settings.kafka_config(), "group.id": "tenant-log-probe",
                   "enable.auto.commit": False})

@@ -15,10 +15,9 @@ from confluent_kafka import KafkaException, Producer
 
 from connectors.rows import contract_topic
 from stockledger.codec import Codec
-from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
+from stockledger.deadletter import Failure, encoded
+from stockledger.retries import produce
 from stockledger.topics import DLQ_SUFFIX
-
-__all__ = ["DECODE", "VALIDATE", "RULE", "Failure", "dlq_topic", "dead_letter", "DeadLetters"]
 
 
 class DeadLetters:
@@ -42,13 +41,8 @@ class DeadLetters:
         now = int(time.time() * 1000)
         for f in failures:
             # Encoded under the contract DLQ subject, published to this topic's own DLQ.
-            value = self.codec.encode(contract_topic(f.topic) + DLQ_SUFFIX, dead_letter(f, now))
-            while True:
-                try:
-                    self.producer.produce(dlq_topic(f.topic), value, f.key, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            topic, value, key = encoded(self.codec, f, now, contract_topic(f.topic) + DLQ_SUFFIX)
+            produce(self.producer, topic, value, key, on_delivery=on_delivery)
         remaining = self.producer.flush(self.timeout)
         if remaining or errors:
             raise KafkaException(f"dead letters not delivered: {remaining} pending, errors {errors[:3]}")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import store
 from stockledger.config import Settings
+from stockledger.retries import RetryPolicy
 
 log = logging.getLogger("stockledger.connectors")
 
@@ -33,6 +34,15 @@ BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 TPKey = tuple[str, int]
 # What an outage looks like: the database or Kafka may come back, so the work is retried.
 TRANSIENT = (SQLAlchemyError, psycopg2.Error, KafkaException, OSError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A TRANSIENT failure that is not the database refusing a record (those are never retried)."""
+    return isinstance(exc, TRANSIENT) and not store.is_record_error(exc)
+
+
+# The connectors' retry policy for outages: 1 s doubling to 30 s, until it works or the worker stops.
+OUTAGE = RetryPolicy(is_outage, first=BACKOFF_START_S, cap=BACKOFF_MAX_S, logger=log)
 
 
 class Stopped(Exception):
@@ -54,11 +64,6 @@ def key_of(msg: Message) -> TPKey:
 
 def offset_of(msg: Message) -> int:
     return msg.offset()  # type: ignore[return-value]
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 class OffsetWorker:
@@ -209,19 +214,15 @@ class OffsetWorker:
             pass
 
     def retrying(self, what: str, fn: Callable):
-        """`fn()` until it does not fail with an outage (backoff 1 s doubling to 30 s); Stopped if asked to stop."""
-        backoff = BACKOFF_START_S
-        while True:
-            try:
-                return fn()
-            except TRANSIENT as exc:
-                if store.is_record_error(exc):
-                    raise
-                self.stats.retries += 1  # type: ignore[attr-defined]
-                log.warning("%s failed (%s: %s); retry in %.0f s", what, type(exc).__name__, first_line(exc), backoff)
-                if self.stop.wait(backoff):
-                    raise Stopped(what) from None
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        """`fn()` until it does not fail with an outage (OUTAGE: 1 s doubling to 30 s); Stopped if asked to stop."""
+        def pause(delay: float) -> None:
+            if self.stop.wait(delay):
+                raise Stopped(what)
+
+        return OUTAGE.call(fn, what, sleep=pause, on_retry=self.count_retry)
+
+    def count_retry(self, _exc: BaseException) -> None:
+        self.stats.retries += 1  # type: ignore[attr-defined]
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

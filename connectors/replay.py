@@ -32,6 +32,7 @@ from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
 from stockledger.consume import start_positions
 from stockledger.produce import producer_config
+from stockledger.retries import produce
 from stockledger.topics import DLQ_SUFFIX
 
 Out = Callable[[str], None]
@@ -413,13 +414,7 @@ def _republish(settings: Settings, chosen: list[DeadLetterRef], dlq: str) -> Non
         partition = d.partition if d.partition in parts else -1  # the original one; -1: by key
         headers: list[tuple[str, str | bytes | None]] = [
             (REPLAY_HEADER, f"{dlq}:{d.dlq_partition}:{d.dlq_offset}".encode())]
-        while True:
-            try:
-                producer.produce(d.topic, d.value, d.key, partition=partition, headers=headers,
-                                 on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, d.topic, d.value, d.key, partition=partition, headers=headers, on_delivery=on_delivery)
         bar.advance()
     remaining = producer.flush(60)
     bar.close()

@@ -20,23 +20,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from confluent_kafka import Message, Producer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine
 
 from connectors import store
-from connectors.dlq import DECODE, RULE, VALIDATE, DeadLetters, Failure, dlq_topic
+from connectors.dlq import DeadLetters
 from connectors.offsets import (
+    OUTAGE,
     REWIND_CHECK_S,
-    TRANSIENT,
     Fenced,
     OffsetWorker,
     Stopped,
     TPKey,
-    first_line,
     key_of,
     offset_of,
 )
@@ -44,6 +43,7 @@ from connectors.rows import LEDGER_TOPICS, RecordError, RecordRows, contract_top
 from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
 from stockledger.db import migrate
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dlq_topic
 from stockledger.ops import BATCH_BUCKETS, OpsServer
 from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
@@ -52,7 +52,10 @@ log = logging.getLogger("stockledger.sink")
 
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_BATCH_MS = 100
-BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
+
+
+class GiveUp(Exception):
+    """Stop retrying a batch: the worker is stopping."""
 
 
 def default_group(settings: Settings) -> str:
@@ -131,7 +134,9 @@ class Sink(OffsetWorker):
         self.codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
         self.buffer: list[Message] = []
         self.next: dict[TPKey, int] = {}  # stored next offset of every assigned partition, as last read or written
-        self.holding = threading.Event()  # tests only: set while a batch is held (Settings.fault_hold_batches)
+        # A test hook, None in production: called with each batch's offset moves before its transaction
+        # (outside it, so it holds no lock); tests/connectors/support.py holds batches with it.
+        self.before_commit: Callable[[dict[TPKey, tuple[int, int]]], None] | None = None
         self.metrics = SinkMetrics()
         self.metrics_port = metrics_port  # /metrics and /health on Settings.metrics_host; 0: none
         self.consuming = False
@@ -224,12 +229,21 @@ class Sink(OffsetWorker):
         return Failure(*key_of(msg), offset_of(msg), msg.key(), msg.value(), stage, error)
 
     def _flush(self, final: bool = False) -> None:
-        """Write the buffer and its offsets in one transaction; retry until done, fenced or stopped."""
-        backoff = BACKOFF_START_S
+        """Write the buffer and its offsets in one transaction; retry (OUTAGE) until done, fenced or stopped."""
+        def write() -> None:
+            self._write([self._prepare_item(m) for m in self.buffer])
+
+        def pause(delay: float) -> None:
+            if final and self.stop.is_set() and delay > 8:
+                raise GiveUp("at shutdown")
+            if final:
+                time.sleep(delay)
+            elif self.stop.wait(delay):
+                raise GiveUp("asked to stop")  # the final flush in run() tries again
+
         while True:
             try:
-                items = [self._prepare_item(m) for m in self.buffer]
-                self._write(items)
+                OUTAGE.call(write, f"batch of {len(self.buffer)}", sleep=pause, on_retry=self.count_retry)
                 return
             except Fenced as exc:
                 self.stats.fenced += 1
@@ -238,44 +252,16 @@ class Sink(OffsetWorker):
                 self.retrying("seek to stored offsets", lambda: self.seek_to_stored(stale))  # noqa: B023 (called here)
                 if not self.buffer:
                     return
-            except TRANSIENT as exc:
-                if store.is_record_error(exc):
-                    raise  # write_isolating handles those: this is a bug, not an outage
-                self.stats.retries += 1
-                if final and self.stop.is_set() and backoff > 8:
-                    log.error("giving up on the last batch at shutdown (%s); it is read again at the next start", exc)
-                    return
-                log.warning("batch of %d not written (%s: %s); retry in %.0f s", len(self.buffer),
-                            type(exc).__name__, first_line(exc), backoff)
+            except GiveUp as exc:
                 if final:
-                    time.sleep(backoff)
-                else:
-                    self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-                if self.stop.is_set() and not final:
-                    return  # the final flush in run() tries again
-
-    def _hold(self, moves: dict[TPKey, tuple[int, int]]) -> None:
-        """Tests only: while the file Settings.fault_hold_batches names exists, wait before committing.
-
-        Outside the transaction: a held batch holds no lock, so a replay can rewind its offsets."""
-        gate = Path(self.settings.fault_hold_batches)
-        if not gate.exists():
-            return
-        log.warning("fault_hold_batches: holding a batch of %s until %s is removed",
-                    ", ".join(f"{t}[{p}]@{a}..{b}" for (t, p), (a, b) in sorted(moves.items())), gate)
-        self.holding.set()
-        try:
-            while gate.exists():
-                if self.stop.wait(0.02):
-                    raise Stopped("commit a held batch")
-        finally:
-            self.holding.clear()
+                    log.error("giving up on the last batch at shutdown; it is read again at the next start")
+                log.debug("batch not written: %s", exc)
+                return
 
     def _write(self, items: list[_Item]) -> None:
         moves = self.moves_of([it.msg for it in items])
-        if self.settings.fault_hold_batches:
-            self._hold(moves)
+        if self.before_commit is not None:
+            self.before_commit(moves)
         good = [(it.msg, it.rows) for it in items if it.rows is not None]
         failures = [it.failure for it in items if it.failure is not None]
         started = time.perf_counter()

@@ -100,9 +100,6 @@ class Codec:
         """The record in `data`, read with the schema it was written with."""
         return self._decode(data)[1]
 
-    def decode_with_id(self, data: bytes | None) -> tuple[int, dict]:
-        return self._decode(data)
-
     def _decode(self, data: bytes | None) -> tuple[int, dict]:
         if data is None or len(data) < 5:
             raise DecodeError("not Confluent wire format: value is empty or shorter than 5 bytes")

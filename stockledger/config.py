@@ -117,14 +117,6 @@ class Settings:
     # days behind the tenant's newest event, then forgotten (a tombstone on the state changelog).
     late_count_horizon_days: float = field(default_factory=lambda: float(_env("LATE_COUNT_HORIZON_DAYS", "7")))
     dedup_horizon_days: float = field(default_factory=lambda: float(_env("DEDUP_HORIZON_DAYS", "35")))
-    # Fault injection for tests, 0 = off. The worker's consumer drops every Nth record it fetched, or
-    # empties the agents' buffers while every Nth record is being delivered, as faust-streaming does
-    # around rebalances and recovery; to prove such records are read again in order.
-    fault_drop_every: int = field(default_factory=lambda: _int("FAULT_DROP_EVERY", "0"))
-    fault_clear_every: int = field(default_factory=lambda: _int("FAULT_CLEAR_EVERY", "0"))
-    # For tests only, "" = off: a file path; while that file exists the sink holds each batch it has
-    # read, before committing it (connectors.sink), so a test can act while a batch is certainly in flight.
-    fault_hold_batches: str = field(default_factory=lambda: _env("FAULT_HOLD_BATCHES", ""))
     bootstrap_servers_env: str | None = field(default_factory=lambda: os.environ.get("STOCKLEDGER_BOOTSTRAP_SERVERS"))
     schema_registry_url_env: str | None = field(
         default_factory=lambda: os.environ.get("STOCKLEDGER_SCHEMA_REGISTRY_URL"))
@@ -298,7 +290,3 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def load() -> Settings:
-    return Settings()

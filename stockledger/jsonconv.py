@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 Converter = Callable[[Any, str], Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLI = timedelta(milliseconds=1)
 
 
 class FieldError(ValueError):
@@ -51,13 +50,6 @@ def parse_timestamp(value: Any, path: str = "") -> int:
         dt = dt.replace(tzinfo=UTC)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def epoch_millis(value: datetime | int) -> int:
-    """A decoded timestamp-millis (fastavro gives an aware datetime) as epoch millis, exactly."""
-    if isinstance(value, int):
-        return value
-    return (value - _EPOCH) // _MILLI
 
 
 def format_timestamp(value: datetime | int) -> str:

@@ -19,6 +19,7 @@ from stockledger.bounds import event_bounds
 from stockledger.codec import Codec, local_schema
 from stockledger.config import Settings
 from stockledger.jsonconv import FieldError, compile_from_json
+from stockledger.retries import produce as produce_waiting
 from stockledger.topics import TopicSpec, ensure_topics, spec
 
 
@@ -147,16 +148,10 @@ def publish(settings: Settings, topic: str, prepared: list[Prepared], codec: Cod
 
     producer = Producer({**producer_config(settings), "on_delivery": on_delivery,
                          "delivery.report.only.error": True})
-    encode, produce, poll = codec.encode, producer.produce, producer.poll
+    encode = codec.encode
     last = time.monotonic()
     for n, item in enumerate(prepared, start=1):
-        value = encode(topic, item.record)
-        while True:
-            try:
-                produce(topic, value, item.key)
-                break
-            except BufferError:
-                poll(0.05)
+        produce_waiting(producer, topic, encode(topic, item.record), item.key)
         if progress and n % 20_000 == 0 and time.monotonic() - last > 2:
             last = time.monotonic()
             progress(f"published {n}/{len(prepared)}")

@@ -137,15 +137,3 @@ def webhook_secrets(conn_or_engine: Connection | Engine, master_key: bytes, tena
         except SecretError:
             continue
     return out
-
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-
-
-def parse_duration(value: str) -> timedelta:
-    """`24h`, `30m`, `90s`, `7d` or plain seconds."""
-    m = _DURATION.match(value.strip())
-    if not m:
-        raise ValueError(f"{value!r}: expected a duration such as 24h, 30m, 90s or 0")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    return timedelta(seconds=float(m.group(1)) * unit)

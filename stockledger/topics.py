@@ -44,17 +44,27 @@ OUTPUTS = (
 # A worker group's own topics (JSON, created by Faust), prefixed with its app id like Faust's
 # changelogs, so two groups on one cluster (a benchmark beside the demo) never read each other's.
 # The tenant log (streams/tenantlog.py) and the fold's state changelog (streams/state.py, compacted).
-INTERNAL = ("tenant-log", "state")
-COMPACTED_INTERNAL = ("state",)
+TENANT_LOG, STATE = "tenant-log", "state"
+INTERNAL = (TENANT_LOG, STATE)
+COMPACTED_INTERNAL = (STATE,)
 
 
 def internal_topic(app_id: str, name: str) -> str:
+    """The one place an internal topic's name is built: `<app id>-<name>`."""
     return f"{app_id}-{name}"
+
+
+def tenant_log_topic(app_id: str) -> str:
+    return internal_topic(app_id, TENANT_LOG)
+
+
+def state_topic(app_id: str) -> str:
+    return internal_topic(app_id, STATE)
 
 
 def stream_inputs(app_id: str) -> tuple[str, ...]:
     """Every topic a worker group consumes: the contract inputs and its tenant log."""
-    return tuple(t.name for t in INPUTS) + (internal_topic(app_id, "tenant-log"),)
+    return tuple(t.name for t in INPUTS) + (tenant_log_topic(app_id),)
 
 
 def internal_topics(app_id: str) -> dict[str, bool]:

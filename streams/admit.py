@@ -12,7 +12,6 @@ recognises); the agent goes on with the next batch meanwhile (`outbox.Acks`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -20,7 +19,8 @@ from typing import Any
 
 from stockledger.bounds import event_bounds
 from stockledger.codec import DecodeError, RegistryUnavailable
-from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, dead_letter, dlq_topic
+from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, encoded
+from stockledger.retries import RetryPolicy, retrying_on
 from stockledger.topics import INPUTS
 from streams.core.fold import VALIDATORS, internal_error
 from streams.outbox import Acks
@@ -29,6 +29,8 @@ from streams.tenantlog import FrameWriter
 log = logging.getLogger("stockledger.worker")
 
 BATCH, WITHIN = 2000, 0.005  # records per admit step, and how long a step waits to fill
+# While the schema registry is away a record waits (0.5 s doubling to 30 s); it is never dead-lettered for that.
+REGISTRY_DOWN = RetryPolicy(retrying_on(RegistryUnavailable), first=0.5, cap=30.0, logger=log)
 
 
 EVENT_TYPES: dict[str, tuple[str, ...]] = {t.name: t.event_types for t in INPUTS}  # topic -> its event types
@@ -60,14 +62,10 @@ def admission(record: Mapping[str, Any], topic: str) -> tuple[str, str] | None:
 
 async def decode(codec: Any, value: bytes | None) -> dict:
     """The record in `value`; while the registry is down, wait (a record is never dead-lettered for that)."""
-    delay = 0.5
-    while True:
-        try:
-            return codec.decode(value)
-        except RegistryUnavailable as exc:
-            log.warning("%s; retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    try:
+        return codec.decode(value)
+    except RegistryUnavailable as exc:  # the first try stays on the fast path; the policy makes the next ones
+        return await REGISTRY_DOWN.acall(lambda: codec.decode(value), "decoding (schema registry)", failed=exc)
 
 
 async def admit(p: Any, events: list[Any], acks: Acks) -> None:
@@ -97,8 +95,8 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
             reason, stage = refusal
         metrics.dead_lettered.labels(topic).inc()
         log.warning("dead letter %s[%s]@%s: %s", topic, msg.partition, msg.offset, reason)
-        failure = Failure(topic, msg.partition, msg.offset, msg.key, msg.value, stage, reason)
-        outbox.produce(batch, dlq_topic(topic), codec.encode(dlq_topic(topic), dead_letter(failure)), msg.key)
+        outbox.produce(batch, *encoded(codec, Failure(topic, msg.partition, msg.offset, msg.key, msg.value, stage,
+                                                      reason)))
     for tenant, writer in writers.items():
         key = tenant.encode()
         for frame in writer.close():

@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.transport.producer import ProducerBuffer
 
 from stockledger.codec import Codec
 from stockledger.config import Settings
 from stockledger.jsonconv import format_timestamp
-from stockledger.topics import BY_NAME
-from streams import tenantlog
+from stockledger.topics import BY_NAME, tenant_log_topic
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
+from streams.faustfix.producer import install as install_producer_buffer
 from streams.faustfix.vitals import Vitals
 from streams.faustfix.watchdog import Watchdog
 from streams.metrics import Metrics
@@ -52,7 +51,7 @@ class Pipeline:
 
     @property
     def log_topic(self) -> str:
-        return tenantlog.topic_name(self.settings.app_id)
+        return tenant_log_topic(self.settings.app_id)
 
     @property
     def log_topic_obj(self) -> Any:
@@ -106,12 +105,10 @@ def create_app(settings: Settings, datadir: Path, web_port: int, worker_id: str 
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    ProducerBuffer.max_messages = 5000
-    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+    install_producer_buffer()
     codec = Codec(settings.schema_registry_url, auth=settings.registry_auth)
     pipeline = Pipeline(settings, app, codec, Outbox(settings), datadir, worker_id)
-    install_ordered_consumer(app, on_rewind=pipeline.metrics.reread,
-                             drop_every=settings.fault_drop_every, clear_every=settings.fault_clear_every)
+    install_ordered_consumer(app, on_rewind=pipeline.metrics.reread)
     anchor_table(app, settings.partitions)
     pipeline.watchdog = Watchdog(app, pipeline.metrics.reread)
     pipeline.vitals = Vitals(app)

@@ -23,13 +23,12 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from faust.types import TP
-
 from stockledger.config import Settings
-from stockledger.deadletter import RULE, Failure, dead_letter, dlq_topic
+from stockledger.deadletter import RULE, Failure, encoded
 from stockledger.topics import DLQ_SUFFIX
 from streams.admit import decode
 from streams.core.fold import DAY_MS, DeadLetter, Decision, FoldConfig, Input, fold_guarded, internal_error
+from streams.faustfix.committed import committed_offset
 from streams.outbox import Acks
 from streams.state import PartitionStore, View, check_value
 from streams.tenantlog import entries
@@ -41,10 +40,9 @@ MAX_OUTPUT_BYTES = 1_000_000  # one output record, under the output topics' max.
 
 
 def letter(codec: Any, failure: Failure) -> tuple[str, bytes, Any]:
-    """The dead letter of `failure`, encoded for `<its topic>.dlq`."""
+    """The dead letter of `failure`, encoded for `<its topic>.dlq` (stockledger.deadletter), and logged."""
     log.warning("dead letter %s[%s]@%s: %s", failure.topic, failure.partition, failure.offset, failure.error)
-    topic = dlq_topic(failure.topic)
-    return topic, codec.encode(topic, dead_letter(failure)), failure.key
+    return encoded(codec, failure)
 
 
 def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[tuple[str, bytes, Any]]:
@@ -188,7 +186,7 @@ class Folder:
                 metrics.dead_lettered.labels(topic[:-len(DLQ_SUFFIX)]).inc()
             outbox.produce(batch, topic, value, key)
         # Faust commits what was acked every second; history entries older than that go at the next write.
-        committed = p.app.consumer._committed_offset.get(TP(p.log_topic, partition))  # noqa: SLF001
+        committed = committed_offset(p.app, p.log_topic, partition)
         if committed is not None:
             store.committed = max(store.committed, min(committed, store.next))
         store.write(outbox, batch, todo[-1].message.offset + 1, view.changes)

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, Producer
 
 from stockledger.config import Settings
 from stockledger.produce import producer_config
+from stockledger.retries import produce
 
 log = logging.getLogger("stockledger.worker")
 
@@ -75,6 +76,7 @@ class Outbox:
                   "message.max.bytes": 16 * 1024 * 1024 + 4096, **(extra or {})}
         self.producer = Producer(config)
         self._stop = threading.Event()
+        self._drain = lambda: self._stop.wait(0.01)  # the local queue is full: let the poller drain it
         self._thread = threading.Thread(target=self._poll, name="outbox-poller", daemon=True)
         self._thread.start()
 
@@ -90,12 +92,7 @@ class Outbox:
         args: dict[str, Any] = {"on_delivery": batch._delivered}
         if partition is not None:
             args["partition"] = partition
-        while True:
-            try:
-                self.producer.produce(topic, value, key, **args)
-                break
-            except BufferError:  # the local queue is full: let the poller drain it
-                self._stop.wait(0.01)
+        produce(self.producer, topic, value, key, self._drain, **args)
         batch._produced += 1
 
     def close(self, timeout: float = 30.0) -> int:

@@ -46,6 +46,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from rocksdict import Options, Rdict, WriteBatch
 
 from stockledger.config import Settings
+from stockledger.topics import state_topic
 from streams.outbox import Batch, Outbox
 
 log = logging.getLogger("stockledger.worker")
@@ -117,10 +118,6 @@ def unpack(data: bytes) -> Envelope:
         pos += nb
         history.append((end, session, before, data[start:pos]))
     return _loads(raw), raw, history
-
-
-def state_topic(app_id: str) -> str:
-    return f"{app_id}-state"
 
 
 def check_value(value: Any) -> None:

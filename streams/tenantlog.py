@@ -19,16 +19,11 @@ from dataclasses import dataclass
 
 from stockledger.topics import INPUTS
 
-NAME = "tenant-log"
 VERSION = 1
 FRAME_BYTES = 512 * 1024  # a frame is cut beyond this, well below Kafka's 1 MiB message limit
 _HEAD = struct.Struct(">BiqiI")
 TOPICS = tuple(t.name for t in INPUTS)
 _INDEX = {name: i for i, name in enumerate(TOPICS)}
-
-
-def topic_name(app_id: str) -> str:
-    return f"{app_id}-{NAME}"
 
 
 @dataclass(frozen=True, slots=True)

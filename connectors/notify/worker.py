@@ -32,11 +32,12 @@ from sqlalchemy import Engine, create_engine
 from connectors.notify import guard, payload, state, subscriptions
 from connectors.notify.breaker import CLOSED, OPEN, STATE_VALUE, Breaker
 from connectors.notify.metrics import NotifyMetrics
-from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped, first_line
+from connectors.offsets import REWIND_CHECK_S, TRANSIENT, Fenced, OffsetWorker, Stopped
 from stockledger.codec import Codec, DecodeError
 from stockledger.config import Settings
 from stockledger.db import migrate
 from stockledger.ops import OpsServer
+from stockledger.retries import RetryPolicy, first_line, retrying_on
 from stockledger.security import SecretError
 from stockledger.topics import ensure_topics
 
@@ -48,6 +49,8 @@ BATCH_RECORDS = 500
 BATCH_WAIT_S = 0.02  # after the first record of a batch, wait at most this long for more
 POLL_S = 0.2  # the deliverer looks for due retries at least this often
 GAUGES_S = 2.0
+# Recording delivery outcomes while PostgreSQL is away: 1 s doubling to 30 s, until it works.
+RECORDING = RetryPolicy(retrying_on(*TRANSIENT), first=1.0, cap=30.0, logger=log)
 RETRYABLE_STATUS = frozenset((500, 502, 503, 504))
 
 
@@ -427,17 +430,9 @@ class Deliverer:
             self._results.clear()
             batch, self.outcomes = self.outcomes, []
             releases, self.releases = self.releases, set()
-            backoff = 1.0
-            while batch or releases:
-                try:
-                    await asyncio.to_thread(self._record, batch, releases)
-                    break
-                except TRANSIENT as exc:
-                    self.n.stats.retries += 1
-                    log.warning("recording %d delivery outcomes failed (%s: %s); retry in %.0f s", len(batch),
-                                type(exc).__name__, first_line(exc), backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+            if batch or releases:
+                await RECORDING.acall_async(functools.partial(asyncio.to_thread, self._record, batch, releases),
+                                            f"recording {len(batch)} delivery outcomes", on_retry=self.n.count_retry)
             for o in batch:
                 self._report(o)
             if batch or releases:

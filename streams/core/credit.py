@@ -44,11 +44,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from .documents import CREDITED, PAID_STATUS, PARTIALLY_PAID, UNPAID, Allocation
 from .money import ZERO, is_known_currency, is_whole_minor, to_decimal
 from .serde import Plain
+from .tables import State
 
 __all__ = [
     "CREDIT_HOLD",
@@ -61,7 +62,6 @@ __all__ = [
     "INVALID_AMOUNT",
     "CREDIT",
     "INVOICES",
-    "Store",
     "credit_key",
     "invoice_key",
     "refund_mark_key",
@@ -115,14 +115,6 @@ def invoice_status(total: Decimal, paid: Decimal, credited: Decimal) -> str:
     if total - paid - credited == 0:
         return CREDITED if paid == 0 and credited > 0 else PAID_STATUS
     return PARTIALLY_PAID if paid or credited else UNPAID
-
-
-class Store(Protocol):
-    """The tenant's state as the fold holds it (fold.State): JSON-plain values by table and key."""
-
-    def get(self, table: str, key: str) -> Any | None: ...
-
-    def put(self, table: str, key: str, value: Any) -> None: ...
 
 
 def credit_key(tenant_id: str, customer_ref: str) -> str:
@@ -378,12 +370,12 @@ class PaymentReceived(Plain):
 
 
 # -- reading ------------------------------------------------------------------------------------
-def invoice_of(store: Store, tenant_id: str, invoice_id: str) -> InvoiceEntry | None:
+def invoice_of(store: State, tenant_id: str, invoice_id: str) -> InvoiceEntry | None:
     raw = store.get(INVOICES, invoice_key(tenant_id, invoice_id))
     return None if raw is None else InvoiceEntry.from_dict(raw)
 
 
-def open_invoices_of(store: Store, tenant_id: str, customer_ref: str) -> list[OpenInvoice]:
+def open_invoices_of(store: State, tenant_id: str, customer_ref: str) -> list[OpenInvoice]:
     """The customer's open invoices, oldest first (issued_at, then id): a walk of the chain (reads only)."""
     raw = store.get(CREDIT, credit_key(tenant_id, customer_ref))
     out: list[OpenInvoice] = []
@@ -414,7 +406,7 @@ class _Book:
 
     __slots__ = ("store", "tenant", "entries", "changed")
 
-    def __init__(self, store: Store, tenant: str):
+    def __init__(self, store: State, tenant: str):
         self.store, self.tenant = store, tenant
         self.entries: dict[str, InvoiceEntry | None] = {}
         self.changed: dict[str, None] = {}  # ordered set
@@ -534,7 +526,7 @@ def check_order(state: CreditState, order_amount: Decimal) -> CreditCheck:
 
 
 def add_invoice(
-    store: Store,
+    store: State,
     state: CreditState,
     invoice_id: str,
     issued_at: int,
@@ -563,7 +555,7 @@ def _refuse(state: CreditState, code: str, reason: str) -> PaymentResult:
 
 
 def apply_payment(
-    store: Store, state: CreditState, amount: Decimal, invoice_id: str | None, currency: str,
+    store: State, state: CreditState, amount: Decimal, invoice_id: str | None, currency: str,
     received_at: int | None = None,
 ) -> PaymentResult:
     """Apply a payment to `invoice_id`, else to the oldest unpaid invoices first (issued_at,
@@ -617,7 +609,7 @@ def apply_payment(
 
 
 def apply_credit_refund(
-    store: Store, state: CreditState, refund_id: str, invoice_id: str, amount: Decimal
+    store: State, state: CreditState, refund_id: str, invoice_id: str, amount: Decimal
 ) -> CreditUpdate:
     """A CREDIT refund lowers what is due on `invoice_id`; any excess becomes credit_balance.
     A refund_id already credited to this customer credits nothing again (its RefundMark)."""

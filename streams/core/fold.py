@@ -68,7 +68,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from stockledger.bounds import outcome_bounds  # the SPEC's bounds: pure, in the contract package
 
@@ -139,6 +139,7 @@ from .refunds import (
 )
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
 from .serde import Plain, to_plain
+from .serde import to_datum as datum
 from .settings import TenantSettings, settings_key, validate_tenant_configured
 from .stock import (
     REASON_ADJUSTMENT,
@@ -157,6 +158,7 @@ from .stock import (
     validate_inventory_change,
 )
 from .stock import SALE as SALE_DELTA
+from .tables import State
 from .treasury import (
     MAX_REASON,
     PAYMENT_FAILED,
@@ -252,14 +254,6 @@ class DeadLetter:
     input: Input
     error: str  # readable, starting with the code: "PAYMENT_MISMATCH: ..."
     stage: str  # "rule" or "idempotency"
-
-
-class State(Protocol):
-    """The tenant's state as the shell holds it; values are JSON-plain; `put(table, key, None)` deletes."""
-
-    def get(self, table: str, key: str) -> Any | None: ...
-
-    def put(self, table: str, key: str, value: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,31 +475,7 @@ def seen_of(state: State, tenant: str, event_id: str) -> str | None:
     return state.get("seen", f"{tenant}:{event_id}")
 
 
-# -- output datums ------------------------------------------------------------------------------
-_NAMES: dict[type, tuple[str, ...]] = {}
-_SCALARS = frozenset({str, int, bool, float, Decimal, type(None)})
-
-
-def datum(value: Any) -> Any:
-    """A core dataclass (document, journal entry, alert) as an Avro datum: dicts and lists,
-    Decimal money and int epoch-millis kept as they are."""
-    cls = value.__class__
-    if cls in _SCALARS:
-        return value
-    names = _NAMES.get(cls)
-    if names is None:
-        if cls is tuple or cls is list:
-            return [v if v.__class__ in _SCALARS else datum(v) for v in value]
-        if isinstance(value, Mapping):
-            return {k: datum(v) for k, v in value.items()}
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
-            return value
-        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
-    out = {}
-    for name in names:
-        v = getattr(value, name)
-        out[name] = v if v.__class__ in _SCALARS else datum(v)
-    return out
+# -- output datums: serde.to_datum (imported here as `datum`) ---------------------------------------
 
 
 def _millis(value: datetime | int) -> int:

@@ -1,10 +1,11 @@
-"""Plain-dict conversion for the core's frozen dataclasses.
+"""The one dataclass -> record converter of the core, and back.
 
-The shell keeps states in Faust tables (RocksDB) as JSON, so every state and
-document converts to JSON-able dicts and back: Decimals as strings (exact, no
-float on the way), timestamps already epoch-millis ints, tuples as lists.
-One generic walker driven by the type hints keeps the classes free of
-hand-written, drift-prone converters.
+The shell keeps states in its stores as JSON, so every state and document converts to JSON-able dicts
+and back: Decimals as strings (exact, no float on the way), timestamps already epoch-millis ints, tuples
+as lists (`to_plain`, `Plain.to_dict`, `from_plain`). Outputs go to Avro, which takes Decimal money as
+it is: `to_datum` is the same walk with Decimals (and floats) kept. One generic walker driven by the
+dataclass fields keeps the classes free of hand-written, drift-prone converters; the few hand-written
+`to_dict`s kept for speed on the hot path equal the generic form exactly (tests/streams/core/test_serde_fast.py).
 """
 
 from __future__ import annotations
@@ -17,28 +18,56 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any, Self
 
-__all__ = ["Plain", "to_plain", "from_plain"]
+__all__ = ["Plain", "to_plain", "to_datum", "from_plain"]
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (fields() is slow per call)
 
 
-def to_plain(value: Any) -> Any:
-    """A dataclass (or anything inside one) -> JSON-able dicts, lists, str, int, bool, None."""
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, (tuple, list)):
-        return [to_plain(v) for v in value]
-    names = _NAMES.get(type(value))
-    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
-    if names is not None:
-        return {name: to_plain(getattr(value, name)) for name in names}
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    raise TypeError(f"cannot convert {type(value).__name__} to a plain value")
+def _walker(datum: bool) -> Callable[[Any], Any]:
+    """The walk from a dataclass (or anything inside one) to dicts and lists. `datum`: Decimals and floats
+    are kept and anything else unknown passes as it is (Avro's writer checks it); else Decimals become
+    text and anything unknown is a TypeError (the form must be JSON)."""
+    scalars = frozenset({str, int, bool, type(None)} | ({float, Decimal} if datum else set()))
+
+    def walk(value: Any) -> Any:
+        cls = value.__class__
+        if cls in scalars:
+            return value
+        names = _NAMES.get(cls)
+        if names is None:
+            if datum:
+                if cls is tuple or cls is list:
+                    return [v if v.__class__ in scalars else walk(v) for v in value]
+                if isinstance(value, Mapping):
+                    return {k: walk(v) for k, v in value.items()}
+                if not dataclasses.is_dataclass(value) or isinstance(value, type):
+                    return value
+            else:
+                if isinstance(value, (str, int, bool)):
+                    return value
+                if isinstance(value, Decimal):
+                    return format(value, "f")
+                if isinstance(value, (tuple, list)):
+                    return [walk(v) for v in value]
+                if not dataclasses.is_dataclass(value) or isinstance(value, type):
+                    if isinstance(value, Mapping):
+                        return {str(k): walk(v) for k, v in value.items()}
+                    raise TypeError(f"cannot convert {cls.__name__} to a plain value")
+            names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+        out = {}
+        for name in names:
+            v = getattr(value, name)
+            out[name] = v if v.__class__ in scalars else walk(v)
+        return out
+    return walk
+
+
+to_plain = _walker(datum=False)
+to_plain.__doc__ = "A dataclass (or anything inside one) -> JSON-able dicts, lists, str, int, bool, None."
+to_datum = _walker(datum=True)
+to_datum.__doc__ = """A core dataclass (document, journal entry, alert) as an Avro datum: dicts and lists,
+Decimal money and int epoch-millis kept as they are."""
 
 
 @cache

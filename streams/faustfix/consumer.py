@@ -313,21 +313,19 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 class OrderedTransport(faust_aiokafka.Transport):
     Consumer = OrderedConsumer
     on_rewind: Callable[[str], None] = staticmethod(lambda topic: None)
+    # Fault hooks, 0 (off) in production; only tests/streams/faulty_worker.py sets them: drop every Nth
+    # dense record fetched, or empty the agents' buffers while every Nth is delivered (how Faust loses records).
     drop_every = 0
     clear_every = 0
 
 
-def install(app: Any, on_rewind: Callable[[str], None], drop_every: int = 0, clear_every: int = 0) -> None:
+def install(app: Any, on_rewind: Callable[[str], None]) -> None:
     """Give a Faust app the ordered consumer; before anything touches `app.consumer`.
 
-    `on_rewind(topic)` is told of every hole found, so the worker can count them. Tests only:
-    `drop_every` > 0 makes the consumer drop every Nth dense record it fetched, and `clear_every` > 0
-    empties the agents' buffers while every Nth is being delivered, the ways Faust loses records.
+    `on_rewind(topic)` is told of every hole found, so the worker can count them.
     """
     transport = OrderedTransport(app.conf.broker_consumer, app)
     transport.on_rewind = on_rewind
-    transport.drop_every = drop_every
-    transport.clear_every = clear_every
     app.transport = transport
 
 

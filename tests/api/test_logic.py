@@ -9,7 +9,6 @@ from api import answers, idempotency, negotiation, webhooks
 from api.idempotency import EXECUTE, IN_FLIGHT, MISMATCH, REPLAY, decide
 from api.problems import Problem
 from api.ratelimit import RateLimiter
-from stockledger.tenants import parse_duration
 
 
 def test_idempotency_keys_missing_empty_or_too_long_are_refused():
@@ -107,8 +106,10 @@ def test_outcome_documents_are_named_by_kind():
 
 
 def test_durations():
-    assert parse_duration("24h").total_seconds() == 86400
-    assert parse_duration("0").total_seconds() == 0
-    assert parse_duration("90s").total_seconds() == 90
+    from stockledger.config import parse_duration
+
+    assert parse_duration("24h") == 86400
+    assert parse_duration("0") == 0
+    assert parse_duration("90s") == 90
     with pytest.raises(ValueError):
         parse_duration("soon")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ from aiohttp import web
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
+from cli.testing import free_port as free_port_in
 from cli.testing import wait_for
 from stockledger.config import Settings
 from stockledger.produce import producer_config
@@ -27,14 +27,7 @@ PORTS = range(27200, 27300)  # below the ephemeral range (32768-60999): no clien
 
 
 def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 27200-27299")
+    return free_port_in(PORTS.start, PORTS.stop)
 
 
 @dataclass

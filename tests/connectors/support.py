@@ -3,6 +3,7 @@ databases of a test's own, sink workers (threads and real processes), and readin
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -24,6 +26,8 @@ from connectors.rows import LEDGER_TOPICS
 from stockledger.config import Settings
 from stockledger.produce import producer_config
 from stockledger.topics import ensure_topics
+
+log = logging.getLogger("tests.connectors")
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -391,6 +395,31 @@ class SinkThread(WorkerThread):
         super().__init__(Sink(replace(settings, database_url_env=url), group=group, topic_prefix=prefix, stop=stop,
                               **kwargs), stop)
         self.sink = self.worker
+
+
+class BatchHolder:
+    """Holds a sink's batches while `gate` exists (a test hook, `Sink.before_commit`): the sink has read a batch
+    and waits, outside its transaction, before committing it; `holding` is set meanwhile."""
+
+    def __init__(self, sink: Any, gate: Path):
+        self.sink, self.gate = sink, gate
+        self.holding = threading.Event()
+        sink.before_commit = self.hold
+
+    def hold(self, moves: dict) -> None:
+        from connectors.offsets import Stopped
+
+        if not self.gate.exists():
+            return
+        log.warning("holding a batch of %s until %s is removed",
+                    ", ".join(f"{t}[{p}]@{a}..{b}" for (t, p), (a, b) in sorted(moves.items())), self.gate)
+        self.holding.set()
+        try:
+            while self.gate.exists():
+                if self.sink.stop.wait(0.02):
+                    raise Stopped("commit a held batch")
+        finally:
+            self.holding.clear()
 
 
 def spawn_sink(url: str, prefix: str, group: str, log: Path, *extra: str) -> subprocess.Popen:

@@ -7,13 +7,13 @@ import dataclasses
 import random
 import shutil
 import signal
-import socket
 import time
 import uuid
 
 from sqlalchemy import text
 
 from cli.stack.postgres import Postgres
+from cli.testing import spare_port
 from tests.connectors import support
 
 KILLS = 3
@@ -74,19 +74,13 @@ def test_sink_killed_mid_batch_three_times_writes_every_document_once(settings, 
     assert support.stored_offsets(engine, group) == support.end_offsets(settings, topics)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_postgres_down_at_start_then_stopped_and_started_mid_run_loses_and_duplicates_nothing(stack, settings, codec,
                                                                                               tenant, prefix,
                                                                          group, tmp_path):
     """A PostgreSQL of the test's own (the shared one serves others): not up yet when the sink starts,
     then stopped under it in the middle of a batch."""
     home = settings.home / f"sinkpg-{uuid.uuid4().hex[:6]}"  # not /tmp: the postgres user must reach it
-    pg = Postgres(dataclasses.replace(settings, home=home, pg_port=_free_port()))
+    pg = Postgres(dataclasses.replace(settings, home=home, pg_port=spare_port()))
     url = support.database_url(pg.settings.pg_port, "stockledger")
     engine = support.new_engine(url)
     records = _workload(tenant)
@@ -128,7 +122,7 @@ def test_postgres_down_at_start_then_stopped_and_started_mid_run_loses_and_dupli
 
 
 def test_a_sink_waiting_for_its_database_stops_when_asked(stack, prefix, group, tmp_path):
-    url = support.database_url(_free_port(), "stockledger")  # nothing listens there
+    url = support.database_url(spare_port(), "stockledger")  # nothing listens there
     proc = support.spawn_sink(url, prefix, group, tmp_path / "sink.log")
     support.wait_log(proc, "migrate failed")
     started = time.monotonic()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -257,8 +256,8 @@ def test_sink_replay_while_the_sink_is_busy_throws_its_batch_away_and_duplicates
     invoices = prefix + INVOICES
     hold = tmp_path / "hold"  # while it exists the sink holds each batch before committing it
     support.publish(settings, codec, first, prefix)
-    with support.SinkThread(replace(settings, fault_hold_batches=str(hold)), url, prefix, group,
-                            batch_size=500) as st:
+    with support.SinkThread(settings, url, prefix, group, batch_size=500) as st:
+        holder = support.BatchHolder(st.sink, hold)
         # every invoice partition has records written (else a rewind to 0 would move nothing)...
         support.wait_caught_up(engine, group, settings, topics, timeout=120)
         written = support.stored_offsets(engine, group)
@@ -266,7 +265,7 @@ def test_sink_replay_while_the_sink_is_busy_throws_its_batch_away_and_duplicates
         # ...and the sink is certainly busy when the replay begins: it has read a batch and waits to commit it
         hold.touch()
         support.publish(settings, codec, second, prefix)
-        assert st.sink.holding.wait(60), f"the sink never held a batch: {st.sink.stats.line()}"
+        assert holder.holding.wait(60), f"the sink never held a batch: {st.sink.stats.line()}"
         held = {(m.topic(), m.partition()) for m in st.sink.buffer}
         assert held and all(t == invoices for t, _ in held)
         assert all(st.sink.next[k] == written[k] > 0 for k in held)  # the batch goes on from what is stored
@@ -275,7 +274,7 @@ def test_sink_replay_while_the_sink_is_busy_throws_its_batch_away_and_duplicates
         moves = replay.sink_replay(settings, invoices, group=group, offset=0, engine=engine, out=lambda _l: None)
         assert {(m.partition, m.current, m.target) for m in moves} == \
             {(p, written[(invoices, p)], 0) for p in range(settings.partitions)}
-        assert st.sink.holding.is_set() and st.sink.stats.fenced == 0  # still mid-batch: the replay came first
+        assert holder.holding.is_set() and st.sink.stats.fenced == 0  # still mid-batch: the replay came first
         hold.unlink()
         support.wait_caught_up(engine, group, settings, topics, timeout=120)
         # noticed either at its next commit (the batch it was building is fenced) or by the periodic

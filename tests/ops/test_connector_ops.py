@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ import requests
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.testing import spare_port
 from connectors.sink import ledger_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, timeout: float, what: str, proc: subprocess.Popen):
@@ -55,7 +49,7 @@ def samples(url: str) -> dict[tuple, float]:
 
 
 def test_sink_health_metrics_and_json_logs(stack, settings, tmp_path):
-    prefix, group, port = f"ops-{uuid.uuid4().hex[:6]}.", f"ops-sink-{uuid.uuid4().hex[:6]}", free_port()
+    prefix, group, port = f"ops-{uuid.uuid4().hex[:6]}.", f"ops-sink-{uuid.uuid4().hex[:6]}", spare_port()
     base = f"http://127.0.0.1:{port}"
     out, err = open(tmp_path / "out", "w+"), open(tmp_path / "err", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--log-format", "json", "sink", "--topic-prefix",
@@ -94,7 +88,7 @@ def test_sink_health_metrics_and_json_logs(stack, settings, tmp_path):
 
 def test_log_level_warning_hides_info(stack, settings, tmp_path):
     """The same flag after the command; text format: no INFO line, the dead-letter WARNING stays."""
-    prefix, group, port = f"ops-{uuid.uuid4().hex[:6]}.", f"ops-sink-{uuid.uuid4().hex[:6]}", free_port()
+    prefix, group, port = f"ops-{uuid.uuid4().hex[:6]}.", f"ops-sink-{uuid.uuid4().hex[:6]}", spare_port()
     err = open(tmp_path / "err", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "sink", "--topic-prefix", prefix, "--group",
                              group, "--metrics-port", str(port), "--log-level", "warning"],

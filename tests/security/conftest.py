@@ -58,10 +58,10 @@ class Group:
 def group(worker, settings):
     """The session worker and a second worker, with the tenant log split between them (both
     healthy, every partition folded by exactly one)."""
-    from streams import tenantlog
+    from stockledger.topics import tenant_log_topic
 
     back = WorkerProcess(settings, "w-sec", worker.web_port + 7).start().wait_ready(180)
-    topic = tenantlog.topic_name(settings.app_id)
+    topic = tenant_log_topic(settings.app_id)
 
     def split() -> bool:
         try:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import socket
 import uuid
 
 from cli.stack import Stack
 from cli.stack.postgres import Postgres
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from cli.testing import spare_port
 
 
 def test_status_reports_every_part(stack):
@@ -32,7 +26,7 @@ def test_up_is_idempotent(stack):
 def test_postgres_data_survives_down_and_up_and_down_stops_only_its_own(stack, settings):
     """A second PostgreSQL on its own folder and port, beside the test stack's: the side-by-side case."""
     home = settings.home / f"side-{uuid.uuid4().hex[:6]}"  # not /tmp: the postgres user must reach it
-    mine = dataclasses.replace(settings, home=home, pg_port=_free_port())
+    mine = dataclasses.replace(settings, home=home, pg_port=spare_port())
     pg = Postgres(mine)
     other = Stack(settings).postgres.proc.pid()
     try:

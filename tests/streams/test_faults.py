@@ -148,7 +148,8 @@ def test_records_the_consumer_loses_are_read_again_in_order(worker, publish, set
     events = [inv(tenant, f"drop{sku}-{i}", sku, i % 60, quantity_change=i + 1)
               for i in range(300) for sku in skus]
     worker.stop()
-    faulty = WorkerProcess(settings, worker.worker_id, worker.web_port, env={f"STOCKLEDGER_FAULT_{fault}_EVERY": "37"})
+    faulty = WorkerProcess(settings, worker.worker_id, worker.web_port, module="tests.streams.faulty_worker",
+                           env={f"STOCKLEDGER_TEST_FAULT_{fault}_EVERY": "37"})
     try:
         faulty.start().wait_ready(180)
         publish("inventory.changes", events)

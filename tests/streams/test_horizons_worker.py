@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from cli.testing import read_topic, settle, tenant_records
 from cli.testing import stock_of as stock
-from streams.state import state_topic, unpack
+from stockledger.topics import state_topic
+from streams.state import unpack
 from streams.web import tenant_partition
 
 

@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,9 +45,10 @@ import requests
 from confluent_kafka import Producer
 from sqlalchemy import text
 
-from cli.testing import OutcomeFollower, WorkerProcess, read_topic, settle
+from cli.testing import OutcomeFollower, WorkerProcess, free_port, read_topic, settle
 from stockledger.db import migrate
 from stockledger.produce import prepare, producer_config
+from stockledger.topics import tenant_log_topic
 from streams import tenantlog
 from streams.core.credit import open_invoices_of
 from streams.core.fold import (
@@ -450,18 +450,6 @@ def publish_paced(settings: Any, records: list[tuple[str, str, bytes]], seconds:
     assert len(producer) == 0 and not failures, f"publishing failed: {len(producer)} undelivered, {failures[:3]}"
 
 
-def free_port(low: int, high: int) -> int:
-    """The first port in [low, high) nothing listens on or holds (an outgoing connection may hold one)."""
-    for port in range(low, high):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {low}-{high - 1}")
-
-
 class Chaos(threading.Thread):
     """Runs the faults in order at their times: five SIGKILLs of the worker (each restarted at once), a
     second worker joining and leaving, the broker SIGKILLed and started again."""
@@ -641,7 +629,7 @@ def tenant_log_inputs(settings: Any, codec: Any, tenants: set[str]) -> dict[str,
     """Each tenant's events as the tenant log holds them, in log order (frames keyed by tenant), with
     where each sits in the log: (partition, frame offset, index in the frame)."""
     out: dict[str, list[tuple[tuple, Input]]] = {t: [] for t in tenants}
-    for msg in read_topic(settings, tenantlog.topic_name(settings.app_id)):
+    for msg in read_topic(settings, tenant_log_topic(settings.app_id)):
         key = msg.key()
         tenant = key.decode() if key is not None else None
         if tenant not in out:
