@@ -116,8 +116,8 @@ def unchunked(state: Any, head: dict) -> dict:
     deltas net to zero left out, as the unchunked fold dropped it (issue 17 keeps it: merging across chunks is
     not cheap; on_hand is the same either way)."""
     chunks = head.get("chunks")
-    flats = [] if chunks is None else [
-        state.tables["stock_chunks"][f"{head['tenant_id']}:{head['sku']}#{n}"]["d"] for n in range(chunks[1], chunks[2])]
+    table, sku = state.tables["stock_chunks"], f"{head['tenant_id']}:{head['sku']}"
+    flats = [] if chunks is None else [table[f"{sku}#{n}"]["d"] for n in range(chunks[1], chunks[2])]
     merged: dict[int, int] = {}
     for flat in (*flats, head["deltas"]):
         for ts, qty in zip(flat[::2], flat[1::2], strict=True):
