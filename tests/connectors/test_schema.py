@@ -27,8 +27,8 @@ def books(sink_db):
 def test_upgrade_reaches_head_and_matches_the_table_definitions(sink_db):
     _, engine = sink_db
     assert migrate.current(engine) is None
-    assert migrate.upgrade(engine) == migrate.head() == "0005"
-    assert migrate.upgrade(engine) == "0005"  # again: nothing to do
+    assert migrate.upgrade(engine) == migrate.head() == "0006"
+    assert migrate.upgrade(engine) == "0006"  # again: nothing to do
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE,
                                                      "compare_server_default": True})
