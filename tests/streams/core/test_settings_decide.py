@@ -289,3 +289,17 @@ def test_books_of_an_overridden_chart_reconcile_by_role_and_not_by_spec_codes():
     assert differences(state, out, {"t1": [DEFAULT_ACCOUNTS]}) == [
         "t1: 1100 is 0, customers owe 132.0000", "t1 KES: 4000+4010 is 0, documents 200.00",
         "t1 KES: 2100 is 0, documents 32.00", "t1 KES: bank 1020 is 0, payments - refunds 100.0000"]
+
+
+def test_the_remembered_tenant_config_is_per_process_config_and_per_stored_value():
+    from streams.core.fold import _configured
+
+    stored = TenantSettings(dedup_horizon_days=2).to_dict()
+    one, two = FoldConfig(max_discount_percent=D("1")), FoldConfig(max_discount_percent=D("2"))
+    assert (_configured(one, stored).max_discount_percent, _configured(two, stored).max_discount_percent) == (
+        D("1"), D("2"))
+    assert _configured(one, dict(stored)) is _configured(one, stored)  # an equal value decoded again: a hit
+    other = TenantSettings(dedup_horizon_days=3, accounts=(("bank", "1030"),)).to_dict()
+    assert _configured(one, other) == tenant_config(one, TenantSettings.from_dict(other))
+    assert _configured(one, other).dedup_horizon_ms == 3 * DAY_MS and _configured(one, stored).dedup_horizon_ms == \
+        2 * DAY_MS
