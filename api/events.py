@@ -20,7 +20,7 @@ ERP_TOPICS = {"catalog.update": "catalog.updates", "inventory.change": "inventor
 TREASURY_PAYMENT = "treasury.payment.success"
 TREASURY_FAILED = "treasury.payment.failed"  # recorded on the sale (payment.failed), nothing booked
 TREASURY_METHOD = "MOBILE"  # a provider's payment lands in clearing (1010) until the provider settles to the bank
-DEFAULT_CURRENCY = "USD"  # of an order import that names none, as `stockledger produce` assumes
+DEFAULT_CURRENCY = ""  # an order import that names none: the fold takes the tenant's default_currency (SPEC 8)
 AS_DATA = {"data.": ""}  # the body is the event's data: name its fields as the caller wrote them
 
 

@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("topic")
     p.add_argument("file", help="a JSON document, a JSON array or JSON lines; - for stdin")
     p.add_argument("--tenant", help="tenant_id for records that have none (the seed examples)")
-    p.add_argument("--currency", default="USD", help="currency of mapped ERP order imports")
+    p.add_argument("--currency", default="",
+                   help="currency of mapped ERP order imports that name none (default: the tenant's default_currency)")
     _connection_flags(p)
     p.set_defaults(func=cmd_produce)
 

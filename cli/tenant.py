@@ -39,13 +39,19 @@ def register_configure(actions: argparse._SubParsersAction) -> None:
     p.add_argument("tenant_id")
     p.add_argument("--order-fulfilment", choices=FULFILMENTS)
     p.add_argument("--credit-policy", choices=CREDIT_POLICIES)
-    p.add_argument("--default-currency", help="ISO 4217, e.g. KES")
-    p.add_argument("--default-tax-percent", type=_decimal)
-    p.add_argument("--max-discount-percent", type=_decimal)
-    p.add_argument("--late-count-horizon-days", type=int)
-    p.add_argument("--dedup-horizon-days", type=int)
+    p.add_argument("--default-currency", help="ISO 4217, e.g. KES: the currency of sales and order imports that "
+                                              "name none (default USD)")
+    p.add_argument("--default-tax-percent", type=_decimal,
+                   help="tax of a line whose event and catalog name none (default STOCKLEDGER_DEFAULT_TAX_PERCENT)")
+    p.add_argument("--max-discount-percent", type=_decimal,
+                   help="largest line discount (default STOCKLEDGER_MAX_DISCOUNT_PERCENT)")
+    p.add_argument("--late-count-horizon-days", type=int,
+                   help="a SKU's deltas kept one by one this long (default STOCKLEDGER_LATE_COUNT_HORIZON_DAYS)")
+    p.add_argument("--dedup-horizon-days", type=int,
+                   help="event ids remembered this long (default STOCKLEDGER_DEDUP_HORIZON_DAYS)")
     p.add_argument("--account", dest="accounts", action="append", type=_account, metavar="ROLE=ACCOUNT",
-                   help="an override of the chart of accounts (repeat; given, it replaces the tenant's overrides)")
+                   help="an override of the chart of accounts, e.g. receivable=1105, used by every later journal "
+                        "entry (repeat; given, it replaces the tenant's overrides)")
     p.add_argument("--event-id", help="the event's id (default: a new one); the same id again is a duplicate")
     p.add_argument("--dry-run", action="store_true", help="print the event as JSON, publish nothing")
     connection_flags(p)

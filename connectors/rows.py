@@ -143,7 +143,7 @@ def _journal(r: dict, out: RecordRows) -> None:
         out.add("journal_lines", {
             "tenant_id": tenant, "entry_id": entry, "line_no": n, "account": _text(line["account"], "account"),
             "debit": _money(line["debit"], f"lines[{n - 1}].debit"),
-            "credit": _money(line["credit"], f"lines[{n - 1}].credit"),
+            "credit": _money(line["credit"], f"lines[{n - 1}].credit"), "role": line.get("role"),
         })
 
 

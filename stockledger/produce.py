@@ -98,7 +98,7 @@ def convert(topic: str, event: Any) -> Prepared:
 
 
 def prepare(topic: str, path: str, raws: Iterable[Any], tenant: str | None = None,
-            currency: str = "USD", max_errors: int = 10) -> list[Prepared]:
+            currency: str = "", max_errors: int = 10) -> list[Prepared]:
     """Convert and check every record against the topic's schema; raise InputError listing the problems."""
     _converter(topic)
     out: list[Prepared] = []
@@ -162,6 +162,6 @@ def publish(settings: Settings, topic: str, prepared: list[Prepared], codec: Cod
 
 
 def produce_file(settings: Settings, topic: str, path: str, tenant: str | None = None,
-                 currency: str = "USD", progress: Callable[[str], None] | None = None) -> int:
+                 currency: str = "", progress: Callable[[str], None] | None = None) -> int:
     prepared = prepare(topic, path, read_json_records(path), tenant, currency)
     return publish(settings, topic, prepared, progress=progress)

@@ -79,7 +79,8 @@ def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[t
 
 
 def fold_config(settings: Settings) -> FoldConfig:
-    """The fold's configuration from the worker's settings (the serial reference of a test uses the same).
+    """The fold's configuration from the worker's settings (the serial reference of a test uses the same):
+    the fallback of every tenant that has not set its own (SPEC 8, streams/core/fold.py `tenant_config`).
 
     No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a changelog
     that fell behind catch up, by folding again from the committed offset."""

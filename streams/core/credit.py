@@ -52,6 +52,7 @@ from .serde import Plain
 from .tables import State
 
 __all__ = [
+    "shown_amount",
     "CREDIT_HOLD",
     "CREDIT_LIMIT_EXCEEDED",
     "APPLIED",
@@ -513,6 +514,12 @@ def _figures(state: CreditState, amount: Decimal, approved: bool, reason: str | 
     return CreditCheck(approved, reason, state.credit_limit, state.outstanding, state.available, amount, message)
 
 
+def shown_amount(amount: Decimal) -> Decimal:
+    """An amount as seed 004's message shows it: 2 decimals when nothing is lost (2000.0000 -> 2000.00)."""
+    cents = amount.quantize(Decimal("0.01"))
+    return cents if cents == amount else amount.normalize()
+
+
 def check_order(state: CreditState, order_amount: Decimal) -> CreditCheck:
     """Refused when on hold (CREDIT_HOLD) or when the order exceeds available credit
     (CREDIT_LIMIT_EXCEEDED); an order using exactly what is available is approved."""
@@ -520,7 +527,8 @@ def check_order(state: CreditState, order_amount: Decimal) -> CreditCheck:
         return _figures(state, order_amount, False, CREDIT_HOLD, f"Customer {state.customer_ref} is on credit hold")
     available = state.available
     if available is not None and order_amount > available:
-        message = f"Insufficient credit. Available: {available}, Required: {order_amount}"
+        shown = shown_amount
+        message = f"Insufficient credit. Available: {shown(available)}, Required: {shown(order_amount)}"
         return _figures(state, order_amount, False, CREDIT_LIMIT_EXCEEDED, message)
     return _figures(state, order_amount, True, None, "")
 

@@ -94,6 +94,7 @@ from .credit import (
 )
 from .documents import DocumentLine, Invoice, credit_note_id_for, invoice_id_for, payment_id_for
 from .idempotency import fingerprint
+from .journal import DEFAULT_ACCOUNTS, Accounts
 from .ledger import LedgerError, book_payment, book_sale
 from .lifecycle import (
     CANCELLATION,
@@ -220,6 +221,7 @@ EXPIRY_SWEEP = 4  # at most this many event ids forgotten per applied event (> 1
 POS, ORDER = "POS", "ORDER"  # SaleRecord.kind: sale.completed / order.placed
 INTERNAL_ERROR = "INTERNAL_ERROR"  # the dead-letter code of an event that made our own code fail
 FAILED = "FAILED"  # SaleRecord.status of a dead-lettered sale (ACCEPTED and REFUSED as in the outcome)
+INVALID_PAYMENT = "INVALID_PAYMENT"  # a sale's payments finer than its (tenant default) currency allows
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLI = timedelta(milliseconds=1)
@@ -258,22 +260,66 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class FoldConfig:
+    """The process configuration of the fold (stockledger.config.Settings via streams/fold.py `fold_config`).
+
+    A tenant's settings (SPEC 8, settings.py) override the tax, discount, horizon and chart fields for
+    that tenant's events: `decide` folds each event with `tenant_config(config, settings)`, where the
+    settings are those in the tenant's state as of the event, so a replay decides the same; these
+    values are only the fallback of a tenant that has not set them."""
+
     default_tax_percent: Decimal = Decimal(0)
     # A duplicate writes the current value of every key its event touches again (same value), so a
     # store whose last writes never reached its changelog (a SIGKILL) is healed by the redelivery.
     rewrite_duplicates: bool = True
-    # SPEC 2 "Cost does not grow with history" (tenant settings; from Settings until that event exists):
+    # SPEC 2 "Cost does not grow with history" (the tenant's late_count_horizon_days, else Settings):
     # a SKU keeps its deltas this long behind its newest event, then folds them into its base (ms) ...
     late_count_horizon_ms: int | None = 7 * DAY_MS
     # ... and an event id is remembered until the tenant's newest event is this much newer (ms).
     dedup_horizon_ms: int | None = 35 * DAY_MS
     # SPEC 9: a line's discount_percent above it: an order is refused (DISCOUNT_NOT_ALLOWED), a POS sale is
-    # booked with a warning on its outcome. None: no limit. (Settings.max_discount_percent for now; the
-    # tenant's settings later.)
+    # booked with a warning on its outcome. None: no limit. (The tenant's max_discount_percent, else
+    # Settings.max_discount_percent.)
     max_discount_percent: Decimal | None = None
     # A SKU's head keeps fewer than this many deltas; a full tail is closed into its own `stock_chunks` value
     # (stock.py), so every stored value and every sale's writes are bounded. None: the head keeps them all.
     stock_chunk: int | None = STOCK_CHUNK
+    # The chart every journal entry is posted with (the tenant's `accounts` overrides, else SPEC's chart).
+    accounts: Accounts = DEFAULT_ACCOUNTS
+
+
+def tenant_config(config: FoldConfig, settings: TenantSettings) -> FoldConfig:
+    """`config` with what the tenant has set (SPEC 8): tax, maximum discount, horizons (days), chart."""
+    changes: dict[str, Any] = {}
+    if settings.default_tax_percent is not None:
+        changes["default_tax_percent"] = settings.default_tax_percent
+    if settings.max_discount_percent is not None:
+        changes["max_discount_percent"] = settings.max_discount_percent
+    if settings.late_count_horizon_days is not None:
+        changes["late_count_horizon_ms"] = settings.late_count_horizon_days * DAY_MS
+    if settings.dedup_horizon_days is not None:
+        changes["dedup_horizon_ms"] = settings.dedup_horizon_days * DAY_MS
+    if settings.accounts:
+        changes["accounts"] = settings.chart()
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+_CONFIGS: dict[tuple[int, tuple], tuple[FoldConfig, FoldConfig]] = {}  # memo of _configured: bounded, pure
+_CONFIGS_MAX = 1024
+
+
+def _configured(config: FoldConfig, stored: Mapping[str, Any]) -> FoldConfig:
+    """tenant_config of a tenant's stored settings, remembered by their value (each event of a configured
+    tenant needs it: ~2 us instead of ~60 us of parsing and replacing)."""
+    value = tuple((k, tuple(sorted(v.items())) if isinstance(v, Mapping) else v) for k, v in stored.items())
+    key = (id(config), value)
+    hit = _CONFIGS.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    if len(_CONFIGS) >= _CONFIGS_MAX:
+        _CONFIGS.clear()
+    got = tenant_config(config, TenantSettings.from_dict(stored))
+    _CONFIGS[key] = (config, got)
+    return got
 
 
 class DictState:
@@ -622,6 +668,9 @@ def decide(state: State, event: Input, config: FoldConfig) -> Decision:
     if handler is None:
         raise ValueError(f"the fold cannot apply a {event_type!r} event (topic {event.topic})")
     tenant, event_id, data = rec["tenant_id"], rec["event_id"], rec["data"]
+    configured = state.get("settings", settings_key(tenant))
+    if configured is not None:  # SPEC 8: what the tenant set, as of this event, wins over the process's
+        config = _configured(config, configured)
     staged = _Staged(state)
     ctx = _Ctx(staged, event, config, tenant, event_id, event_type, _millis(rec["timestamp"]),
                fingerprint(event_type, tenant, data), data)
@@ -846,7 +895,7 @@ def _payment(ctx: _Ctx) -> None:
         return
     result = apply_payment(ctx.state, credit, received.amount, received.invoice_id, received.currency, ctx.ts)
     if result.status == APPLIED:
-        booking = book_payment(ctx.tenant, received, result.allocations, ctx.ts)
+        booking = book_payment(ctx.tenant, received, result.allocations, ctx.ts, ctx.config.accounts)
         pay, entry = booking.payment, booking.journal
         ctx.store_credit(result.state)
         ctx.claim(pay.payment_id, "payment", received.payment_id)
@@ -906,17 +955,26 @@ def _sale(ctx: _Ctx) -> None:
     if existing is not None:
         if existing["event_id"] != ctx.event_id:
             outcome = Outcome(tenant, SALE, data["sale_id"], ctx.event_id, REFUSED, ctx.ts, sale_id=data["sale_id"],
-                              customer_ref=data.get("customer_ref"), currency=data.get("currency"),
+                              customer_ref=data.get("customer_ref"), currency=data.get("currency") or None,
                               reasons=(Reason(DUPLICATE_DOCUMENT_ID, f"sale {data['sale_id']} was already received "
                                                                      f"as event {existing['event_id']}"),))
             ctx.emit("sales.outcomes", key, outcome.datum())
         elif existing["fingerprint"] != ctx.fp:
             _sale_conflict(ctx, f"event_id {ctx.event_id} was used before with different content")
         return
+    invalid: list[str] = []
+    if not data.get("currency"):  # SPEC 8: none named (an import): the tenant's default currency, as of now
+        ctx.data = data = {**data, "currency": ctx.settings().default_currency}
+        invalid = validate_sale(data)  # the payments' decimals, now that the currency is known
     sale = Sale.from_event(tenant, data)
     kind = POS if ctx.event_type == "sale.completed" else ORDER
     record = SaleRecord(tenant, sale.sale_id, ctx.event_id, ctx.fp, kind, REFUSED, sale.currency, ctx.ts,
                         sale.payment_terms, sale.customer_ref, sale.location_id)
+    if invalid:  # as a NO_PRICE sale: dead-lettered, its record kept (FAILED)
+        error = f"{INVALID_PAYMENT}: {'; '.join(invalid)}"
+        ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
+        ctx.dead_letter(error, "rule")
+        return
     _decide_sale(ctx, sale, record, release=False)
 
 
@@ -971,8 +1029,7 @@ def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> No
     def list_price(sku: str, quantity: int) -> ListPrice | None:
         return None if plist is None else plist.price_for(sku, quantity, sale.currency, ctx.ts)
 
-    priced = price_lines(sale.lines, sale.currency, lookup, ctx.settings().tax_percent(ctx.config.default_tax_percent),
-                         list_price)
+    priced = price_lines(sale.lines, sale.currency, lookup, ctx.config.default_tax_percent, list_price)
     if isinstance(priced, PricingError):
         fail(priced.code, priced.reason)
         return
@@ -999,7 +1056,7 @@ def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> No
     due_date = None
     if sale.payment_terms == ON_ACCOUNT:
         due_date = due_at_for(ctx.ts, ctx.credit(sale.customer_ref or "").payment_terms_days)
-    booking = book_sale(sale, priced, ctx.ts, due_date=due_date)
+    booking = book_sale(sale, priced, ctx.ts, ctx.config.accounts, due_date=due_date)
     if isinstance(booking, LedgerError):
         fail(booking.code, booking.reason)
         return
@@ -1103,7 +1160,7 @@ def _refund(ctx: _Ctx) -> None:
             remember(_refund_outcome(ctx, record, REFUSED, (_reason(unshipped),), currency=invoice.currency),
                      record.refunds)
             return
-    booking = book_refund(invoice, record.refunds, request, ctx.ts)
+    booking = book_refund(invoice, record.refunds, request, ctx.ts, ctx.config.accounts)
     if isinstance(booking, RefundError):
         reasons = tuple(Reason(booking.code, r.message, r.sku, r.requested, r.refundable) for r in booking.lines) \
             or (Reason(booking.code, booking.reason),)
@@ -1231,7 +1288,7 @@ def _cancel(ctx: _Ctx) -> None:
     request = RefundRequest(cancellation_id, record.sale_id,
                             tuple(RefundLine(sku, qty) for sku, qty in cancelled.items()),
                             not record.order.reserves, method, data.get("reason"))
-    booking = book_refund(invoice, record.refunds, request, ctx.ts)
+    booking = book_refund(invoice, record.refunds, request, ctx.ts, ctx.config.accounts)
     if isinstance(booking, RefundError):  # cannot happen after `cancellation`; refused all the same
         _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, REFUSED, (Reason(booking.code, booking.reason),))
         return

@@ -61,6 +61,10 @@ class Accounts(Plain):
             raise ValueError(f"unknown account roles {sorted(unknown)}; known: {sorted(roles)}")
         return replace(cls(), **overrides)
 
+    def role_of(self, account: str) -> str | None:
+        """The role this chart gives an account code (a valid chart gives each code one role)."""
+        return next((f.name for f in fields(self) if getattr(self, f.name) == account), None)
+
     def for_method(self, method: str) -> str:
         """Where money moves for a payment or refund method (CREDIT = the customer's account)."""
         if method == "CASH":
@@ -84,6 +88,7 @@ class JournalLine(Plain):
     account: str
     debit: Decimal
     credit: Decimal
+    role: str | None = None  # the account's role in the chart it was posted with (Accounts field name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +137,11 @@ def make_entry(
     posted_at: int,
     movements: Iterable[tuple[str, Decimal, Decimal]],
     description: str | None = None,
+    accounts: Accounts | None = None,
 ) -> JournalEntry:
     """(account, debit, credit) movements -> a balanced entry, one line per account
-    (netted to one side, in order of first appearance), zero lines dropped."""
+    (netted to one side, in order of first appearance), zero lines dropped; each line names its role
+    in `accounts` (the chart posted with), so the books reconcile by role whatever the codes."""
     order: list[str] = []
     net: dict[str, Decimal] = {}
     for account, debit, credit in movements:
@@ -142,8 +149,11 @@ def make_entry(
             order.append(account)
             net[account] = ZERO
         net[account] += debit - credit
+    def role(account: str) -> str | None:
+        return None if accounts is None else accounts.role_of(account)
+
     lines = tuple(
-        JournalLine(a, net[a], ZERO) if net[a] > 0 else JournalLine(a, ZERO, -net[a])
+        JournalLine(a, net[a], ZERO, role(a)) if net[a] > 0 else JournalLine(a, ZERO, -net[a], role(a))
         for a in order
         if net[a] != 0
     )
@@ -169,6 +179,7 @@ def post_sale(invoice: Invoice, payments: Sequence[Payment], accounts: Accounts 
         invoice.issued_at,
         debits + credits,
         f"sale {invoice.sale_id}",
+        accounts,
     )
 
 
@@ -185,6 +196,7 @@ def post_payment(payment: Payment, accounts: Accounts = DEFAULT_ACCOUNTS) -> Jou
             (accounts.receivable, ZERO, payment.amount),
         ],
         f"payment from {payment.customer_ref}",
+        accounts,
     )
 
 
@@ -202,4 +214,5 @@ def post_refund(note: CreditNote, accounts: Accounts = DEFAULT_ACCOUNTS) -> Jour
             (accounts.for_method(note.refund_method), ZERO, note.total),
         ],
         f"refund {note.refund_id} of sale {note.sale_id}",
+        accounts,
     )

@@ -167,7 +167,8 @@ def validate_sale(data: Mapping[str, Any]) -> list[str]:
         reasons.append("sale_id is missing or empty")
     if data.get("channel") not in CHANNELS:
         reasons.append(f"channel must be one of POS, WEB, ERP, got {data.get('channel')!r}")
-    if not is_known_currency(data.get("currency")):
+    if data.get("currency") not in (None, "") and not is_known_currency(data.get("currency")):
+        # none named ("" is the schema's default): the tenant's default currency (SPEC 8), set by the fold
         reasons.append(f"unknown currency {data.get('currency')!r}")
     terms = data.get("payment_terms")
     if terms not in PAYMENT_TERMS:

@@ -5,9 +5,30 @@ out (or null) keeps its current value, at first the default. The fold keeps one 
 tenant (table `settings`, key `<tenant>`) and reads it when it decides the tenant's later events, so a
 replay decides the same as the first run.
 
+What each setting decides (fold.py `tenant_config`: the tenant's value wins, the process's FoldConfig,
+from stockledger.config.Settings, is the fallback while the tenant has not set one):
+- `order_fulfilment`, `credit_policy`: IMMEDIATE / RESERVE and REFUSE / HOLD (lifecycle.py).
+- `default_currency`: the currency of a sale or order that names none (currency "" or absent: an import
+  mapped by `stockledger produce` or the API's order import without --currency / currency), fixed when
+  the order is placed (a held order keeps it); USD until set.
+- `default_tax_percent`: the tax of a line whose catalog entry and event give none.
+- `max_discount_percent`: above it an order line is refused (DISCOUNT_NOT_ALLOWED), a POS sale warned.
+- `late_count_horizon_days`, `dedup_horizon_days`: the horizons of SPEC 2 "Cost does not grow with
+  history", in whole days (0 to 3650).
+- `accounts`: the chart every journal entry of the tenant is posted with (sales, payments including the
+  treasury's, refunds, cancellations), from the next event on; entries already posted keep their codes.
+
 Choices where SPEC 8 is silent:
 - `default_tax_percent` absent means "not set": the process-wide FoldConfig.default_tax_percent (the
   STOCKLEDGER_DEFAULT_TAX_PERCENT setting) stays the fallback.
+- A horizon change applies from the next event on to everything already kept: the dedup queue keeps
+  each event id with its timestamp (not an expiry), so a shorter horizon forgets the ids queued before
+  it once they are behind the new horizon (in queue order, at most EXPIRY_SWEEP per event, as always);
+  a longer one keeps those not yet forgotten longer; a forgotten id stays forgotten. A SKU's deltas fold
+  into its base at its next event under the horizon then in force. Deterministic: the same log gives the
+  same state in the worker and in serial_fold.
+- `default_currency` must be a code stockledger can book (money.MINOR_UNITS), and a chart may not give
+  two roles one account code (the books reconcile each role on its own accounts).
 - `accounts` replaces the whole override map when given (an empty map restores the default chart);
   unknown account roles are refused at admission.
 - A tenant.configured that changes nothing is still applied (it is idempotent) and emits nothing.
@@ -16,11 +37,12 @@ Choices where SPEC 8 is silent:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .journal import Accounts
+from .money import is_known_currency
 
 __all__ = [
     "IMMEDIATE",
@@ -143,9 +165,8 @@ def validate_tenant_configured(data: Mapping[str, Any]) -> list[str]:
     if policy is not None and policy not in CREDIT_POLICIES:
         reasons.append(f"credit_policy must be one of {', '.join(CREDIT_POLICIES)}, got {policy!r}")
     currency = data.get("default_currency")
-    if currency is not None and not (isinstance(currency, str) and len(currency) == 3 and currency.isascii()
-                                     and currency.isalpha() and currency.isupper()):
-        reasons.append(f"default_currency must be an ISO 4217 code (3 capital letters), got {currency!r}")
+    if currency is not None and not is_known_currency(currency):
+        reasons.append(f"default_currency must be an ISO 4217 code that stockledger books, got {currency!r}")
     _percent(data, "default_tax_percent", reasons)
     _percent(data, "max_discount_percent", reasons)
     for name in ("late_count_horizon_days", "dedup_horizon_days"):
@@ -164,4 +185,12 @@ def validate_tenant_configured(data: Mapping[str, Any]) -> list[str]:
             bad = sorted(str(k) for k, v in accounts.items() if not (isinstance(v, str) and v.strip()))
             if bad:
                 reasons.append(f"accounts {bad} must name a non-empty account code")
+            if not unknown and not bad:  # one account per role, or the books could not tell them apart
+                chart = asdict(Accounts.with_overrides({str(k): v for k, v in accounts.items()}))
+                roles_of: dict[str, list[str]] = {}
+                for role, code in chart.items():
+                    roles_of.setdefault(code, []).append(role)
+                shared = {code: roles for code, roles in roles_of.items() if len(roles) > 1}
+                for code, roles in sorted(shared.items()):
+                    reasons.append(f"accounts: roles {roles} would share account {code!r}")
     return reasons

@@ -104,3 +104,40 @@ def test_the_doors_refuse_bad_bodies_and_need_the_bearer_token(api, reserve_shop
     problem(api.post("/api/v1/orders/O-9/release", {"released_by": "x"}, headers={"Idempotency-Key": "k"}), 401)
     unknown = problem(api.commerce(shop, "/api/v1/orders/O-9/cancel", {"cancellation_id": "X-9"}, "b-4"), 422)
     assert [r["code"] for r in unknown["reasons"]] == ["NOT_ACCEPTED"]
+
+
+SEED_004_CREDIT = {"credit_limit": "10000.00", "outstanding": "8000.00", "available": "2000.00",
+                   "order_amount": "3000.00"}
+SEED_004_MESSAGE = "Insufficient credit. Available: 2000.00, Required: 3000.00"
+
+
+def untaxed(order_id: str, sku: str, quantity: int) -> dict:
+    body = order(order_id, [(sku, quantity)])
+    body["line_items"][0]["tax_percent"] = 0
+    return body
+
+
+def test_seed_004_credit_example_over_http_held_then_refused_after_a_configure(api, reserve_shop, publish, settings):
+    """Seed 004's Example 3 (limit 10000.00, outstanding 8000.00, available 2000.00, order 3000.00), answered
+    by the import door: HELD (202) under HOLD; after a tenant.configured back to REFUSE with a default currency,
+    the same order under a new id is REFUSED (422) with the same figures, and an import of exactly the
+    available credit is booked in the tenant's currency (the import names none)."""
+    shop = reserve_shop
+    ok = api.commerce(shop, "/api/v1/orders/import", untaxed("SO-2025-000", "A", 8), "so-0")
+    assert (ok.status_code, ok.json()["total"], ok.json()["currency"]) == (201, "8000.00", "USD"), ok.text
+    held = api.commerce(shop, "/api/v1/orders/import", untaxed("SO-2025-001", "B", 3), "so-1")
+    assert held.status_code == 202, held.text
+    assert (held.json()["outcome"], held.json()["credit"], held.json()["total"]) == ("HELD", SEED_004_CREDIT,
+                                                                                       "3000.00")
+    assert [(r["code"], r["message"]) for r in held.json()["reasons"]] == [("CREDIT_LIMIT_EXCEEDED", SEED_004_MESSAGE)]
+    publish("tenant.settings", [configure(shop.tenant, 2, credit_policy="REFUSE", default_currency="KES")])
+    settle(settings)
+    refused = problem(api.commerce(shop, "/api/v1/orders/import", untaxed("SO-2025-002", "B", 3), "so-2"), 422)
+    assert (refused["outcome"], refused["credit"]) == ("REFUSED", SEED_004_CREDIT)
+    assert [(r["code"], r["message"]) for r in refused["reasons"]] == [("CREDIT_LIMIT_EXCEEDED", SEED_004_MESSAGE)]
+    assert stock(api, shop, "B") == (5, 0, 5)
+    exact = api.commerce(shop, "/api/v1/orders/import", untaxed("SO-2025-003", "B", 2), "so-3")  # all 2000.00 left
+    assert (exact.status_code, exact.json()["total"], exact.json()["currency"]) == (201, "2000.00", "KES"), exact.text
+    credit = api.read(shop, "/api/v1/credit/C1").json()
+    assert (credit["credit_limit"], credit["outstanding"], credit["available"]) == ("10000.00", "10000.00", "0.00")
+    assert stock(api, shop, "B") == (5, 2, 3)

@@ -321,3 +321,82 @@ def test_shipments_price_sources_and_cancellations_land_in_postgresql_and_the_bo
     assert [(r["reconciliation"], r["status"]) for r in json.loads(bad.stdout) if r["status"] != "ok"] == [
         ("O1: order O1 sku B: shipped 3 + cancelled 0 exceeds ordered 2", "DIFFERENCE"),
         ("O1: order O1 sku Z: shipped 4 + cancelled 0 exceeds ordered 0", "DIFFERENCE")]
+
+
+def test_a_tenant_with_its_own_chart_reconciles_by_role_in_postgresql(worker, publish, settings, tenant, sink_db,
+                                                                      group):
+    """SPEC 8 `accounts`: a sale under SPEC's chart, then a tenant.configured with codes of its own; every
+    later entry (sale, payment, refund, cancellation) uses them, each journal line names its role, and
+    `books check` reconciles both charts' accounts role by role."""
+    url, engine = sink_db
+    migrate.upgrade(engine)
+    start = support.end_offsets(settings, list(support.LEDGER_TOPICS))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
+                          "VALUES (:g, :t, :p, :o)"), [{"g": group, "t": tp, "p": p, "o": o}
+                                                       for (tp, p), o in start.items()])
+    t = tenant
+    chart = {"cash": "1001", "bank": "1030", "receivable": "1105", "revenue": "4100", "returns": "4110",
+             "tax_payable": "2200"}
+    with SinkThread(settings, url, "", group):
+        publish("catalog.updates", [envelope(t, "cat", "catalog.update", at(1), {
+            "product_group_id": "G", "group_name": "G", "is_active": True,
+            "variants": [{"sku": "A", "display_name": "A", "price": "100.00", "stock_quantity": 100}]})])
+        publish("customers", [envelope(t, "c1", "customer.credit", at(1), {"customer_ref": "C1",
+                                                                             "credit_limit": "0", "on_hold": False})])
+        settle(settings)
+        steps = [
+            ("sales", sale(t, "S1", "A", 2, at(2))),  # SPEC's chart: Dr 1000 200, Cr 4000 200
+            ("tenant.settings", envelope(t, "cfg", "tenant.configured", at(3), {"accounts": chart})),
+            ("sales", sale(t, "S2", "A", 3, at(4), order=True, terms="ON_ACCOUNT", customer="C1")),
+            ("payments", payment(t, "P1", "C1", "50.00", at(5), invoice="INV-S2")),
+            ("refunds", envelope(t, "ev-r1", "refund.issued", at(6), {
+                "refund_id": "R1", "sale_id": "S1", "restock": True, "lines": [{"sku": "A", "quantity": 1}],
+                "refund_method": "CASH"})),
+            ("sales", envelope(t, "ev-x1", "order.cancelled", at(7), {
+                "sale_id": "S2", "cancellation_id": "X1", "lines": [{"sku": "A", "quantity": 1}]})),
+        ]
+        for topic, event in steps:
+            publish(topic, [event])
+            settle(settings)
+
+        def written() -> bool:
+            with engine.connect() as conn:
+                n = conn.execute(text("SELECT count(*) FROM journal_entries WHERE tenant_id = :t"), {"t": t}).scalar()
+            return n == 5
+
+        wait_for(written, 120, "the sink to write the tenant's books")
+
+    with engine.connect() as conn:
+        lines = conn.execute(text("""SELECT entry_id, account, role, debit, credit FROM books_journal
+                                      WHERE tenant_id = :t ORDER BY posted_at, line_no"""), {"t": t}).all()
+    assert [(e, a, r, str(d), str(c)) for e, a, r, d, c in lines] == [
+        ("JE-INV-S1", "1000", "cash", "200.0000", "0.0000"), ("JE-INV-S1", "4000", "revenue", "0.0000", "200.0000"),
+        ("JE-INV-S2", "1105", "receivable", "300.0000", "0.0000"),
+        ("JE-INV-S2", "4100", "revenue", "0.0000", "300.0000"),
+        ("JE-PAY-P1", "1030", "bank", "50.0000", "0.0000"), ("JE-PAY-P1", "1105", "receivable", "0.0000", "50.0000"),
+        ("JE-CN-R1", "4110", "returns", "100.0000", "0.0000"), ("JE-CN-R1", "1001", "cash", "0.0000", "100.0000"),
+        ("JE-CN-X1", "4110", "returns", "100.0000", "0.0000"),
+        ("JE-CN-X1", "1105", "receivable", "0.0000", "100.0000")]
+    check = books(url, "check", "--tenant", t, "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert [(r["reconciliation"].split(" ")[0:2], r["ledger"], r["subledger"], r["status"])
+            for r in json.loads(check.stdout)] == [
+        (["accounts", "receivable"], "150.00", "150.00", "ok"),  # 300 - 50 paid - 100 cancelled
+        (["sales", "revenue"], "300.00", "300.00", "ok"),  # 200 + 300 invoiced - 100 - 100 credited
+        (["tax", "payable"], "0.00", "0.00", "ok"),
+        (["cash", "(1000)"], "100.00", "100.00", "ok"),  # 1000: 200, 1001: -100
+        (["card", "and"], "0.00", "0.00", "ok"),
+        (["bank", "(1020)"], "50.00", "50.00", "ok"),
+    ]
+    trial = books(url, "trial-balance", "--tenant", t, "--csv")
+    assert trial.stdout.splitlines()[1:] == [
+        f"{t},KES,1000,Cash,200.00,0.00,200.00",
+        f"{t},KES,1001,Cash,0.00,100.00,-100.00",
+        f"{t},KES,1030,Bank,50.00,0.00,50.00",
+        f"{t},KES,1105,Accounts receivable,300.00,150.00,150.00",
+        f"{t},KES,4000,Sales revenue,0.00,200.00,-200.00",
+        f"{t},KES,4100,Sales revenue,0.00,300.00,-300.00",
+        f"{t},KES,4110,Sales returns,200.00,0.00,200.00",
+        f"{t},KES,TOTAL,,750.00,750.00,0.00",
+    ]

@@ -1,18 +1,24 @@
 """The books of a fold's outputs: journal balances per account and the subledgers they must equal (SPEC 2,
-"The books reconcile"), computed the way `stockledger books check` computes them in PostgreSQL."""
+"The books reconcile"), computed the way `stockledger books check` computes them in PostgreSQL.
+
+Each figure is read from the accounts of its role in the tenant's chart (SPEC 8, `accounts`): a tenant
+whose chart changed over its log has the union of every code a role had (a chart never gives two roles
+one code, settings.validate_tenant_configured)."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from streams.core.credit import CreditState
 from streams.core.fold import DictState, Emit
+from streams.core.journal import DEFAULT_ACCOUNTS, Accounts
+from streams.core.settings import settings_of
 
 Z = Decimal(0)
-CASH_ACCOUNTS = {"1000": ("CASH",), "1010": ("CARD", "MOBILE"), "1020": ("BANK",)}
+CASH_ROLES = {"cash": ("CASH",), "clearing": ("CARD", "MOBILE"), "bank": ("BANK",)}
 LEDGER = ("ledger.invoices", "ledger.credit_notes", "ledger.payments", "ledger.journal")
 
 
@@ -31,8 +37,11 @@ def balances(outputs: Iterable[Any]) -> dict[tuple[str, str, str], Decimal]:
     return dict(out)
 
 
-def differences(state: DictState, outputs: list[Any]) -> list[str]:
-    """Every way the ledger disagrees with its subledgers (empty: the books reconcile)."""
+def differences(state: DictState, outputs: list[Any], charts: Mapping[str, Sequence[Accounts]] | None = None
+                ) -> list[str]:
+    """Every way the ledger disagrees with its subledgers (empty: the books reconcile).
+
+    `charts`: tenant -> every chart its log used; by default SPEC's chart and the tenant's chart now."""
     problems: list[str] = []
     emits = ledger_emits(outputs)
     keys = Counter((e.topic, e.key) for e in emits)
@@ -73,25 +82,34 @@ def differences(state: DictState, outputs: list[Any]) -> list[str]:
         outstanding[credit.tenant_id] += credit.outstanding
     tenants = {t for t, _ in docs} | {t for t, _, _ in bal} | set(outstanding)
     for tenant in sorted(tenants):
+        used = (charts or {}).get(tenant) or (DEFAULT_ACCOUNTS, settings_of(state, tenant).chart())
+
+        def codes(*roles: str, used: Sequence[Accounts] = used) -> set[str]:
+            return {getattr(chart, role) for chart in used for role in roles}
+
         currencies = {c for t, c in docs if t == tenant} | {c for t, c, _ in bal if t == tenant}
         if len(currencies) > 1:
             raise ValueError("the receivables identity is checked for one currency per tenant")
-        ar = sum((b for (t, _, a), b in bal.items() if t == tenant and a == "1100"), Z)
+        receivable = codes("receivable")
+        ar = sum((b for (t, _, a), b in bal.items() if t == tenant and a in receivable), Z)
         if ar != outstanding[tenant]:
-            problems.append(f"{tenant}: 1100 is {ar}, customers owe {outstanding[tenant]}")
+            problems.append(f"{tenant}: {'+'.join(sorted(receivable))} is {ar}, customers owe {outstanding[tenant]}")
         for currency in sorted(currencies):
             d = docs[(tenant, currency)]
 
-            def gl(account: str, tenant: str = tenant, currency: str = currency) -> Decimal:
-                return bal.get((tenant, currency, account), Z)
+            def gl(accounts: set[str], tenant: str = tenant, currency: str = currency) -> Decimal:
+                return sum((bal.get((tenant, currency, a), Z) for a in accounts), Z)
 
-            if -gl("4000") - gl("4010") != d["net"]:
-                problems.append(f"{tenant} {currency}: 4000-4010 is {-gl('4000') - gl('4010')}, "
+            sales = codes("revenue", "returns")
+            if -gl(sales) != d["net"]:
+                problems.append(f"{tenant} {currency}: {'+'.join(sorted(sales))} is {-gl(sales)}, "
                                 f"documents {d['net']}")
-            if -gl("2100") != d["tax"]:
-                problems.append(f"{tenant} {currency}: 2100 is {-gl('2100')}, documents {d['tax']}")
-            for account, methods in CASH_ACCOUNTS.items():
+            tax = codes("tax_payable")
+            if -gl(tax) != d["tax"]:
+                problems.append(f"{tenant} {currency}: {'+'.join(sorted(tax))} is {-gl(tax)}, documents {d['tax']}")
+            for role, methods in CASH_ROLES.items():
                 want = sum((d[m] for m in methods), Z)
-                if gl(account) != want:
-                    problems.append(f"{tenant} {currency}: {account} is {gl(account)}, payments - refunds {want}")
+                if gl(codes(role)) != want:
+                    problems.append(f"{tenant} {currency}: {role} {'+'.join(sorted(codes(role)))} is "
+                                    f"{gl(codes(role))}, payments - refunds {want}")
     return problems

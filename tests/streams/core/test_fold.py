@@ -155,7 +155,7 @@ def test_an_order_over_the_credit_limit_or_on_hold_is_refused_with_the_figures()
     result = outcome_of(out)
     assert result["outcome"] == "REFUSED"
     assert result["reasons"] == [{"sku": None, "code": "CREDIT_LIMIT_EXCEEDED", "requested": None, "available": None,
-                                  "message": "Insufficient credit. Available: 242.0000, Required: 348.00"}]
+                                  "message": "Insufficient credit. Available: 242.00, Required: 348.00"}]
     assert result["credit"] == {"credit_limit": D("300"), "outstanding": D("58.00"), "available": D("242"),
                                 "order_amount": D("348.00")}
     assert {t: r for t, r in state.tables.items() if t not in ("sales", "seen", "expiry")} == \

@@ -77,9 +77,9 @@ def test_paid_sale_without_payments_is_one_cash_payment():
         T0,
     )
     assert je.lines == (
-        JournalLine("1000", D("62.61"), Z),
-        JournalLine("4000", Z, D("53.97")),
-        JournalLine("2100", Z, D("8.64")),
+        JournalLine("1000", D("62.61"), Z, "cash"),
+        JournalLine("4000", Z, D("53.97"), "revenue"),
+        JournalLine("2100", Z, D("8.64"), "tax_payable"),
     )
 
 
@@ -98,10 +98,10 @@ def test_paid_sale_with_split_payments_merges_per_account():
         Allocation("INV-S1", D("12.61"), "PAID", D("62.61")),
     ]
     assert booking.journal.lines == (
-        JournalLine("1010", D("42.61"), Z),
-        JournalLine("1020", D("20.00"), Z),
-        JournalLine("4000", Z, D("53.97")),
-        JournalLine("2100", Z, D("8.64")),
+        JournalLine("1010", D("42.61"), Z, "clearing"),
+        JournalLine("1020", D("20.00"), Z, "bank"),
+        JournalLine("4000", Z, D("53.97"), "revenue"),
+        JournalLine("2100", Z, D("8.64"), "tax_payable"),
     )
 
 
@@ -115,9 +115,9 @@ def test_on_account_sale_debits_receivable():
     assert isinstance(booking, SaleBooking)
     assert booking.payments == ()
     assert booking.journal.lines == (
-        JournalLine("1100", D("62.61"), Z),
-        JournalLine("4000", Z, D("53.97")),
-        JournalLine("2100", Z, D("8.64")),
+        JournalLine("1100", D("62.61"), Z, "receivable"),
+        JournalLine("4000", Z, D("53.97"), "revenue"),
+        JournalLine("2100", Z, D("8.64"), "tax_payable"),
     )
 
 
@@ -128,7 +128,8 @@ def test_payment_received_debits_cash_credits_receivable():
     assert booking.payment.payment_id == "PAY-P9"
     assert booking.payment.allocations == alloc
     assert (booking.journal.entry_id, booking.journal.document_type) == ("JE-PAY-P9", "payment")
-    assert booking.journal.lines == (JournalLine("1010", D("40.00"), Z), JournalLine("1100", Z, D("40.00")))
+    assert booking.journal.lines == (JournalLine("1010", D("40.00"), Z, "clearing"),
+                                     JournalLine("1100", Z, D("40.00"), "receivable"))
 
 
 def test_tenant_chart_override():
@@ -163,7 +164,8 @@ def test_assert_balanced_rejects_two_sided_lines():
 def test_booking_round_trips_through_json():
     booking = book_sale(sale(payments=(SalePayment("CARD", D("62.61")),)), priced_usd(), T0)
     plain = json.loads(json.dumps(booking.to_dict()))
-    assert plain["journal"]["lines"][0] == {"account": "1010", "debit": "62.61", "credit": "0"}
+    assert plain["journal"]["lines"][0] == {"account": "1010", "debit": "62.61", "credit": "0",
+                                                "role": "clearing"}
     assert SaleBooking.from_dict(plain) == booking
 
 

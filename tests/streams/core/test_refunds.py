@@ -97,13 +97,13 @@ def test_refund_documents_and_reversing_entry():
     assert (note.net_total, note.tax_total, note.total) == (D("16.33"), D("2.61"), D("18.94"))
     assert (r1.journal.entry_id, r1.journal.document_type) == ("JE-CN-R1", "credit_note")
     assert r1.journal.lines == (
-        JournalLine("4010", D("16.33"), Z),
-        JournalLine("2100", D("2.61"), Z),
-        JournalLine("1000", Z, D("18.94")),
+        JournalLine("4010", D("16.33"), Z, "returns"),
+        JournalLine("2100", D("2.61"), Z, "tax_payable"),
+        JournalLine("1000", Z, D("18.94"), "cash"),
     )
     assert r1.restock == (("A", 1), ("B", 2))
     credit = book_refund(inv, RefundState(), refund("R1", ("A", 1), method="CREDIT", restock=False), T0)
-    assert credit.journal.lines[-1] == JournalLine("1100", Z, D("11.60"))
+    assert credit.journal.lines[-1] == JournalLine("1100", Z, D("11.60"), "receivable")
     assert credit.restock == ()
     assert RefundBooking.from_dict(json.loads(json.dumps(r1.to_dict()))) == r1
 

@@ -101,7 +101,7 @@ def test_the_validator_names_every_bad_field():
         "dedup_horizon_days": 10_000, "accounts": {"vault": "9", "bank": " "}}) == [
         "order_fulfilment must be one of IMMEDIATE, RESERVE, got 'LATER'",
         "credit_policy must be one of REFUSE, HOLD, got 'MAYBE'",
-        "default_currency must be an ISO 4217 code (3 capital letters), got 'kes'",
+        "default_currency must be an ISO 4217 code that stockledger books, got 'kes'",
         "default_tax_percent must be from 0 to 100, got Decimal('100.01')",
         "max_discount_percent must be from 0 to 100, got Decimal('-1')",
         "late_count_horizon_days must be a whole number of days from 0 to 3650, got -1",
@@ -109,6 +109,12 @@ def test_the_validator_names_every_bad_field():
         "unknown account roles ['vault']; known: " + str(sorted(
             ["cash", "clearing", "bank", "receivable", "tax_payable", "revenue", "returns"])),
         "accounts ['bank'] must name a non-empty account code"]
+    # a code stockledger cannot round to (no minor unit known), and one account for two roles, are refused
+    assert validate_tenant_configured({"default_currency": "XYZ", "accounts": {"bank": "1000", "returns": "4000"}}) \
+        == ["default_currency must be an ISO 4217 code that stockledger books, got 'XYZ'",
+            "accounts: roles ['cash', 'bank'] would share account '1000'",
+            "accounts: roles ['revenue', 'returns'] would share account '4000'"]
+    assert validate_tenant_configured({"accounts": {"bank": "1000", "cash": "1001"}}) == []
 
 
 @given(st.lists(st.fixed_dictionaries({}, optional={
