@@ -170,7 +170,7 @@ journal_lines = Table(
     Column("account", Text, nullable=False),
     Column("debit", Money, nullable=False),
     Column("credit", Money, nullable=False),
-    Column("role", Text),  # the account's role in the tenant's chart (SPEC 8; revision 0006); null: SPEC's chart
+    Column("role", Text),  # the account's role in the tenant's chart (SPEC 8; revision 0007); null: SPEC's chart
     ForeignKeyConstraint(["tenant_id", "entry_id"], ["journal_entries.tenant_id", "journal_entries.entry_id"],
                          ondelete="CASCADE", name="journal_lines_journal_entries_fkey"),
     CheckConstraint("debit >= 0 AND credit >= 0", name="journal_lines_amounts_not_negative"),

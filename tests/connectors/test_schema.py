@@ -27,8 +27,8 @@ def books(sink_db):
 def test_upgrade_reaches_head_and_matches_the_table_definitions(sink_db):
     _, engine = sink_db
     assert migrate.current(engine) is None
-    assert migrate.upgrade(engine) == migrate.head() == "0006"
-    assert migrate.upgrade(engine) == "0006"  # again: nothing to do
+    assert migrate.upgrade(engine) == migrate.head() == "0007"
+    assert migrate.upgrade(engine) == "0007"  # again: nothing to do
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE,
                                                      "compare_server_default": True})
@@ -110,12 +110,13 @@ def test_money_keeps_four_decimals_exactly(books):
     assert isinstance(got, Decimal) and got == Decimal("0.0001")
 
 
-def test_revision_0006_goes_down_to_0005_and_up_again(sink_db):
-    """Shipments, price sources and the fulfilment views come and go with their revision."""
+def test_revisions_0007_and_0006_go_down_to_0005_and_up_again(sink_db):
+    """Account roles (0007), shipments, price sources and the fulfilment views (0006) come and go with their
+    revisions."""
     from alembic import command
 
     _, engine = sink_db
-    assert migrate.upgrade(engine) == "0006"
+    assert migrate.upgrade(engine) == "0007"
     cfg = migrate._config()
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
@@ -125,7 +126,9 @@ def test_revision_0006_goes_down_to_0005_and_up_again(sink_db):
     assert migrate.current(engine) == "0005"
     assert not insp.has_table("shipments") and "price_source" not in {c["name"] for c in insp.get_columns(
         "invoice_lines")} and "books_fulfilment" not in insp.get_view_names()
-    assert migrate.upgrade(engine) == "0006"
+    assert "role" not in {c["name"] for c in insp.get_columns("journal_lines")}
+    assert migrate.upgrade(engine) == "0007"
     insp = inspect(engine)
     assert insp.has_table("shipment_lines") and {"books_fulfilment", "books_fulfilment_exceptions"} <= set(
         insp.get_view_names())
+    assert "role" in {c["name"] for c in insp.get_columns("journal_lines")}

@@ -6,8 +6,8 @@ revenue, returns); `journal_lines.role` keeps it. A line without one (posted bef
 takes the role SPEC's chart gives its code. `books_journal` shows the role, and `books_reconciliation`
 compares each role's balance (not a fixed code's) with its subledger; the reconciliations keep their names.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-05
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
