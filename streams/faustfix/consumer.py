@@ -27,6 +27,11 @@ by a timer. A delivery in flight when a buffer is cleared or its partition sough
 so the stream skips it and it is read again in its place; acks of stale records are ignored, and a
 dense partition commits only from its committed offset on, never over a hole. Other topics keep
 Faust's behaviour.
+
+Topics with a `Feed` (`feed`) skip Faust's per-record delivery (conductor, channel, event, stream)
+altogether: the records of a partition that one fetch brought, checked in order as above, are handed
+to the feed as one list (a run), and the agent takes whole runs and acks the records itself. A run
+is delivered or stale as one: the rules above apply to it as they apply to one record.
 """
 
 from __future__ import annotations
@@ -51,6 +56,78 @@ TAIL_AFTER = 4.0  # seconds a partition may sit below its high watermark without
 STALE = -1  # generation id given to a record whose delivery was overtaken by a clear or a seek
 
 
+class Feed:
+    """The records of one dense topic for its agent, as runs: the records of one partition that one
+    fetch brought, in offset order, none skipped (`OrderedConsumer` checks them as it would check
+    records delivered one at a time).
+
+    `take` gives the agent whole runs; a run whose records are stale (overtaken by a buffer clear or
+    a seek, or of an earlier generation, or taken while the flow is suspended) is skipped unacked, as
+    Faust's stream skips such a record: it is read again in its place. `ack` acks through the
+    consumer (which ignores acks of stale records). `clear` empties the feed with the agents' buffers.
+    """
+
+    def __init__(self, app: Any, topic: str, runs: int = 8):
+        self.app = app
+        self.topic = topic
+        self._runs: asyncio.Queue[list[Any]] = asyncio.Queue(runs)
+
+    async def put(self, run: list[Any]) -> None:
+        await self._runs.put(run)
+
+    def clear(self) -> None:
+        runs = self._runs
+        while not runs.empty():
+            runs.get_nowait()
+
+    def _current(self, run: list[Any]) -> bool:
+        app = self.app
+        if run[0].generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+            return False
+        app.consumer._unacked_messages.update(run)  # noqa: SLF001 (pending acks, as Faust's stream tracks them)
+        return True
+
+    async def take(self, most: int, within: float) -> list[Any]:
+        """The next current run, and more runs already fetched, up to `most` records, waiting at most
+        `within` seconds for them once one run is in."""
+        runs = self._runs
+        records: list[Any] = []
+        while not records:
+            run = await runs.get()
+            if self._current(run):
+                records = list(run)
+        deadline = time.monotonic() + within
+        while len(records) < most:
+            if runs.empty():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    run = await asyncio.wait_for(runs.get(), left)
+                except TimeoutError:
+                    break
+            else:
+                run = runs.get_nowait()
+            if self._current(run):
+                records += run
+        return records
+
+    def ack(self, records: list[Any]) -> None:
+        ack = self.app.consumer.ack
+        for message in records:
+            ack(message)
+
+
+def feed(app: Any, topic: str) -> Feed:
+    """The feed of `topic` (after `install`): its records skip Faust's streams and go to `Feed.take`.
+    The topic must still be subscribed (an agent on it) and have acks enabled."""
+    feeds = cast(OrderedTransport, app.transport).feeds
+    f = feeds.get(topic)
+    if f is None:
+        f = feeds[topic] = Feed(app, topic)
+    return f
+
+
 class OrderedConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer whose dense topics are delivered gap-free."""
 
@@ -61,7 +138,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._idle: dict[TP, tuple[int, float]] = {}  # owed offset below the high watermark, since when
         # first offset delivered since the last seek, for partitions that have no committed offset yet
         self._first_read: dict[TP, int] = {}
-        self._in_flight: Any = None  # the message being delivered (the drain loop delivers one at a time)
+        self._in_flight: list[Any] = []  # the record or run being delivered (the drain loop delivers one at a time)
+        self._runs: dict[TP, list[Any]] = {}  # per partition with a feed, the run being gathered from a fetch
         self._journal: dict[TP, deque] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
         self._dense: dict[str, bool] = {}  # per topic, see `dense`
         self._watch_queue_clears()
@@ -75,6 +153,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
         def clear_and_forget() -> None:
             clear()
+            for f in cast(OrderedTransport, self.transport).feeds.values():
+                f.clear()
             self._forget()
 
         flow_control.clear = clear_and_forget  # type: ignore[method-assign]
@@ -86,18 +166,21 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         if tps is None:
             self._owed.clear()
             self._rewinding.clear()
+            self._runs.clear()
         else:
             for tp in tps:
                 self._owed.pop(tp, None)
                 self._rewinding.pop(tp, None)
+                self._runs.pop(tp, None)
         for tp in (tps if tps is not None else list(self._journal)):
             head = self.head(tp)
             if head is not None:
                 self._note(tp, head, "owed reset to the head")
-        message = self._in_flight
-        if message is not None and (tps is None or message.tp in tps):
-            message.generation_id = STALE
-            self._note(message.tp, message.offset, "stale: overtaken")
+        in_flight = self._in_flight
+        if in_flight and (tps is None or in_flight[0].tp in tps):
+            for message in in_flight:
+                message.generation_id = STALE
+            self._note(in_flight[0].tp, in_flight[0].offset, "stale: overtaken")
 
     def dense(self, topic: str) -> bool:
         """Acked topics other than changelogs: every offset holds one record."""
@@ -222,8 +305,35 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                 self._idle.pop(tp, None)
                 await self._rewind(tp, owed, highwater - 1)
 
+    async def _hand_over(self, tp: TP) -> None:
+        """Deliver the run gathered for `tp` to its feed, as one record is delivered: if the flow is
+        suspended first, or a clear or seek overtakes it, every record of it is stale."""
+        run = self._runs.pop(tp, None)
+        if not run:
+            return
+        if run[0].offset != self.owed(tp):  # cannot happen: a run starts at the owed offset, or is dropped
+            for message in run:
+                message.generation_id = STALE
+            self._note(tp, run[0].offset, f"stale: not at the owed offset {self.owed(tp)}")
+            return
+        delivery = cast(OrderedTransport, self.transport).feeds[tp.topic].put(run)
+        self._in_flight = run
+        try:
+            outcome = await self.wait_first(delivery, self.suspend_flow.wait())
+        finally:
+            self._in_flight = []
+        first, last = run[0], run[-1]
+        if delivery in outcome.done and last.generation_id != STALE:
+            self._owed[tp] = last.offset + 1
+            self._note(tp, last.offset, f"delivered from {first.offset}", last.generation_id)
+        else:
+            for message in run:
+                message.generation_id = STALE
+            self._note(tp, first.offset, f"stale: not delivered, to {last.offset}")
+
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's drain loop, with dense partitions delivered strictly in order."""
+        """Faust's drain loop, with dense partitions delivered strictly in order; those of a topic with a
+        feed as one run per partition and fetch."""
         callback = self.callback
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
@@ -233,6 +343,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         since_yield = 0
         transport = cast(OrderedTransport, self.transport)
         drop_every, clear_every = transport.drop_every, transport.clear_every
+        feeds = transport.feeds
+        runs = self._runs
         flow_control = self.app.flow_control
         fetched = 0
         try:
@@ -249,24 +361,36 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                         since_yield = 0
                     offset = message.offset
                     dense = self.dense(message.topic)
+                    run = None
                     if dense:
                         if (message.generation_id != self.app.consumer_generation_id
                                 or not flow_control.is_active()):
                             continue  # the agent's stream would skip it unacked; read it again later
-                        owed = self.owed(tp)
+                        run = runs.get(tp)
+                        owed = run[-1].offset + 1 if run else self.owed(tp)
                         if owed is None:
                             self._first_read[tp] = owed = offset  # no commit yet: reading starts here
                         if offset < owed:
                             continue  # delivered already, from a batch fetched before a seek
                         if offset > owed:
-                            await self._rewind(tp, owed, offset)
+                            if run:  # what came before the hole first (the seek drops a run not delivered)
+                                await self._hand_over(tp)
+                                owed = self.owed(tp)
+                            if owed is not None and offset > owed:
+                                await self._rewind(tp, owed, offset)
                             continue
                         self._rewinding.pop(tp, None)
                         fetched += 1
                         if drop_every and fetched % drop_every == 0:
                             continue  # injected fault: lost like a record fetched during a rebalance
                         if clear_every and fetched % clear_every == 0:
-                            # injected fault: buffers emptied mid-delivery, as when the flow resumes
+                            # injected fault: buffers emptied mid-delivery, as when the flow resumes (the
+                            # runs gathered before this record are delivered first, as they would have been)
+                            for gathered in list(runs):
+                                await self._hand_over(gathered)
+                            run = None
+                            if offset != self.owed(tp):
+                                continue  # overtaken meanwhile: read again from what is owed
                             asyncio.get_running_loop().call_soon(flow_control.clear)
                     else:
                         r_offset = read_offset[tp]
@@ -277,13 +401,20 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    if dense and message.topic in feeds:
+                        if run:
+                            run.append(message)
+                        else:
+                            runs[tp] = [message]
+                        read_offset[tp] = offset
+                        continue
                     delivery = callback(message)
                     if dense:
-                        self._in_flight = message
+                        self._in_flight = [message]
                     try:
                         outcome = await self.wait_first(delivery, self.suspend_flow.wait())
                     finally:
-                        self._in_flight = None
+                        self._in_flight = []
                     if dense:
                         if delivery in outcome.done and message.generation_id != STALE:
                             self._owed[tp] = offset + 1
@@ -292,6 +423,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                             message.generation_id = STALE
                             self._note(tp, offset, "stale: not delivered")
                     read_offset[tp] = offset
+                for tp in list(runs):
+                    await self._hand_over(tp)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -312,6 +445,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
 class OrderedTransport(faust_aiokafka.Transport):
     Consumer = OrderedConsumer
+    feeds: dict[str, Feed]
     on_rewind: Callable[[str], None] = staticmethod(lambda topic: None)
     drop_every = 0
     clear_every = 0
@@ -325,10 +459,11 @@ def install(app: Any, on_rewind: Callable[[str], None], drop_every: int = 0, cle
     empties the agents' buffers while every Nth is being delivered, the ways Faust loses records.
     """
     transport = OrderedTransport(app.conf.broker_consumer, app)
+    transport.feeds = {}
     transport.on_rewind = on_rewind
     transport.drop_every = drop_every
     transport.clear_every = clear_every
     app.transport = transport
 
 
-__all__ = ["OrderedConsumer", "OrderedTransport", "install"]
+__all__ = ["Feed", "OrderedConsumer", "OrderedTransport", "feed", "install"]
