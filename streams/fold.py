@@ -38,7 +38,7 @@ from streams.tenantlog import entries
 
 log = logging.getLogger("stockledger.worker")
 
-BATCH, WITHIN = 500, 0.005  # frames per fold step, and how long a step waits to fill
+BATCH, WITHIN = 4, 0.005  # frames per fold step (each up to admit.BATCH events), and how long a step waits to fill
 MAX_OUTPUT_BYTES = 1_000_000  # one output record, under the output topics' max.message.bytes (Kafka's 1 MiB)
 
 

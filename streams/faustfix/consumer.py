@@ -40,7 +40,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import zip_longest
 from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
@@ -59,57 +60,69 @@ STALE = -1  # generation id given to a record whose delivery was overtaken by a 
 class Feed:
     """The records of one dense topic for its agent, as runs: the records of one partition that one
     fetch brought, in offset order, none skipped (`OrderedConsumer` checks them as it would check
-    records delivered one at a time).
+    records delivered one at a time). The runs of one fetch arrive together (a bundle) and `take`
+    interleaves them record by record, the order Faust delivered them in (its getmany goes round the
+    partitions), so partitions advance together as before.
 
-    `take` gives the agent whole runs; a run whose records are stale (overtaken by a buffer clear or
-    a seek, or of an earlier generation, or taken while the flow is suspended) is skipped unacked, as
-    Faust's stream skips such a record: it is read again in its place. `ack` acks through the
-    consumer (which ignores acks of stale records). `clear` empties the feed with the agents' buffers.
+    `take` gives the agent at most the records it asks for (the rest of a bundle waits in the feed,
+    and is dropped with it by a clear); a bundle whose records are stale (overtaken by a buffer
+    clear or a seek, or of an earlier generation, or taken while the flow is suspended) is skipped
+    unacked, as Faust's stream skips such a record: it is read again in its place. `ack` acks through
+    the consumer (which ignores acks of stale records). `clear` empties the feed with the agents' buffers.
     """
 
-    def __init__(self, app: Any, topic: str, runs: int = 8):
+    def __init__(self, app: Any, topic: str, bundles: int = 8):
         self.app = app
         self.topic = topic
-        self._runs: asyncio.Queue[list[Any]] = asyncio.Queue(runs)
+        self._bundles: asyncio.Queue[list[list[Any]]] = asyncio.Queue(bundles)
+        self._left: list[Any] = []  # records of a bundle taken beyond `most`, for the next `take`
 
-    async def put(self, run: list[Any]) -> None:
-        await self._runs.put(run)
+    async def put(self, bundle: list[list[Any]]) -> None:
+        await self._bundles.put(bundle)
 
     def clear(self) -> None:
-        runs = self._runs
-        while not runs.empty():
-            runs.get_nowait()
+        self._left = []
+        bundles = self._bundles
+        while not bundles.empty():
+            bundles.get_nowait()
 
-    def _current(self, run: list[Any]) -> bool:
+    def _current(self, records: list[Any]) -> bool:
         app = self.app
-        if run[0].generation_id != app.consumer_generation_id or not app.flow_control.is_active():
-            return False
-        app.consumer._unacked_messages.update(run)  # noqa: SLF001 (pending acks, as Faust's stream tracks them)
-        return True
+        return records[0].generation_id == app.consumer_generation_id and app.flow_control.is_active()
+
+    def _records(self, bundle: list[list[Any]]) -> list[Any]:
+        """The bundle's records, its runs interleaved (none if it is stale)."""
+        if not self._current(bundle[0]):
+            return []
+        if len(bundle) == 1:
+            records = bundle[0]
+        else:
+            records = [m for ms in zip_longest(*bundle) for m in ms if m is not None]
+        self.app.consumer._unacked_messages.update(records)  # noqa: SLF001 (pending acks, as Faust's stream tracks them)
+        return records
 
     async def take(self, most: int, within: float) -> list[Any]:
-        """The next current run, and more runs already fetched, up to `most` records, waiting at most
-        `within` seconds for them once one run is in."""
-        runs = self._runs
-        records: list[Any] = []
+        """At most `most` records, in order: what was left of a bundle, the next current bundle, and
+        more bundles already fetched, waiting at most `within` seconds for them once one is in."""
+        bundles = self._bundles
+        records, self._left = (self._left if self._left and self._current(self._left) else []), []
         while not records:
-            run = await runs.get()
-            if self._current(run):
-                records = list(run)
+            records = list(self._records(await bundles.get()))
         deadline = time.monotonic() + within
         while len(records) < most:
-            if runs.empty():
+            if bundles.empty():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    run = await asyncio.wait_for(runs.get(), left)
+                    bundle = await asyncio.wait_for(bundles.get(), left)
                 except TimeoutError:
                     break
             else:
-                run = runs.get_nowait()
-            if self._current(run):
-                records += run
+                bundle = bundles.get_nowait()
+            records += self._records(bundle)
+        if len(records) > most:
+            records, self._left = records[:most], records[most:]
         return records
 
     def ack(self, records: list[Any]) -> None:
@@ -177,7 +190,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
             if head is not None:
                 self._note(tp, head, "owed reset to the head")
         in_flight = self._in_flight
-        if in_flight and (tps is None or in_flight[0].tp in tps):
+        if in_flight and (tps is None or any(m.tp in tps for m in in_flight)):
             for message in in_flight:
                 message.generation_id = STALE
             self._note(in_flight[0].tp, in_flight[0].offset, "stale: overtaken")
@@ -305,31 +318,45 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                 self._idle.pop(tp, None)
                 await self._rewind(tp, owed, highwater - 1)
 
-    async def _hand_over(self, tp: TP) -> None:
-        """Deliver the run gathered for `tp` to its feed, as one record is delivered: if the flow is
-        suspended first, or a clear or seek overtakes it, every record of it is stale."""
-        run = self._runs.pop(tp, None)
-        if not run:
-            return
-        if run[0].offset != self.owed(tp):  # cannot happen: a run starts at the owed offset, or is dropped
-            for message in run:
-                message.generation_id = STALE
-            self._note(tp, run[0].offset, f"stale: not at the owed offset {self.owed(tp)}")
-            return
-        delivery = cast(OrderedTransport, self.transport).feeds[tp.topic].put(run)
-        self._in_flight = run
-        try:
-            outcome = await self.wait_first(delivery, self.suspend_flow.wait())
-        finally:
-            self._in_flight = []
-        first, last = run[0], run[-1]
-        if delivery in outcome.done and last.generation_id != STALE:
-            self._owed[tp] = last.offset + 1
-            self._note(tp, last.offset, f"delivered from {first.offset}", last.generation_id)
-        else:
-            for message in run:
-                message.generation_id = STALE
-            self._note(tp, first.offset, f"stale: not delivered, to {last.offset}")
+    async def _hand_over(self, tps: Iterable[TP]) -> None:
+        """Deliver the runs gathered for `tps` to their feeds, one bundle per feed, as one record is
+        delivered: if the flow is suspended first, or a clear or seek overtakes it, every record of
+        the bundle is stale."""
+        by_topic: dict[str, list[TP]] = {}
+        for tp in tps:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        feeds = cast(OrderedTransport, self.transport).feeds
+        for topic, topic_tps in by_topic.items():
+            bundle = []
+            for tp in topic_tps:  # popped only now: a clear while an earlier bundle was delivered drops them
+                run = self._runs.pop(tp, None)
+                if not run:
+                    continue
+                owed = self.owed(tp)
+                if run[0].offset != owed:  # cannot happen: a run starts at the owed offset, or is dropped
+                    for message in run:
+                        message.generation_id = STALE
+                    self._note(tp, run[0].offset, f"stale: not at the owed offset {owed}")
+                    continue
+                bundle.append(run)
+            if not bundle:
+                continue
+            delivery = feeds[topic].put(bundle)
+            self._in_flight = [m for run in bundle for m in run]
+            try:
+                outcome = await self.wait_first(delivery, self.suspend_flow.wait())
+            finally:
+                self._in_flight = []
+            delivered = delivery in outcome.done and bundle[0][0].generation_id != STALE
+            for run in bundle:
+                first, last = run[0], run[-1]
+                if delivered:
+                    self._owed[last.tp] = last.offset + 1
+                    self._note(last.tp, last.offset, f"delivered from {first.offset}", last.generation_id)
+                else:
+                    for message in run:
+                        message.generation_id = STALE
+                    self._note(last.tp, first.offset, f"stale: not delivered, to {last.offset}")
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop, with dense partitions delivered strictly in order; those of a topic with a
@@ -374,7 +401,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                             continue  # delivered already, from a batch fetched before a seek
                         if offset > owed:
                             if run:  # what came before the hole first (the seek drops a run not delivered)
-                                await self._hand_over(tp)
+                                await self._hand_over((tp,))
                                 owed = self.owed(tp)
                             if owed is not None and offset > owed:
                                 await self._rewind(tp, owed, offset)
@@ -386,8 +413,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                         if clear_every and fetched % clear_every == 0:
                             # injected fault: buffers emptied mid-delivery, as when the flow resumes (the
                             # runs gathered before this record are delivered first, as they would have been)
-                            for gathered in list(runs):
-                                await self._hand_over(gathered)
+                            await self._hand_over(list(runs))
                             run = None
                             if offset != self.owed(tp):
                                 continue  # overtaken meanwhile: read again from what is owed
@@ -423,8 +449,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                             message.generation_id = STALE
                             self._note(tp, offset, "stale: not delivered")
                     read_offset[tp] = offset
-                for tp in list(runs):
-                    await self._hand_over(tp)
+                await self._hand_over(list(runs))
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
