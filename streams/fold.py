@@ -128,13 +128,30 @@ class Folder:
                 old = self._restoring.get(tp.partition)
                 if old is not None and not old.done():
                     old.cancel()
-                self._restoring[tp.partition] = asyncio.ensure_future(
-                    store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+                self._restoring[tp.partition] = asyncio.ensure_future(self._begin(store))
+
+    async def _begin(self, store: PartitionStore) -> None:
+        """`store.begin`, again until it succeeds: a restore that meets the broker away (it raises after
+        its timeouts) must not leave the partition unready for good, which would hold the fold agent
+        at that partition's next batch. Cancelled when the partition is revoked or assigned again."""
+        delay = 0.5
+        while True:
+            try:
+                await store.begin(self.p.worker_id, lambda m: log.warning("%s", m))
+                return
+            except Exception as exc:  # noqa: BLE001 (Kafka unreachable: restore again once it may be back)
+                log.warning("state %s[%s]: restore failed (%s); again in %.1fs", store.topic, store.partition,
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def revoked(self, tps: Any) -> None:
         for tp in tps:
             if tp.topic == self.p.log_topic and tp.partition in self.stores:
                 self.stores[tp.partition].end()
+                task = self._restoring.pop(tp.partition, None)
+                if task is not None and not task.done():
+                    task.cancel()
 
     def ready(self) -> bool:
         """Every tenant-log partition assigned here is restored."""
