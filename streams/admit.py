@@ -1,11 +1,13 @@
 """Admit: the first step of every input record. Decode, check, dead-letter or forward to the tenant log.
 
-One Faust agent per input topic takes records in batches. Each record is decoded with the one codec
-and checked (envelope, the topic's event types, the bounds of its quantities and amounts, the rules of
-its payload); a bad one goes to `<topic>.dlq` with its original key and bytes, where it was read and
+One Faust agent per input topic takes the records in whole fetched runs (`faustfix.consumer.Feed`:
+no Faust event or stream per record). Each record is decoded with the one codec and checked
+(envelope, the topic's event types, the bounds of its quantities and amounts, the rules of its
+payload); a bad one goes to `<topic>.dlq` with its original key and bytes, where it was read and
 why, and the stream carries on.
 Good records are forwarded, in the order read, to the tenant log keyed by their tenant, many per
-frame (`streams.tenantlog`). The batch's input offsets are acked only once Kafka has every frame and
+frame (`streams.tenantlog`); their decoded records wait for this worker's fold
+(`tenantlog.Admitted`). The batch's input offsets are acked only once Kafka has every frame and
 dead letter of it (at-least-once: a frame forwarded twice after a crash carries event ids the fold
 recognises); the agent goes on with the next batch meanwhile (`outbox.Acks`).
 """
@@ -23,6 +25,7 @@ from stockledger.deadletter import DECODE, RULE, VALIDATE, Failure, encoded
 from stockledger.retries import RetryPolicy, retrying_on
 from stockledger.topics import INPUTS
 from streams.core.fold import VALIDATORS, internal_error
+from streams.faustfix.consumer import feed
 from streams.outbox import Acks
 from streams.tenantlog import FrameWriter
 
@@ -68,17 +71,21 @@ async def decode(codec: Any, value: bytes | None) -> dict:
         return await REGISTRY_DOWN.acall(lambda: codec.decode(value), "decoding (schema registry)", failed=exc)
 
 
-async def admit(p: Any, events: list[Any], acks: Acks) -> None:
-    """One step of an admit agent: forward the batch's good records, dead-letter the rest, then ack."""
-    codec, outbox, metrics, track = p.codec, p.outbox, p.metrics, p.watchdog.track
+async def admit(p: Any, messages: list[Any], acks: Acks) -> None:
+    """One step of an admit agent over records of one input topic (`faustfix.consumer.Feed.take`): forward
+    the good ones, dead-letter the rest, then ack."""
+    codec, outbox, metrics, admitted = p.codec, p.outbox, p.metrics, p.admitted
+    admitted.sweep()
     batch = outbox.batch()
     writers: dict[str, FrameWriter] = {}
+    topic = messages[0].topic
     now, started = time.time(), time.perf_counter()
-    for event in events:
-        msg = event.message
-        topic = msg.topic
-        metrics.observe(topic, now - msg.timestamp)
-        track(topic, msg.partition, msg.offset)
+    for partition, offset in {m.partition: m.offset for m in messages}.items():
+        p.watchdog.track(topic, partition, offset)
+    metrics.processed.labels(topic).inc(len(messages))
+    latency = metrics.latency.labels(topic).observe
+    for msg in messages:
+        latency(max(now - msg.timestamp, 0.0))
         try:
             record = await decode(codec, msg.value)
         except DecodeError as exc:
@@ -91,6 +98,7 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
                 if writer is None:
                     writer = writers[tenant] = FrameWriter()
                 writer.add(topic, msg.partition, msg.offset, msg.key, msg.value)
+                admitted.keep(topic, msg.partition, msg.offset, msg.value, record)
                 continue
             reason, stage = refusal
         metrics.dead_lettered.labels(topic).inc()
@@ -102,7 +110,7 @@ async def admit(p: Any, events: list[Any], acks: Acks) -> None:
         for frame in writer.close():
             outbox.produce(batch, p.log_topic, frame, key)
     metrics.admit_batch.observe(time.perf_counter() - started)
-    await acks.after(batch, events)
+    await acks.after(batch, messages)
 
 
 def install(p: Any) -> None:
@@ -111,11 +119,13 @@ def install(p: Any) -> None:
 
 
 def _agent(p: Any, name: str) -> None:
+    records = feed(p.app, name)  # the topic's records skip Faust's streams: whole fetched runs
+
     @p.app.agent(p.topic(name), name=f"admit-{name}")
-    async def admit_agent(stream: Any) -> None:
-        acks = Acks()
+    async def admit_agent(stream: Any) -> None:  # the stream subscribes the topic; it never has an event
+        acks = Acks(records.ack)
 
         async def loop() -> None:
-            async for events in stream.noack_take(BATCH, within=WITHIN):
-                await admit(p, list(events), acks)
+            while True:
+                await admit(p, await records.take(BATCH, WITHIN), acks)
         await p.vitals.guard(f"admit-{name}", loop)

@@ -48,6 +48,7 @@ class Pipeline:
     topics: dict[str, Any] = field(default_factory=dict)
     watchdog: Any = None
     vitals: Any = None  # faustfix.vitals.Vitals: which agents died (`/health` 503, non-zero exit)
+    admitted: tenantlog.Admitted = field(default_factory=tenantlog.Admitted)  # decoded by admit, for the fold
 
     @property
     def log_topic(self) -> str:

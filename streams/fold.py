@@ -1,8 +1,9 @@
 """Fold: one Faust agent applies the pure core to each tenant's state, in tenant-log order.
 
 For every batch of frames of one tenant-log partition: wait until the partition's state is restored
-(`streams.state`), decode each event again, call `streams.core.fold.fold_guarded` (the step the
-tests' serial reference runs), then send the outputs and dead letters, write each changed key once
+(`streams.state`), take each event's record as admit decoded it (`tenantlog.Admitted`; decoded again
+only if this worker's admit did not), call `streams.core.fold.fold_guarded` (the step the tests'
+serial reference runs), then send the outputs and dead letters, write each changed key once
 (RocksDB and changelog), wait until Kafka has all of it, ack the frames and commit. The outputs of
 an event are sent after the state it changed is decided, and only after a batch is fully in Kafka
 does its offset commit, so a payment sent after its sale's outcome always meets the sale's invoice.
@@ -29,13 +30,14 @@ from stockledger.topics import DLQ_SUFFIX
 from streams.admit import decode
 from streams.core.fold import DAY_MS, DeadLetter, Decision, FoldConfig, Input, fold_guarded, internal_error
 from streams.faustfix.committed import committed_offset
+from streams.faustfix.consumer import feed
 from streams.outbox import Acks
-from streams.state import PartitionStore, View, check_value
+from streams.state import SEP, PartitionStore, View, check_value
 from streams.tenantlog import entries
 
 log = logging.getLogger("stockledger.worker")
 
-BATCH, WITHIN = 500, 0.005  # frames per fold step, and how long a step waits to fill
+BATCH, WITHIN = 4, 0.005  # frames per fold step (each up to admit.BATCH events), and how long a step waits to fill
 MAX_OUTPUT_BYTES = 1_000_000  # one output record, under the output topics' max.message.bytes (Kafka's 1 MiB)
 
 
@@ -45,14 +47,17 @@ def letter(codec: Any, failure: Failure) -> tuple[str, bytes, Any]:
     return encoded(codec, failure)
 
 
-def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[tuple[str, bytes, Any]]:
+def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any,
+               encoded: dict[str, bytes] | None = None) -> list[tuple[str, bytes, Any]]:
     """One event through the core, its outputs encoded and its state writes checked before any of it is
     applied to `state` (SPEC 2, "Bad input"): if deciding, encoding or preparing its writes fails, the
     event alone is dead-lettered INTERNAL_ERROR with its original bytes, and `state` keeps no trace of it.
-    Returns (topic, value bytes, key) to send, in order."""
+    Returns (topic, value bytes, key) to send, in order. Once the event is applied, `encoded` (the
+    batch's `View.encoded`) gets the encoding of each value it wrote, made by the check, by stored key.
+    """
     encode = codec.encode
 
-    def prepare(decision: Decision) -> list[tuple[str, bytes, Any]]:
+    def prepare(decision: Decision) -> tuple[list[tuple[str, bytes, Any]], list[tuple[str, bytes]]]:
         sends = []
         for r in decision.out:
             if isinstance(r, DeadLetter):
@@ -64,17 +69,19 @@ def fold_entry(state: Any, inp: Input, config: FoldConfig, codec: Any) -> list[t
                 if len(value) > MAX_OUTPUT_BYTES:
                     raise ValueError(f"a {r.topic} record of {len(value)} bytes (at most {MAX_OUTPUT_BYTES})")
                 sends.append((r.topic, value, r.key))
-        for value in decision.writes.values():
-            check_value(value)
-        return sends
+        raws = [(table + SEP + key, check_value(value)) for (table, key), value in decision.writes.items()]
+        return sends, raws
 
-    out, sends = fold_guarded(state, inp, config, prepare)
-    if sends is None:
+    out, prepared = fold_guarded(state, inp, config, prepare)
+    if prepared is None:
         dead = out[0]
         assert isinstance(dead, DeadLetter)
         log.error("fold failed on %s[%s]@%s: %s", inp.topic, inp.partition, inp.offset, dead.error)
-        sends = [letter(codec, Failure(inp.topic, inp.partition, inp.offset, inp.key, inp.value, dead.stage,
-                                       dead.error))]
+        return [letter(codec, Failure(inp.topic, inp.partition, inp.offset, inp.key, inp.value, dead.stage,
+                                      dead.error))]
+    sends, raws = prepared
+    if encoded is not None:
+        encoded.update(raws)
     return sends
 
 
@@ -94,14 +101,15 @@ def fold_config(settings: Settings) -> FoldConfig:
 class Folder:
     """The fold's shell: the partition stores of this worker and the step that folds a batch."""
 
-    def __init__(self, p: Any):
+    def __init__(self, p: Any, records: Any):
         self.p = p
+        self.records = records  # faustfix.consumer.Feed of the tenant log
         # No rewrite of duplicates' keys: a store's undo history (streams/state.py) already makes a
         # changelog that fell behind catch up, by folding again from the committed offset.
         self.config = fold_config(p.settings)
         self.stores: dict[int, PartitionStore] = {}
         self._restoring: dict[int, asyncio.Task] = {}
-        self.acks = Acks()
+        self.acks = Acks(records.ack)
 
     def store(self, partition: int) -> PartitionStore:
         s = self.stores.get(partition)
@@ -119,13 +127,30 @@ class Folder:
                 old = self._restoring.get(tp.partition)
                 if old is not None and not old.done():
                     old.cancel()
-                self._restoring[tp.partition] = asyncio.ensure_future(
-                    store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+                self._restoring[tp.partition] = asyncio.ensure_future(self._begin(store))
+
+    async def _begin(self, store: PartitionStore) -> None:
+        """`store.begin`, again until it succeeds: a restore that meets the broker away (it raises after
+        its timeouts) must not leave the partition unready for good, which would hold the fold agent
+        at that partition's next batch. Cancelled when the partition is revoked or assigned again."""
+        delay = 0.5
+        while True:
+            try:
+                await store.begin(self.p.worker_id, lambda m: log.warning("%s", m))
+                return
+            except Exception as exc:  # noqa: BLE001 (Kafka unreachable: restore again once it may be back)
+                log.warning("state %s[%s]: restore failed (%s); again in %.1fs", store.topic, store.partition,
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def revoked(self, tps: Any) -> None:
         for tp in tps:
             if tp.topic == self.p.log_topic and tp.partition in self.stores:
                 self.stores[tp.partition].end()
+                task = self._restoring.pop(tp.partition, None)
+                if task is not None and not task.done():
+                    task.cancel()
 
     def ready(self) -> bool:
         """Every tenant-log partition assigned here is restored."""
@@ -141,41 +166,44 @@ class Folder:
         return s if s is not None and s.ready.is_set() else None
 
     # -- the step -----------------------------------------------------------------------------
-    async def step(self, events: list[Any]) -> None:
+    async def step(self, frames: list[Any]) -> None:
+        """Fold a batch of tenant-log records (frames), partition by partition."""
         by_partition: dict[int, list[Any]] = {}
-        track = self.p.watchdog.track
-        for event in events:
-            track(event.message.topic, event.message.partition, event.message.offset)
-            by_partition.setdefault(event.message.partition, []).append(event)
-        for partition, evs in by_partition.items():
-            await self.apply(partition, evs)
+        for frame in frames:
+            by_partition.setdefault(frame.partition, []).append(frame)
+        track, topic = self.p.watchdog.track, self.p.log_topic
+        for partition, part in by_partition.items():
+            track(topic, partition, part[-1].offset)
+            await self.apply(partition, part)
 
-    async def apply(self, partition: int, events: list[Any]) -> None:
+    async def apply(self, partition: int, frames: list[Any]) -> None:
         p = self.p
         store = self.store(partition)
         await store.ready.wait()
         session = store.session
         if not store.started:
-            store.first_frame(events[0].message.offset)
-        todo = [e for e in events if e.message.offset >= store.next]
+            store.first_frame(frames[0].offset)
+        todo = [f for f in frames if f.offset >= store.next]
         if not todo:  # read again after a buffer clear: applied in this session already, and acked
             # only after the batch that applied them is in Kafka (the acks chain keeps that order)
-            await self.acks.after(p.outbox.batch(), events)
+            await self.acks.after(p.outbox.batch(), frames)
             return
         view, started = View(store), time.perf_counter()
         sends: list[tuple[str, bytes, Any]] = []  # (topic, value, key), in the order they must leave
-        codec, config, folded = p.codec, self.config, 0
-        for event in todo:
-            for entry in entries(event.message.value):
-                try:
-                    record = await decode(codec, entry.value)
-                except Exception as exc:  # admitted, so it decoded once: a defect of ours, this entry alone
-                    log.exception("fold cannot decode %s[%s]@%s", entry.topic, entry.partition, entry.offset)
-                    sends.append(letter(codec, Failure(entry.topic, entry.partition, entry.offset, entry.key,
-                                                       entry.value, RULE, internal_error(exc))))
-                    continue
+        codec, config, folded, admitted = p.codec, self.config, 0, p.admitted
+        for frame in todo:
+            for entry in entries(frame.value):
+                record = admitted.take(entry)  # decoded by this worker's admit, or decoded here
+                if record is None:
+                    try:
+                        record = await decode(codec, entry.value)
+                    except Exception as exc:  # admitted, so it decoded once: a defect of ours, this entry alone
+                        log.exception("fold cannot decode %s[%s]@%s", entry.topic, entry.partition, entry.offset)
+                        sends.append(letter(codec, Failure(entry.topic, entry.partition, entry.offset, entry.key,
+                                                           entry.value, RULE, internal_error(exc))))
+                        continue
                 inp = Input(entry.topic, entry.partition, entry.offset, entry.key, entry.value, record)
-                sends += fold_entry(view, inp, config, codec)
+                sends += fold_entry(view, inp, config, codec, view.encoded)
                 folded += 1
         if store.session != session:
             return
@@ -190,8 +218,8 @@ class Folder:
         committed = committed_offset(p.app, p.log_topic, partition)
         if committed is not None:
             store.committed = max(store.committed, min(committed, store.next))
-        store.write(outbox, batch, todo[-1].message.offset + 1, view.changes)
-        store.next = todo[-1].message.offset + 1
+        store.write(outbox, batch, todo[-1].offset + 1, view.changes, view.encoded)
+        store.next = todo[-1].offset + 1
         metrics.folded.inc(folded)
         metrics.fold_batch.observe(time.perf_counter() - started)
 
@@ -202,15 +230,15 @@ class Folder:
             store.delivered(batch)
             return True
 
-        await self.acks.after(batch, events, settle)
+        await self.acks.after(batch, frames, settle)
 
 def install(p: Any) -> Folder:
-    folder = Folder(p)
+    folder = Folder(p, feed(p.app, p.log_topic))  # frames skip Faust's streams: whole fetched runs
 
     @p.app.agent(p.log_topic_obj, name="fold")
-    async def fold_agent(stream: Any) -> None:
+    async def fold_agent(stream: Any) -> None:  # the stream subscribes the topic; it never has an event
         async def loop() -> None:
-            async for events in stream.noack_take(BATCH, within=WITHIN):
-                await folder.step(list(events))
+            while True:
+                await folder.step(await folder.records.take(BATCH, WITHIN))
         await p.vitals.guard("fold", loop)
     return folder

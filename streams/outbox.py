@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
@@ -111,26 +112,27 @@ class Acks:
     not be acked after all (its partition moved meanwhile: the next owner reads it again).
     """
 
-    def __init__(self, window: int = 8):
+    def __init__(self, ack: Callable[[list[Any]], None], window: int = 8):
+        self.ack = ack  # acks a list of records (`faustfix.consumer.Feed.ack`)
         self.window = window
         self._tail: asyncio.Future | None = None
         self._inflight: set[asyncio.Future] = set()
         self.failed: DeliveryFailed | None = None
 
-    async def after(self, batch: Batch, events: list[Any], settle: Any = None) -> None:
-        """Ack `events` once `batch` is in Kafka. Raises, in the step, once a batch was refused for good:
+    async def after(self, batch: Batch, records: list[Any], settle: Any = None) -> None:
+        """Ack `records` once `batch` is in Kafka. Raises, in the step, once a batch was refused for good:
         its input stays unacked and the agent dies (`faustfix.vitals`) rather than stall its partition."""
         if self.failed is not None:
             raise self.failed
         while len(self._inflight) >= self.window:
             await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
         previous = self._tail
-        task = asyncio.ensure_future(self._ack(previous, batch, events, settle))
+        task = asyncio.ensure_future(self._ack(previous, batch, records, settle))
         self._tail = task
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _ack(self, previous: asyncio.Future | None, batch: Batch, events: list[Any], settle: Any) -> None:
+    async def _ack(self, previous: asyncio.Future | None, batch: Batch, records: list[Any], settle: Any) -> None:
         if previous is not None:
             try:
                 await asyncio.shield(previous)
@@ -139,10 +141,9 @@ class Acks:
         try:
             await batch.sent()
         except DeliveryFailed as exc:  # not acked, and the step raises it at its next batch
-            log.error("%s; %d records left unacked", exc, len(events))
+            log.error("%s; %d records left unacked", exc, len(records))
             self.failed = self.failed or exc
             return
         if settle is not None and not await settle():
             return
-        for event in events:
-            event.ack()
+        self.ack(records)

@@ -120,15 +120,15 @@ def unpack(data: bytes) -> Envelope:
     return _loads(raw), raw, history
 
 
-def check_value(value: Any) -> None:
-    """Raise if one event's new value of a key cannot be stored: not JSON-plain, or so large that its
-    envelope (the value and those before it) could pass the changelog's record limit. The fold runs it
-    per event, so such an event is dead-lettered alone instead of failing its whole batch's write."""
-    if value.__class__ is str and len(value) < 1024:  # an event id's fingerprint (the `seen` table)
-        return
-    size = len(_dumps(value))
-    if size > MAX_VALUE_BYTES // 4:
-        raise ValueError(f"a state value of {size} bytes (at most {MAX_VALUE_BYTES // 4})")
+def check_value(value: Any) -> bytes:
+    """One event's new value of a key, encoded as the store keeps it; raises if it cannot be stored: not
+    JSON-plain, or so large that its envelope (the value and those before it) could pass the changelog's
+    record limit. The fold runs it per event, so such an event is dead-lettered alone instead of failing
+    its whole batch's write, and hands the bytes to `View.put` (a value is encoded once)."""
+    raw = _dumps(value)
+    if len(raw) > MAX_VALUE_BYTES // 4:
+        raise ValueError(f"a state value of {len(raw)} bytes (at most {MAX_VALUE_BYTES // 4})")
+    return raw
 
 
 class PartitionStore:
@@ -272,17 +272,20 @@ class PartitionStore:
                 yield raw_key.decode()[len(table) + 1:], value  # type: ignore[union-attr]
 
     # -- writes -------------------------------------------------------------------------------
-    def write(self, outbox: Outbox, batch: Batch, end: int, changes: dict[str, Any]) -> None:
+    def write(self, outbox: Outbox, batch: Batch, end: int, changes: dict[str, Any],
+              encoded: dict[str, bytes] | None = None) -> None:
         """Store every changed key once, locally and to the changelog, remembering the value before.
 
-        A value is encoded once; the values before (undo copies) are kept as the bytes they were stored
-        as, never decoded or encoded again. A deletion (value None) is stored as an envelope holding
+        A value is encoded once (`encoded` has the encodings the fold made when it checked them); the
+        values before (undo copies) are kept as the bytes they were stored as, never decoded or encoded
+        again. A deletion (value None) is stored as an envelope holding
         null with its undo entry until its batch is committed; then the key is deleted and a tombstone
         goes to the changelog (`_tombstones`)."""
         wb = WriteBatch(raw_mode=True)
         floor, session = self.committed, self.session
         topic, partition = self.topic, self.partition
         cache = self._cache
+        encoded = encoded or {}
         if self._deleted and self._deleted[0][0] <= floor:
             self._tombstones(wb, outbox, batch, floor, changes)
         for key, value in changes.items():
@@ -304,7 +307,7 @@ class PartitionStore:
                 self._deleted.append((end, key))
                 raw = _NULL
             else:
-                raw = _dumps(value)
+                raw = encoded.get(key) or _dumps(value)
             kept.append(_entry(end, session or "", before))
             data = pack(raw, kept)
             wb.put(raw_key, data)
@@ -343,13 +346,15 @@ class PartitionStore:
 
 class View:
     """The state the pure core folds over for one batch (`streams.core.fold.State`): reads through the
-    store, writes collected so that each changed key is stored once at the end of the batch."""
+    store, writes collected so that each changed key is stored once at the end of the batch, with the
+    encoding the fold checked (`encoded`, kept by `fold.fold_entry` once the event is applied)."""
 
-    __slots__ = ("store", "changes")
+    __slots__ = ("store", "changes", "encoded")
 
     def __init__(self, store: PartitionStore):
         self.store = store
         self.changes: dict[str, Any] = {}
+        self.encoded: dict[str, bytes] = {}
 
     def get(self, table: str, key: str) -> Any | None:
         k = table + SEP + key

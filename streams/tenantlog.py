@@ -2,10 +2,12 @@
 
 Every event of a tenant reaches one partition of this topic, in one order, and one fold applies it
 (`streams.fold`). A frame carries many events of one tenant in the order admit read them, so the
-fold pays Faust's per-message cost once per frame. Each event keeps its original bytes and where it
-was read (topic, partition, offset), so the fold can dead-letter it exactly as it arrived; the fold
-decodes the bytes again with the one codec (a few microseconds), so frames never carry a second
-encoding of the record.
+fold pays the per-message cost once per frame. Each event keeps its original bytes and where it
+was read (topic, partition, offset), so the fold can dead-letter it exactly as it arrived; frames
+never carry a second encoding of the record. An event is decoded once on its worker: admit keeps
+the records it decoded (`Admitted`), and the fold of the same worker takes them by where they were
+read and their bytes; only what it does not find there (admitted by another worker, or before a
+restart) is decoded again.
 
 Wire form of a frame: a version byte, then per event `>BiqiI` (input topic index, partition, offset,
 key length or -1, value length), the key bytes and the value bytes.
@@ -14,8 +16,10 @@ key length or -1, value length), the key bytes and the value bytes.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from stockledger.topics import INPUTS
 
@@ -84,3 +88,47 @@ def entries(frame: bytes) -> Iterator[Entry]:
         value = bytes(view[pos:pos + vlen])
         pos += vlen
         yield Entry(TOPICS[index], partition, offset, key, value)
+
+
+class Admitted:
+    """The records admit decoded, until the fold of this worker takes them (so an event is decoded once).
+
+    Keyed by where the record was read, and handed out only for the same bytes (decoding is a function
+    of the bytes: the schema id is in them, and a schema id's schema never changes), so what the fold
+    takes is what it would have decoded. At most `most` records are kept: when full, nothing more is
+    kept until the fold takes some, and `sweep` drops those kept more than `stale_after` seconds ago
+    (their frames went to another worker's tenant-log partition, or were folded before a restart).
+    """
+
+    __slots__ = ("most", "stale_after", "_records")
+
+    def __init__(self, most: int = 10_000, stale_after: float = 60.0):
+        self.most = most
+        self.stale_after = stale_after
+        self._records: dict[tuple[str, int, int], tuple[float, bytes, Any]] = {}
+
+    def keep(self, topic: str, partition: int, offset: int, value: bytes, record: Any) -> None:
+        if len(self._records) < self.most:
+            self._records[(topic, partition, offset)] = (time.monotonic(), value, record)
+
+    def sweep(self) -> None:
+        """When full, drop the records kept more than `stale_after` seconds ago (once per admit step)."""
+        records = self._records
+        if len(records) < self.most:
+            return
+        limit = time.monotonic() - self.stale_after
+        stale = []
+        for key, (at, _, _) in records.items():  # in insertion order: the oldest first
+            if at > limit:
+                break
+            stale.append(key)
+        for key in stale:
+            del records[key]
+
+    def take(self, entry: Entry) -> Any | None:
+        """The record admit decoded from `entry`'s bytes, or None."""
+        kept = self._records.pop((entry.topic, entry.partition, entry.offset), None)
+        return kept[2] if kept is not None and kept[1] == entry.value else None
+
+    def __len__(self) -> int:
+        return len(self._records)

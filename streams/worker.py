@@ -38,7 +38,7 @@ def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1"
 
 def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir: Path | None = None,
         loglevel: str = "warning", web_host: str | None = None, log_format: str = "text") -> None:
-    from faust.worker import Worker
+    from streams.faustfix.spinner import Worker
 
     web_port = web_port or settings.web_port
     web_host = web_host or settings.web_host

@@ -27,6 +27,11 @@ by a timer. A delivery in flight when a buffer is cleared or its partition sough
 so the stream skips it and it is read again in its place; acks of stale records are ignored, and a
 dense partition commits only from its committed offset on, never over a hole. Other topics keep
 Faust's behaviour.
+
+Topics with a `Feed` (`feed`) skip Faust's per-record delivery (conductor, channel, event, stream)
+altogether: the records of a partition that one fetch brought, checked in order as above, are handed
+to the feed as one list (a run), and the agent takes whole runs and acks the records itself. A run
+is delivered or stale as one: the rules above apply to it as they apply to one record.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import zip_longest
 from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
@@ -51,6 +57,90 @@ TAIL_AFTER = 4.0  # seconds a partition may sit below its high watermark without
 STALE = -1  # generation id given to a record whose delivery was overtaken by a clear or a seek
 
 
+class Feed:
+    """The records of one dense topic for its agent, as runs: the records of one partition that one
+    fetch brought, in offset order, none skipped (`OrderedConsumer` checks them as it would check
+    records delivered one at a time). The runs of one fetch arrive together (a bundle) and `take`
+    interleaves them record by record, the order Faust delivered them in (its getmany goes round the
+    partitions), so partitions advance together as before.
+
+    `take` gives the agent at most the records it asks for (the rest of a bundle waits in the feed,
+    and is dropped with it by a clear); a bundle whose records are stale (overtaken by a buffer
+    clear or a seek, or of an earlier generation, or taken while the flow is suspended) is skipped
+    unacked, as Faust's stream skips such a record: it is read again in its place. `ack` acks through
+    the consumer (which ignores acks of stale records). `clear` empties the feed with the agents' buffers.
+    """
+
+    def __init__(self, app: Any, topic: str, bundles: int = 8):
+        self.app = app
+        self.topic = topic
+        self._bundles: asyncio.Queue[list[list[Any]]] = asyncio.Queue(bundles)
+        self._left: list[Any] = []  # records of a bundle taken beyond `most`, for the next `take`
+
+    async def put(self, bundle: list[list[Any]]) -> None:
+        await self._bundles.put(bundle)
+
+    def clear(self) -> None:
+        self._left = []
+        bundles = self._bundles
+        while not bundles.empty():
+            bundles.get_nowait()
+
+    def _current(self, records: list[Any]) -> bool:
+        app = self.app
+        return records[0].generation_id == app.consumer_generation_id and app.flow_control.is_active()
+
+    def _records(self, bundle: list[list[Any]]) -> list[Any]:
+        """The bundle's records, its runs interleaved (none if it is stale)."""
+        if not self._current(bundle[0]):
+            return []
+        if len(bundle) == 1:
+            records = bundle[0]
+        else:
+            records = [m for ms in zip_longest(*bundle) for m in ms if m is not None]
+        self.app.consumer._unacked_messages.update(records)  # noqa: SLF001 (pending acks, as Faust's stream tracks them)
+        return records
+
+    async def take(self, most: int, within: float) -> list[Any]:
+        """At most `most` records, in order: what was left of a bundle, the next current bundle, and
+        more bundles already fetched, waiting at most `within` seconds for them once one is in."""
+        bundles = self._bundles
+        records, self._left = (self._left if self._left and self._current(self._left) else []), []
+        while not records:
+            records = list(self._records(await bundles.get()))
+        deadline = time.monotonic() + within
+        while len(records) < most:
+            if bundles.empty():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    bundle = await asyncio.wait_for(bundles.get(), left)
+                except TimeoutError:
+                    break
+            else:
+                bundle = bundles.get_nowait()
+            records += self._records(bundle)
+        if len(records) > most:
+            records, self._left = records[:most], records[most:]
+        return records
+
+    def ack(self, records: list[Any]) -> None:
+        ack = self.app.consumer.ack
+        for message in records:
+            ack(message)
+
+
+def feed(app: Any, topic: str) -> Feed:
+    """The feed of `topic` (after `install`): its records skip Faust's streams and go to `Feed.take`.
+    The topic must still be subscribed (an agent on it) and have acks enabled."""
+    feeds = cast(OrderedTransport, app.transport).feeds
+    f = feeds.get(topic)
+    if f is None:
+        f = feeds[topic] = Feed(app, topic)
+    return f
+
+
 class OrderedConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer whose dense topics are delivered gap-free."""
 
@@ -61,7 +151,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._idle: dict[TP, tuple[int, float]] = {}  # owed offset below the high watermark, since when
         # first offset delivered since the last seek, for partitions that have no committed offset yet
         self._first_read: dict[TP, int] = {}
-        self._in_flight: Any = None  # the message being delivered (the drain loop delivers one at a time)
+        self._in_flight: list[Any] = []  # the record or run being delivered (the drain loop delivers one at a time)
+        self._runs: dict[TP, list[Any]] = {}  # per partition with a feed, the run being gathered from a fetch
         self._journal: dict[TP, deque] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
         self._dense: dict[str, bool] = {}  # per topic, see `dense`
         self._watch_queue_clears()
@@ -75,6 +166,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
         def clear_and_forget() -> None:
             clear()
+            for f in cast(OrderedTransport, self.transport).feeds.values():
+                f.clear()
             self._forget()
 
         flow_control.clear = clear_and_forget  # type: ignore[method-assign]
@@ -86,18 +179,21 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         if tps is None:
             self._owed.clear()
             self._rewinding.clear()
+            self._runs.clear()
         else:
             for tp in tps:
                 self._owed.pop(tp, None)
                 self._rewinding.pop(tp, None)
+                self._runs.pop(tp, None)
         for tp in (tps if tps is not None else list(self._journal)):
             head = self.head(tp)
             if head is not None:
                 self._note(tp, head, "owed reset to the head")
-        message = self._in_flight
-        if message is not None and (tps is None or message.tp in tps):
-            message.generation_id = STALE
-            self._note(message.tp, message.offset, "stale: overtaken")
+        in_flight = self._in_flight
+        if in_flight and (tps is None or any(m.tp in tps for m in in_flight)):
+            for message in in_flight:
+                message.generation_id = STALE
+            self._note(in_flight[0].tp, in_flight[0].offset, "stale: overtaken")
 
     def dense(self, topic: str) -> bool:
         """Acked topics other than changelogs: every offset holds one record."""
@@ -222,8 +318,49 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                 self._idle.pop(tp, None)
                 await self._rewind(tp, owed, highwater - 1)
 
+    async def _hand_over(self, tps: Iterable[TP]) -> None:
+        """Deliver the runs gathered for `tps` to their feeds, one bundle per feed, as one record is
+        delivered: if the flow is suspended first, or a clear or seek overtakes it, every record of
+        the bundle is stale."""
+        by_topic: dict[str, list[TP]] = {}
+        for tp in tps:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        feeds = cast(OrderedTransport, self.transport).feeds
+        for topic, topic_tps in by_topic.items():
+            bundle = []
+            for tp in topic_tps:  # popped only now: a clear while an earlier bundle was delivered drops them
+                run = self._runs.pop(tp, None)
+                if not run:
+                    continue
+                owed = self.owed(tp)
+                if run[0].offset != owed:  # cannot happen: a run starts at the owed offset, or is dropped
+                    for message in run:
+                        message.generation_id = STALE
+                    self._note(tp, run[0].offset, f"stale: not at the owed offset {owed}")
+                    continue
+                bundle.append(run)
+            if not bundle:
+                continue
+            delivery = feeds[topic].put(bundle)
+            self._in_flight = [m for run in bundle for m in run]
+            try:
+                outcome = await self.wait_first(delivery, self.suspend_flow.wait())
+            finally:
+                self._in_flight = []
+            delivered = delivery in outcome.done and bundle[0][0].generation_id != STALE
+            for run in bundle:
+                first, last = run[0], run[-1]
+                if delivered:
+                    self._owed[last.tp] = last.offset + 1
+                    self._note(last.tp, last.offset, f"delivered from {first.offset}", last.generation_id)
+                else:
+                    for message in run:
+                        message.generation_id = STALE
+                    self._note(last.tp, first.offset, f"stale: not delivered, to {last.offset}")
+
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's drain loop, with dense partitions delivered strictly in order."""
+        """Faust's drain loop, with dense partitions delivered strictly in order; those of a topic with a
+        feed as one run per partition and fetch."""
         callback = self.callback
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
@@ -233,6 +370,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         since_yield = 0
         transport = cast(OrderedTransport, self.transport)
         drop_every, clear_every = transport.drop_every, transport.clear_every
+        feeds = transport.feeds
+        runs = self._runs
         flow_control = self.app.flow_control
         fetched = 0
         try:
@@ -249,24 +388,35 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                         since_yield = 0
                     offset = message.offset
                     dense = self.dense(message.topic)
+                    run = None
                     if dense:
                         if (message.generation_id != self.app.consumer_generation_id
                                 or not flow_control.is_active()):
                             continue  # the agent's stream would skip it unacked; read it again later
-                        owed = self.owed(tp)
+                        run = runs.get(tp)
+                        owed = run[-1].offset + 1 if run else self.owed(tp)
                         if owed is None:
                             self._first_read[tp] = owed = offset  # no commit yet: reading starts here
                         if offset < owed:
                             continue  # delivered already, from a batch fetched before a seek
                         if offset > owed:
-                            await self._rewind(tp, owed, offset)
+                            if run:  # what came before the hole first (the seek drops a run not delivered)
+                                await self._hand_over((tp,))
+                                owed = self.owed(tp)
+                            if owed is not None and offset > owed:
+                                await self._rewind(tp, owed, offset)
                             continue
                         self._rewinding.pop(tp, None)
                         fetched += 1
                         if drop_every and fetched % drop_every == 0:
                             continue  # injected fault: lost like a record fetched during a rebalance
                         if clear_every and fetched % clear_every == 0:
-                            # injected fault: buffers emptied mid-delivery, as when the flow resumes
+                            # injected fault: buffers emptied mid-delivery, as when the flow resumes (the
+                            # runs gathered before this record are delivered first, as they would have been)
+                            await self._hand_over(list(runs))
+                            run = None
+                            if offset != self.owed(tp):
+                                continue  # overtaken meanwhile: read again from what is owed
                             asyncio.get_running_loop().call_soon(flow_control.clear)
                     else:
                         r_offset = read_offset[tp]
@@ -277,13 +427,20 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    if dense and message.topic in feeds:
+                        if run:
+                            run.append(message)
+                        else:
+                            runs[tp] = [message]
+                        read_offset[tp] = offset
+                        continue
                     delivery = callback(message)
                     if dense:
-                        self._in_flight = message
+                        self._in_flight = [message]
                     try:
                         outcome = await self.wait_first(delivery, self.suspend_flow.wait())
                     finally:
-                        self._in_flight = None
+                        self._in_flight = []
                     if dense:
                         if delivery in outcome.done and message.generation_id != STALE:
                             self._owed[tp] = offset + 1
@@ -292,6 +449,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                             message.generation_id = STALE
                             self._note(tp, offset, "stale: not delivered")
                     read_offset[tp] = offset
+                await self._hand_over(list(runs))
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -312,6 +470,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
 class OrderedTransport(faust_aiokafka.Transport):
     Consumer = OrderedConsumer
+    feeds: dict[str, Feed]
     on_rewind: Callable[[str], None] = staticmethod(lambda topic: None)
     # Fault hooks, 0 (off) in production; only tests/streams/faulty_worker.py sets them: drop every Nth
     # dense record fetched, or empty the agents' buffers while every Nth is delivered (how Faust loses records).
@@ -325,8 +484,9 @@ def install(app: Any, on_rewind: Callable[[str], None]) -> None:
     `on_rewind(topic)` is told of every hole found, so the worker can count them.
     """
     transport = OrderedTransport(app.conf.broker_consumer, app)
+    transport.feeds = {}
     transport.on_rewind = on_rewind
     app.transport = transport
 
 
-__all__ = ["OrderedConsumer", "OrderedTransport", "install"]
+__all__ = ["Feed", "OrderedConsumer", "OrderedTransport", "feed", "install"]

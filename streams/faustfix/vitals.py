@@ -2,7 +2,7 @@
 
 faust-streaming 0.15.3 runs each agent under mode's OneForOneSupervisor: an exception out of the
 agent's loop is logged and the agent is started again on the same stream. The records the dead
-agent had taken (`noack_take`) are neither acked nor delivered again, so the partition's commits
+agent had taken (`noack_take`, or a feed's `take`) are neither acked nor delivered again, so the partition's commits
 stop there while `/health` keeps answering ok; when the supervisor gives up (100 restarts a second)
 it raises SystemExit inside its own task. Either way nothing tells the operator.
 

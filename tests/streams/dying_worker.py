@@ -25,10 +25,10 @@ if DIE == "fold":
 elif DIE == "admit":
     real_admit = admit.admit
 
-    async def dying_admit(p, events, acks):  # noqa: ANN001
-        if any(e.message.topic == "inventory.changes" for e in events):
+    async def dying_admit(p, records, acks):  # noqa: ANN001
+        if any(r.topic == "inventory.changes" for r in records):
             raise RuntimeError("injected: the admit step failed")
-        await real_admit(p, events, acks)
+        await real_admit(p, records, acks)
 
     admit.admit = dying_admit
 

@@ -88,10 +88,10 @@ def test_an_event_whose_state_write_cannot_be_prepared_is_dead_lettered_alone(mo
     codec = LocalCodec()
     real = shell.check_value
 
-    def check_value(value: Any) -> None:
+    def check_value(value: Any) -> bytes:
         if isinstance(value, dict) and value.get("sku") == "HUGE":
             raise ValueError("a state value of 5000000 bytes (at most 4194304)")
-        real(value)
+        return real(value)
 
     monkeypatch.setattr(shell, "check_value", check_value)
     state = DictState()

@@ -1,0 +1,60 @@
+"""Tenant-log frames and the records admit hands to the fold of its worker (streams/tenantlog.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.state import MAX_VALUE_BYTES, _loads, check_value
+from streams.tenantlog import TOPICS, Admitted, Entry, FrameWriter, entries
+
+entry = st.builds(Entry, st.sampled_from(TOPICS), st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1),
+                  st.none() | st.binary(max_size=40), st.binary(max_size=200))
+
+
+@given(st.lists(entry, max_size=30))
+def test_frames_carry_every_entry_in_order(items):
+    writer = FrameWriter()
+    for e in items:
+        writer.add(e.topic, e.partition, e.offset, e.key, e.value)
+    got = [e for frame in writer.close() for e in entries(frame)]
+    assert got == items
+
+
+def test_the_fold_takes_what_admit_decoded_only_for_the_same_bytes_and_once():
+    admitted = Admitted()
+    record = {"event_id": "e1"}
+    admitted.keep("sales", 2, 7, b"\x00abc", record)
+    assert admitted.take(Entry("sales", 2, 7, None, b"\x00abd")) is None  # other bytes at the same place
+    admitted.keep("sales", 2, 7, b"\x00abc", record)
+    assert admitted.take(Entry("sales", 2, 8, None, b"\x00abc")) is None  # another place
+    assert admitted.take(Entry("sales", 2, 7, None, b"\x00abc")) is record
+    assert admitted.take(Entry("sales", 2, 7, None, b"\x00abc")) is None  # taken once
+    assert len(admitted) == 0
+
+
+def test_a_full_store_keeps_nothing_more_until_taken_or_stale():
+    admitted = Admitted(most=2, stale_after=3600)
+    for offset in range(3):
+        admitted.keep("sales", 0, offset, b"v", {"n": offset})
+    assert len(admitted) == 2 and admitted.take(Entry("sales", 0, 2, None, b"v")) is None
+    admitted.sweep()  # nothing is stale yet
+    assert len(admitted) == 2
+    admitted.stale_after = 0.0
+    admitted.sweep()
+    assert len(admitted) == 0
+    admitted.keep("sales", 0, 5, b"v", {"n": 5})
+    assert admitted.take(Entry("sales", 0, 5, None, b"v")) == {"n": 5}
+
+
+def test_check_value_returns_the_stored_encoding_and_refuses_what_cannot_be_stored():
+    value = {"on_hand": 3, "deltas": [[1, 2]], "big": 2**70}
+    assert _loads(check_value(value)) == value
+    limit = MAX_VALUE_BYTES // 4
+    assert check_value("x" * (limit - 2)) == b'"' + b"x" * (limit - 2) + b'"'  # exactly at the limit
+    with pytest.raises(ValueError) as refused:
+        check_value("x" * (limit - 1))
+    assert str(refused.value) == f"a state value of {limit + 1} bytes (at most {limit})"
+    with pytest.raises(TypeError):
+        check_value({"when": object()})  # not JSON-plain
