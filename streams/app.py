@@ -23,6 +23,7 @@ from stockledger.codec import Codec
 from stockledger.config import Settings
 from stockledger.jsonconv import format_timestamp
 from stockledger.topics import BY_NAME, tenant_log_topic
+from streams import tenantlog
 from streams.faustfix.anchor import anchor_table
 from streams.faustfix.consumer import install as install_ordered_consumer
 from streams.faustfix.producer import install as install_producer_buffer
