@@ -120,13 +120,27 @@ class Folder:
                 old = self._restoring.get(tp.partition)
                 if old is not None and not old.done():
                     old.cancel()
-                self._restoring[tp.partition] = asyncio.ensure_future(
-                    store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+                task = asyncio.ensure_future(store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+                task.add_done_callback(self._restore_done)
+                self._restoring[tp.partition] = task
+
+    def _restore_done(self, task: asyncio.Task) -> None:
+        """A restore that failed for good (`state.RestoreFailed`, or anything unforeseen) leaves its
+        partition's `ready` clear, and the fold would wait on it for ever, its frames unacked: the fold
+        agent is dead instead (/health 503, exit 70), and the next worker restores again."""
+        if task.cancelled() or task.exception() is None or self.p.app.should_stop:
+            return
+        exc = task.exception()
+        log.critical("fold cannot restore its state: %r", exc, exc_info=exc)
+        self.p.vitals.died("fold", f"restoring its state: {exc!r}")
 
     def revoked(self, tps: Any) -> None:
         for tp in tps:
             if tp.topic == self.p.log_topic and tp.partition in self.stores:
                 self.stores[tp.partition].end()
+                old = self._restoring.pop(tp.partition, None)
+                if old is not None and not old.done():  # it must not make a revoked partition ready
+                    old.cancel()
 
     def ready(self) -> bool:
         """Every tenant-log partition assigned here is restored."""
