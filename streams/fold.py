@@ -127,30 +127,27 @@ class Folder:
                 old = self._restoring.get(tp.partition)
                 if old is not None and not old.done():
                     old.cancel()
-                self._restoring[tp.partition] = asyncio.ensure_future(self._begin(store))
+                task = asyncio.ensure_future(store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+                task.add_done_callback(self._restore_done)
+                self._restoring[tp.partition] = task
 
-    async def _begin(self, store: PartitionStore) -> None:
-        """`store.begin`, again until it succeeds: a restore that meets the broker away (it raises after
-        its timeouts) must not leave the partition unready for good, which would hold the fold agent
-        at that partition's next batch. Cancelled when the partition is revoked or assigned again."""
-        delay = 0.5
-        while True:
-            try:
-                await store.begin(self.p.worker_id, lambda m: log.warning("%s", m))
-                return
-            except Exception as exc:  # noqa: BLE001 (Kafka unreachable: restore again once it may be back)
-                log.warning("state %s[%s]: restore failed (%s); again in %.1fs", store.topic, store.partition,
-                            exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+    def _restore_done(self, task: asyncio.Task) -> None:
+        """A restore that failed for good (`state.RestoreFailed`, or anything unforeseen) leaves its
+        partition's `ready` clear, and the fold would wait on it for ever, its frames unacked: the fold
+        agent is dead instead (/health 503, exit 70), and the next worker restores again."""
+        if task.cancelled() or task.exception() is None or self.p.app.should_stop:
+            return
+        exc = task.exception()
+        log.critical("fold cannot restore its state: %r", exc, exc_info=exc)
+        self.p.vitals.died("fold", f"restoring its state: {exc!r}")
 
     def revoked(self, tps: Any) -> None:
         for tp in tps:
             if tp.topic == self.p.log_topic and tp.partition in self.stores:
                 self.stores[tp.partition].end()
-                task = self._restoring.pop(tp.partition, None)
-                if task is not None and not task.done():
-                    task.cancel()
+                old = self._restoring.pop(tp.partition, None)
+                if old is not None and not old.done():  # it must not make a revoked partition ready
+                    old.cancel()
 
     def ready(self) -> bool:
         """Every tenant-log partition assigned here is restored."""

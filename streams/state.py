@@ -60,6 +60,9 @@ _CACHE_MAX = 50_000
 # grow with the events.
 _WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "invoices", "stock_chunks"))
 MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
+KAFKA_TIMEOUT = 30.0  # seconds a restore's watermark or committed-offset request may take
+RESTORE_RETRY_MIN, RESTORE_RETRY_MAX = 1.0, 10.0  # seconds between attempts of a failed restore
+RESTORE_GIVE_UP = 300.0  # seconds a restore may keep failing before the worker gives up (and exits 70)
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _NULL = b"null"
 
@@ -131,6 +134,10 @@ def check_value(value: Any) -> bytes:
     return raw
 
 
+class RestoreFailed(Exception):
+    """A partition's state could not be restored within RESTORE_GIVE_UP seconds."""
+
+
 class PartitionStore:
     """The state of one tenant-log partition on this worker."""
 
@@ -160,8 +167,7 @@ class PartitionStore:
         self._cache.clear()
         # Deletions of the previous session not yet tombstoned stay stored as null (read as absent).
         self._deleted.clear()
-        loop = asyncio.get_running_loop()
-        restored, committed = await loop.run_in_executor(None, self._restore, progress)
+        restored, committed = await self._restore_retrying(progress)
         session = f"{worker_id}-{uuid.uuid4().hex[:8]}"
         # The committed offset as the group has it; the first frame this session reads fixes C for good
         # (`first_frame`), since that is where Faust really resumed.
@@ -171,6 +177,28 @@ class PartitionStore:
         self.ready.set()
         log.info("state %s[%s]: %d changelog records restored; session %s from tenant-log offset %d",
                  self.topic, self.partition, restored, session, committed)
+
+    async def _restore_retrying(self, progress: Callable[[str], None]) -> tuple[int, int]:
+        """`_restore`, tried again while it fails (the broker away or restarting: librdkafka reports the
+        lost connection as an error of `consume`, and timeouts as exceptions), for at most
+        RESTORE_GIVE_UP seconds; then the failure is raised (the fold makes it the agent's death, exit
+        70, rather than a partition that waits for its state for ever). Each attempt resumes from the
+        changelog offset the store last wrote."""
+        loop = asyncio.get_running_loop()
+        first_failure: float | None = None
+        delay = RESTORE_RETRY_MIN
+        while True:
+            try:
+                return await loop.run_in_executor(None, self._restore, progress)
+            except Exception as exc:  # noqa: BLE001 (every failure is tried again, within the bound)
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                if now - first_failure >= RESTORE_GIVE_UP:
+                    raise RestoreFailed(f"restoring {self.topic}[{self.partition}] failed for "
+                                        f"{now - first_failure:.0f} s: {exc}") from exc
+                progress(f"restoring {self.topic}[{self.partition}] failed ({exc}); trying again in {delay:.0f} s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTORE_RETRY_MAX)
 
     def first_frame(self, offset: int) -> None:
         """The session's first frame: history entries of other sessions from here on are undone, and
@@ -192,7 +220,7 @@ class PartitionStore:
                              "fetch.max.bytes": 64 * 1024 * 1024})
         try:
             tp = TopicPartition(self.topic, self.partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            low, high = consumer.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT, cached=False)
             have = self.db.get(_OFFSET_KEY)
             start = max(int(have) if have is not None else 0, low)
             restored = 0
@@ -228,7 +256,8 @@ class PartitionStore:
                         progress(f"restoring {self.topic}[{self.partition}]: {restored} "
                                  f"of about {high - start} records")
                         next_note = time.monotonic() + 5
-            committed = consumer.committed([TopicPartition(self.log_topic, self.partition)], timeout=30)[0].offset
+            committed = consumer.committed([TopicPartition(self.log_topic, self.partition)],
+                                           timeout=KAFKA_TIMEOUT)[0].offset
             return restored, max(committed, 0)
         finally:
             consumer.close()

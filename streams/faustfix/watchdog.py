@@ -10,11 +10,37 @@ processed after later ones, so each firing is logged as a warning.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 log = logging.getLogger("stockledger.worker")
+
+
+def awaiting(task: asyncio.Task) -> list[str]:
+    """Where `task` waits: its chain of awaits, outermost first (`Task.get_stack` gives only one frame
+    of a suspended coroutine), ending with the future it is parked on."""
+    chain: list[str] = []
+    obj: Any = task.get_coro()
+    while obj is not None and len(chain) < 64:
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) or getattr(obj, "ag_frame", None)
+        if frame is None:
+            chain.append(repr(obj)[:200])
+            break
+        chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_qualname}")
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None) or getattr(obj, "ag_await", None)
+    return chain
+
+
+def our_waits() -> str:
+    """The await chains of the tasks that run our code (the agents' steps, restores): where each waits."""
+    out = []
+    for task in asyncio.all_tasks():
+        chain = awaiting(task)
+        if any("/streams/" in step and "/faustfix/" not in step for step in chain):
+            out.append(f"{task.get_name()}: " + " -> ".join(chain))
+    return "; ".join(out) or "none"
 
 
 class Watchdog:
@@ -51,8 +77,9 @@ class Watchdog:
                 self._stalled[key] = (now, mark)
                 continue
             if now - first[0] >= after:
-                log.warning("%s[%s]: commits stuck at %s while agents took up to %s; reading again from %s (%s)",
-                            tp.topic, tp.partition, committed, taken, committed, consumer.describe(tp))
+                log.warning("%s[%s]: commits stuck at %s while agents took up to %s; reading again from %s (%s); "
+                            "our tasks wait at: %s", tp.topic, tp.partition, committed, taken, committed,
+                            consumer.describe(tp), our_waits())
                 self._stalled.pop(key, None)
                 self.on_reread(tp.topic)
                 await consumer.seek(tp, committed)
