@@ -46,6 +46,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from rocksdict import Options, Rdict, WriteBatch
 
 from stockledger.config import Settings
+from stockledger.retries import RetriesExhausted, RetryPolicy
 from stockledger.topics import state_topic
 from streams.outbox import Batch, Outbox
 
@@ -61,8 +62,9 @@ _CACHE_MAX = 50_000
 _WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "invoices", "stock_chunks"))
 MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
 KAFKA_TIMEOUT = 30.0  # seconds a restore's watermark or committed-offset request may take
-RESTORE_RETRY_MIN, RESTORE_RETRY_MAX = 1.0, 10.0  # seconds between attempts of a failed restore
 RESTORE_GIVE_UP = 300.0  # seconds a restore may keep failing before the worker gives up (and exits 70)
+# 1, 2, 4, 8, then every 10 s between attempts of a failed restore: 30 retries wait about RESTORE_GIVE_UP
+RESTORE_RETRY = RetryPolicy(retriable=lambda exc: True, first=1.0, cap=10.0, attempts=30)
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _NULL = b"null"
 
@@ -180,25 +182,18 @@ class PartitionStore:
 
     async def _restore_retrying(self, progress: Callable[[str], None]) -> tuple[int, int]:
         """`_restore`, tried again while it fails (the broker away or restarting: librdkafka reports the
-        lost connection as an error of `consume`, and timeouts as exceptions), for at most
-        RESTORE_GIVE_UP seconds; then the failure is raised (the fold makes it the agent's death, exit
+        lost connection as an error of `consume`, and timeouts as exceptions) under the one retry policy,
+        about RESTORE_GIVE_UP seconds in all; then RestoreFailed (the fold makes it the agent's death, exit
         70, rather than a partition that waits for its state for ever). Each attempt resumes from the
         changelog offset the store last wrote."""
         loop = asyncio.get_running_loop()
-        first_failure: float | None = None
-        delay = RESTORE_RETRY_MIN
-        while True:
-            try:
-                return await loop.run_in_executor(None, self._restore, progress)
-            except Exception as exc:  # noqa: BLE001 (every failure is tried again, within the bound)
-                now = time.monotonic()
-                first_failure = now if first_failure is None else first_failure
-                if now - first_failure >= RESTORE_GIVE_UP:
-                    raise RestoreFailed(f"restoring {self.topic}[{self.partition}] failed for "
-                                        f"{now - first_failure:.0f} s: {exc}") from exc
-                progress(f"restoring {self.topic}[{self.partition}] failed ({exc}); trying again in {delay:.0f} s")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESTORE_RETRY_MAX)
+        what = f"restoring {self.topic}[{self.partition}]"
+        try:
+            return await RESTORE_RETRY.acall_async(
+                lambda: loop.run_in_executor(None, self._restore, progress), what,
+                on_retry=lambda exc: progress(f"{what} failed ({exc}); trying again"))
+        except RetriesExhausted as exc:
+            raise RestoreFailed(f"{what} failed for about {RESTORE_GIVE_UP:.0f} s: {exc.__cause__}") from exc
 
     def first_frame(self, offset: int) -> None:
         """The session's first frame: history entries of other sessions from here on are undone, and

@@ -18,7 +18,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import streams.state as state_mod
-from streams.state import _OFFSET_KEY, PartitionStore, state_topic
+from stockledger.topics import state_topic
+from streams.state import _OFFSET_KEY, PartitionStore
 
 RECORDS = 200
 
