@@ -346,11 +346,17 @@ def install(p: Pipeline, folder: Any) -> Views:
         if refused is not None:
             return refused
         lag = []
-        monitor = app.monitor
-        for tp, end in (monitor.tp_end_offsets or {}).items():
-            read = (monitor.tp_read_offsets or {}).get(tp)
-            if read is not None:
-                lag.append((tp.topic, tp.partition, max(end - read - 1, 0)))
+        consumer: Any = app.consumer  # faustfix's OrderedConsumer
+        read_offsets = app.monitor.tp_read_offsets or {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)  # the offset the next record written will take
+            if consumer.dense(tp.topic):  # fed to our agents as runs (faustfix Feed): Faust's monitor never sees them
+                following = consumer.owed(tp)
+            else:
+                read = read_offsets.get(tp)
+                following = None if read is None else read + 1
+            if end is not None and following is not None:
+                lag.append((tp.topic, tp.partition, max(end - following, 0)))
         return aioweb.Response(text=p.metrics.render(lag), content_type="text/plain", charset="utf-8")
 
     return views
