@@ -349,7 +349,10 @@ def install(p: Pipeline, folder: Any) -> Views:
         consumer: Any = app.consumer  # faustfix's OrderedConsumer
         read_offsets = app.monitor.tp_read_offsets or {}
         for tp in consumer.assignment():
-            end = consumer.highwater(tp)  # the offset the next record written will take
+            try:
+                end = consumer.highwater(tp)  # the offset the next record written will take
+            except AssertionError:  # aiokafka: revoked since assignment() (a scrape during a rebalance)
+                continue
             if consumer.dense(tp.topic):  # fed to our agents as runs (faustfix Feed): Faust's monitor never sees them
                 following = consumer.owed(tp)
             else:
