@@ -3,6 +3,8 @@
 Every producer and consumer of the project goes through `Codec`. The hot path caches parsed
 schemas by id and calls fastavro directly (the stock confluent AvroDeserializer measured ~2.3x
 slower on the same cached schema). An unknown id is asked of the registry once, then cached.
+Decimals are written by `decimal_bytes` (fastavro's documented `LOGICAL_WRITERS` hook): the same bytes
+as fastavro's own writer at less than half its cost (an invoice carries some twenty decimals).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import fastavro.write
 import requests
 
+from stockledger.avrowriter import compile_writer, decimal_bytes
 from stockledger.registry import RegistryClient, RegistryError
 from stockledger.topics import spec
 
@@ -44,6 +48,17 @@ def local_schema(stem: str) -> dict:
     return fastavro.parse_schema(json.loads(schema_text(stem)))  # type: ignore[return-value]
 
 
+fastavro.write.LOGICAL_WRITERS["bytes-decimal"] = decimal_bytes
+
+
+def _fastavro_writer(schema: Any) -> Any:
+    def write(record: dict) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, record)
+        return buf.getvalue()
+    return write
+
+
 def subject(topic: str) -> str:
     return f"{topic}-value"
 
@@ -57,6 +72,7 @@ class Codec:
         self._ids: dict[str, int] = {}  # topic -> id of the schema we write
         self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
         self._headers: dict[str, bytes] = {}
+        self._write: dict[str, Any] = {}  # topic -> its compiled writer (avrowriter), fastavro's where it has none
 
     # -- registration -------------------------------------------------------------------------
     def register(self, topic: str) -> int:
@@ -65,10 +81,15 @@ class Codec:
         if sid is None:
             stem = spec(topic).schema
             sid = self.client.register(subject(topic), schema_text(stem))
-            self._ids[topic] = sid
-            self._writers[sid] = local_schema(stem)
-            self._headers[topic] = _HEADER.pack(MAGIC, sid)
+            self.adopt(topic, sid, local_schema(stem))
         return sid
+
+    def adopt(self, topic: str, sid: int, schema: Any) -> None:
+        """Write `topic`'s records with `schema` (parsed) under id `sid`."""
+        self._ids[topic] = sid
+        self._writers[sid] = schema
+        self._headers[topic] = _HEADER.pack(MAGIC, sid)
+        self._write[topic] = compile_writer(schema) or _fastavro_writer(schema)
 
     def writer_schema(self, schema_id: int) -> Any:
         parsed = self._writers.get(schema_id)
@@ -91,10 +112,7 @@ class Codec:
         if header is None:
             self.register(topic)
             header = self._headers[topic]
-        buf = io.BytesIO()
-        buf.write(header)
-        fastavro.schemaless_writer(buf, self._writers[self._ids[topic]], record)
-        return buf.getvalue()
+        return header + self._write[topic](record)  # type: ignore[no-any-return]
 
     def decode(self, data: bytes | None) -> dict:
         """The record in `data`, read with the schema it was written with."""

@@ -33,9 +33,8 @@ class LocalCodec(Codec):
     def register(self, topic: str) -> int:
         sid = self._ids.get(topic)
         if sid is None:
-            sid = self._ids[topic] = len(self._ids) + 1
-            self._writers[sid] = local_schema(spec(topic).schema)
-            self._headers[topic] = b"\x00" + sid.to_bytes(4, "big")
+            sid = len(self._ids) + 1
+            self.adopt(topic, sid, local_schema(spec(topic).schema))
         return sid
 
 
