@@ -30,6 +30,7 @@ __all__ = [
     "round_money",
     "is_whole_minor",
     "exact",
+    "EXACT",
     "to_decimal",
 ]
 
@@ -77,6 +78,11 @@ MINOR_UNITS: Mapping[str, int] = MappingProxyType(
 # Working precision for intermediate products: far above the 18 digits of the
 # Avro decimals, so quantity x price x (100 - discount) is always exact.
 _PRECISION = 80
+# The contexts, made once (a Context per call cost more than the arithmetic): rounding half-up, and exact
+# arithmetic where any inexact operation raises. Flags they gather are never read.
+_ROUNDING = Context(prec=_PRECISION, rounding=ROUND_HALF_UP)
+EXACT = Context(prec=_PRECISION, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_QUANTA: dict[str, Decimal] = {}  # currency -> its minor unit as a Decimal (0.01)
 
 
 class UnknownCurrency(ValueError):
@@ -106,9 +112,10 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
     Negative ties round away from zero too (-0.005 USD -> -0.01), so rounding
     commutes with negation and a reversal mirrors its original exactly.
     """
-    quantum = Decimal(1).scaleb(-minor_unit(currency))
-    with localcontext(Context(prec=_PRECISION, rounding=ROUND_HALF_UP)):
-        return amount.quantize(quantum, rounding=ROUND_HALF_UP)
+    quantum = _QUANTA.get(currency)
+    if quantum is None:
+        quantum = _QUANTA[currency] = Decimal(1).scaleb(-minor_unit(currency))
+    return amount.quantize(quantum, ROUND_HALF_UP, _ROUNDING)
 
 
 def is_whole_minor(amount: Decimal, currency: str) -> bool:
@@ -118,13 +125,9 @@ def is_whole_minor(amount: Decimal, currency: str) -> bool:
 
 @contextmanager
 def exact() -> Iterator[None]:
-    """Decimal context in which any inexact operation raises instead of silently rounding."""
-    ctx = Context(
-        prec=_PRECISION,
-        rounding=ROUND_HALF_UP,
-        traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
-    )
-    with localcontext(ctx):
+    """Decimal context in which any inexact operation raises instead of silently rounding
+    (`EXACT`'s methods do the same without switching contexts: `EXACT.multiply(a, b)`)."""
+    with localcontext(EXACT):
         yield
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from .documents import DocumentLine
-from .money import ZERO, exact, is_known_currency, round_money
+from .money import EXACT, ZERO, is_known_currency, round_money
 from .pricelists import SOURCE_CATALOG, SOURCE_LINE, SOURCE_PRICE_LIST, ListPrice
 from .sales import SaleLine
 from .serde import Plain
@@ -72,16 +72,14 @@ class PricingError(Plain):
 
 def line_net(quantity: int, unit_price: Decimal, discount_percent: Decimal, currency: str) -> Decimal:
     """round(quantity x unit_price x (100 - discount)/100), computed exactly before the one rounding."""
-    with exact():
-        raw = Decimal(quantity) * unit_price * (_HUNDRED - discount_percent) / _HUNDRED
+    mul = EXACT.multiply
+    raw = EXACT.divide(mul(mul(Decimal(quantity), unit_price), EXACT.subtract(_HUNDRED, discount_percent)), _HUNDRED)
     return round_money(raw, currency)
 
 
 def line_tax(net: Decimal, tax_percent: Decimal, currency: str) -> Decimal:
     """round(net x tax_percent/100): tax on the discounted, already rounded net."""
-    with exact():
-        raw = net * tax_percent / _HUNDRED
-    return round_money(raw, currency)
+    return round_money(EXACT.divide(EXACT.multiply(net, tax_percent), _HUNDRED), currency)
 
 
 def price_line(
