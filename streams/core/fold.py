@@ -63,7 +63,6 @@ the group's newest version (catalog.py, issue 20: one bounded value per group; e
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -139,7 +138,7 @@ from .refunds import (
     validate_refund,
 )
 from .sales import ON_ACCOUNT, PAID, Sale, validate_sale
-from .serde import Plain, to_plain
+from .serde import Plain, evolve, to_plain
 from .serde import to_datum as datum
 from .settings import TenantSettings, settings_key, validate_tenant_configured
 from .stock import (
@@ -300,7 +299,7 @@ def tenant_config(config: FoldConfig, settings: TenantSettings) -> FoldConfig:
         changes["dedup_horizon_ms"] = settings.dedup_horizon_days * DAY_MS
     if settings.accounts:
         changes["accounts"] = settings.chart()
-    return dataclasses.replace(config, **changes) if changes else config
+    return evolve(config, **changes) if changes else config
 
 
 _CONFIGS: dict[tuple[int, tuple], tuple[FoldConfig, FoldConfig]] = {}  # memo of _configured: bounded, pure
@@ -810,7 +809,7 @@ def _catalog(ctx: _Ctx) -> None:
         last = None if current is None else ProductGroup.from_dict(current)
         group = ProductGroup.from_event(ctx.tenant, data, ctx.ts, ctx.event_id, 1 if last is None else last.version)
         if last is not None and group.content() != last.content():
-            group = dataclasses.replace(group, version=last.version + 1)
+            group = evolve(group, version=last.version + 1)
         ctx.state.put("groups", gkey, group.to_dict())
         if last is None or group.version != last.version:
             ctx.emit("catalog.groups", gkey, group.datum())
@@ -972,7 +971,7 @@ def _sale(ctx: _Ctx) -> None:
                         sale.payment_terms, sale.customer_ref, sale.location_id)
     if invalid:  # as a NO_PRICE sale: dead-lettered, its record kept (FAILED)
         error = f"{INVALID_PAYMENT}: {'; '.join(invalid)}"
-        ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
+        ctx.state.put("sales", key, evolve(record, status=FAILED, error=error).to_dict())
         ctx.dead_letter(error, "rule")
         return
     _decide_sale(ctx, sale, record, release=False)
@@ -995,13 +994,13 @@ def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> No
         outcome = Outcome(tenant, out_kind, sale.sale_id, ctx.event_id, REFUSED, ctx.ts, sale_id=sale.sale_id,
                           customer_ref=sale.customer_ref, reasons=reasons, credit=credit, currency=sale.currency)
         if not release:
-            ctx.state.put("sales", key, dataclasses.replace(record, outcome=outcome).to_dict())
+            ctx.state.put("sales", key, evolve(record, outcome=outcome).to_dict())
         ctx.emit("sales.outcomes", key, outcome.datum())
 
     def fail(code: str, reason: str) -> None:
         error = f"{code}: {reason}"
         if not release:
-            ctx.state.put("sales", key, dataclasses.replace(record, status=FAILED, error=error).to_dict())
+            ctx.state.put("sales", key, evolve(record, status=FAILED, error=error).to_dict())
         ctx.dead_letter(error, "rule")
 
     breaches = tuple(Reason(DISCOUNT_NOT_ALLOWED, b.message, b.sku)
@@ -1047,7 +1046,7 @@ def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> No
                 lines = tuple((li.sku, li.quantity) for li in sale.lines)
                 waiting = OrderState.placed(settings.order_fulfilment, lines, held=True,
                                             request=to_plain(dict(ctx.data)))
-                ctx.state.put("sales", key, dataclasses.replace(record, status=HELD, outcome=held,
+                ctx.state.put("sales", key, evolve(record, status=HELD, outcome=held,
                                                                 order=waiting).to_dict())
                 ctx.emit("sales.outcomes", key, held.datum())
                 return
@@ -1096,7 +1095,7 @@ def _decide_sale(ctx: _Ctx, sale: Sale, record: SaleRecord, release: bool) -> No
     outcome = Outcome(tenant, out_kind, sale.sale_id, ctx.event_id, ACCEPTED, ctx.ts, sale_id=sale.sale_id,
                       customer_ref=sale.customer_ref, credit=figures, document_ids=documents, total=inv.total,
                       currency=sale.currency, reasons=breaches)  # a POS sale's discount warnings
-    ctx.state.put("sales", key, dataclasses.replace(record, status=ACCEPTED, outcome=outcome,
+    ctx.state.put("sales", key, evolve(record, status=ACCEPTED, outcome=outcome,
                                                     document_ids=documents, invoice=inv, order=order).to_dict())
     ctx.emit("sales.outcomes", key, outcome.datum())
 
@@ -1134,7 +1133,7 @@ def _refund(ctx: _Ctx) -> None:
     def remember(outcome: Outcome, refunds: RefundState) -> None:
         assert record is not None
         result = RefundResult(request.refund_id, ctx.event_id, ctx.fp, outcome)
-        ctx.state.put("sales", key, dataclasses.replace(
+        ctx.state.put("sales", key, evolve(
             record, refunds=refunds, refund_results=record.refund_results + (result,)).to_dict())
 
     note_id = credit_note_id_for(request.refund_id)
@@ -1256,7 +1255,7 @@ def _ship(ctx: _Ctx) -> None:
         "invoice_id": None if record.invoice is None else record.invoice.invoice_id, "location_id": location,
         "shipped_at": ctx.ts,
         "lines": [{"line_no": n, "sku": sku, "quantity": qty} for n, (sku, qty) in enumerate(shipped.items(), 1)]})
-    ctx.state.put("sales", f"{tenant}:{record.sale_id}", dataclasses.replace(record, order=order).to_dict())
+    ctx.state.put("sales", f"{tenant}:{record.sale_id}", evolve(record, order=order).to_dict())
     _lifecycle_outcome(ctx, SHIPMENT, shipment_id, record, ACCEPTED)
 
 
@@ -1280,7 +1279,7 @@ def _cancel(ctx: _Ctx) -> None:
     assert record is not None and record.order is not None
     order, cancelled = decided
     if record.invoice is None:  # a held order: nothing was reserved or booked
-        ctx.state.put("sales", key, dataclasses.replace(record, order=order).to_dict())
+        ctx.state.put("sales", key, evolve(record, order=order).to_dict())
         _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, ACCEPTED)
         return
     invoice = record.invoice
@@ -1295,7 +1294,7 @@ def _cancel(ctx: _Ctx) -> None:
     note = booking.credit_note
     ctx.claim(note.credit_note_id, "cancellation", cancellation_id, record.sale_id)
     ctx.emit("ledger.credit_notes", f"{tenant}:{note.credit_note_id}", datum(note))
-    journal = ctx.journal(dataclasses.replace(booking.journal,
+    journal = ctx.journal(evolve(booking.journal,
                                               description=f"cancellation {cancellation_id} of order {record.sale_id}"))
     ctx.emit("ledger.external_refs", f"{tenant}:cancellation:{cancellation_id}",
              {"tenant_id": tenant, "kind": "cancellation", "external_id": cancellation_id,
@@ -1313,7 +1312,7 @@ def _cancel(ctx: _Ctx) -> None:
         update = apply_credit_refund(ctx.state, credit, cancellation_id, invoice.invoice_id, note.total)
         if update.state is not credit:
             ctx.store_credit(update.state)
-    ctx.state.put("sales", key, dataclasses.replace(record, order=order, refunds=booking.state).to_dict())
+    ctx.state.put("sales", key, evolve(record, order=order, refunds=booking.state).to_dict())
     _lifecycle_outcome(ctx, CANCELLATION, cancellation_id, record, ACCEPTED, documents=(note.credit_note_id, *journal),
                        total=note.total)
 

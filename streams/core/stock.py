@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import chain as _chain_iter
 from typing import Any, Literal
 
-from .serde import Plain
+from .serde import Plain, evolve
 
 _chain = _chain_iter.from_iterable
 
@@ -291,7 +291,7 @@ def apply_absolute(
         alert = Alert(state.tenant_id, state.sku, STALE_ABSOLUTE, state.on_hand, event_id, message, ts)
         return StockResult(state, False, (alert,))
     lo = max(dead_to + 1, state.chunk_lo)
-    new, writes = _maintain(replace(
+    new, writes = _maintain(evolve(
         state,
         on_hand=qty + after,
         absolute_ts=ts,
@@ -343,7 +343,7 @@ def _maintain(state: StockState, horizon: int | None, chunking: Chunking | None)
     if chunking is None:
         if deltas is state.deltas:
             return state, ()
-        return replace(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty), ()
+        return evolve(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty), ()
     gc, lo, hi, due, pmax = state.chunk_gc, state.chunk_lo, state.chunk_hi, state.chunk_due, state.chunk_pmax
     fresh: dict[int, Any] = {}
     size = chunking.size
@@ -369,7 +369,7 @@ def _maintain(state: StockState, horizon: int | None, chunking: Chunking | None)
     if not fresh and gc >= lo and lo == state.chunk_lo:  # the usual sale: nothing closed, folded or deleted
         if deltas is state.deltas:
             return state, ()
-        return replace(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty), ()
+        return evolve(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty), ()
     writes = [(n, v) for n, v in fresh.items() if n >= lo]
     for _ in range(GC_PER_EVENT):
         if gc >= lo:
@@ -377,7 +377,7 @@ def _maintain(state: StockState, horizon: int | None, chunking: Chunking | None)
         if gc not in fresh:
             writes.append((gc, None))
         gc += 1
-    return replace(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty, chunk_gc=gc, chunk_lo=lo,
+    return evolve(state, deltas=deltas, base_ts=base_ts, base_qty=base_qty, chunk_gc=gc, chunk_lo=lo,
                    chunk_hi=hi, chunk_due=due, chunk_pmax=pmax), tuple(writes)
 
 
@@ -413,7 +413,7 @@ def apply_delta(
         base_ts = ts if state.base_ts is None or ts > state.base_ts else state.base_ts
     else:
         deltas, base_qty, base_ts = _insert(state.deltas, ts, qty), state.base_qty, state.base_ts
-    new, writes = _maintain(replace(
+    new, writes = _maintain(evolve(
         state,
         on_hand=state.on_hand + qty,
         deltas=deltas,
