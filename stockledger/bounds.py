@@ -132,6 +132,23 @@ def _walk(node: Any, path: tuple[str, ...], where: str) -> Iterable[tuple[str, A
         yield from _walk(node[head], rest, f"{where}.{head}" if where else head)
 
 
+def _values(node: Any, path: tuple[str, ...]) -> list[Any]:
+    """The values `_walk` reaches, in its order, without their paths (the check's fast path)."""
+    nodes = [node]
+    for head in path:
+        found: list[Any] = []
+        if head == "*":
+            for n in nodes:
+                if isinstance(n, (list, tuple)):
+                    found.extend(n)
+        else:
+            for n in nodes:
+                if isinstance(n, Mapping) and head in n:
+                    found.append(n[head])
+        nodes = found
+    return nodes
+
+
 def _too_long(value: Any, limit: int) -> bool:
     return isinstance(value, str) and len(value) > limit
 
@@ -199,7 +216,10 @@ def _number_bounds(event_type: Any, data: Any) -> BoundsError | None:
     if fields is None or not isinstance(data, Mapping):
         return None
     for path, code in fields:
-        for where, value in _walk(data, path, "data"):
+        fits = quantity_fits if code == _Q else amount_fits
+        if all(fits(value) for value in _values(data, path)):
+            continue
+        for where, value in _walk(data, path, "data"):  # one is beyond: the first, with its path
             if code == _Q and not quantity_fits(value):
                 return BoundsError(code, where, f"{value} is beyond +-{MAX_QUANTITY:,}")
             if code == _A and not amount_fits(value):

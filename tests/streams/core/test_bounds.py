@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from stockledger import bounds
 from stockledger.bounds import AMOUNT_OUT_OF_RANGE, MAX_ON_HAND, QUANTITY_OUT_OF_RANGE, amount_fits, event_bounds
 from streams.core.fold import DeadLetter, DictState, FoldConfig, fold, fold_guarded, serial_fold, stock_of
 
@@ -132,3 +135,18 @@ def test_fold_guarded_dead_letters_an_event_whose_check_fails_and_keeps_no_trace
     ref, outputs = serial_fold([good, poison, other], config, check)
     assert ref == state
     assert [o.error for o in outputs if isinstance(o, DeadLetter)] == [letter[0].error]
+
+
+_NODES = st.recursive(
+    st.one_of(st.none(), st.integers(), st.decimals(allow_nan=True), st.text(max_size=2), st.booleans()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["lines", "quantity",
+                                                                                          "amount", "x"]), inner,
+                                                                        max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NODES, st.lists(st.sampled_from(["lines", "*", "quantity", "amount"]), max_size=4))
+def test_the_fast_walk_reaches_what_the_walk_reaches_in_its_order(node: object, path: list[str]) -> None:
+    """bounds._values (the check's fast path) gives _walk's values in _walk's order."""
+    assert bounds._values(node, tuple(path)) == [v for _, v in bounds._walk(node, tuple(path), "data")]
