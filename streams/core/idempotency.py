@@ -54,6 +54,20 @@ def _canon(value: Any) -> str:
         return str(value)  # the same text as _number(Decimal(value)), which rounds beyond 28 digits
     if cls is Decimal:
         return _number(value)
+    if cls is dict:  # a decoded record: its keys are text, sorted as they are (the Mapping branch's order)
+        try:
+            keys = sorted(value)
+        except TypeError:
+            keys = None
+        if keys is not None and (not keys or keys[0].__class__ is str):
+            parts = []
+            for k in keys:
+                v = value[k]
+                if v is not None:
+                    parts.append(_string(k) + ":" + _canon(v))
+            return "{" + ",".join(parts) + "}"
+    elif cls is list:
+        return "[" + ",".join([_canon(v) for v in value]) + "]"
     if value is None:
         return "null"
     if value is True:
