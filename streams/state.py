@@ -67,6 +67,7 @@ RESTORE_GIVE_UP = 300.0  # seconds a restore may keep failing before the worker 
 RESTORE_RETRY = RetryPolicy(retriable=lambda exc: True, first=1.0, cap=10.0, attempts=30)
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _NULL = b"null"
+_ABSENT: Any = ("absent",)  # the cache's answer for a key with no stored value (compared by identity)
 
 # A stored value: b"\x02", then the value's JSON (u32 length + bytes), then its undo history, each entry
 # u64 end, u16 length + session, u32 length + the JSON of the value before (the bytes it was stored as).
@@ -176,6 +177,7 @@ class PartitionStore:
         self.start = self.next = self.committed = committed
         self.started = False
         self.session = session
+        self._cache.clear()  # nothing read while the changelog was written to the store may stay
         self.ready.set()
         log.info("state %s[%s]: %d changelog records restored; session %s from tenant-log offset %d",
                  self.topic, self.partition, restored, session, committed)
@@ -259,15 +261,21 @@ class PartitionStore:
 
     # -- reads --------------------------------------------------------------------------------
     def _envelope(self, key: str) -> Envelope | None:
-        env = self._cache.get(key)
+        """The key's stored envelope, None if it has none. Both answers are cached (the absence too: the fold
+        asks for keys that do not exist on every event, the tenant's settings or an event id first seen),
+        until the key is written or the cache is cleared."""
+        cache = self._cache
+        env = cache.get(key)
         if env is None:
             raw = self.db.get(key.encode())
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
             if raw is None:
+                cache[key] = _ABSENT
                 return None
-            env = unpack(raw)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = env
+            env = cache[key] = unpack(raw)
+        elif env is _ABSENT:
+            return None
         return env
 
     def _resolve(self, env: Envelope) -> tuple[Any, bytes, list[Entry]]:
