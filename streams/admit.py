@@ -27,7 +27,7 @@ from stockledger.topics import INPUTS
 from streams.core.fold import VALIDATORS, internal_error
 from streams.faustfix.consumer import feed
 from streams.outbox import Acks
-from streams.tenantlog import FrameWriter
+from streams.tenantlog import FrameWriter, tenant_partition
 
 log = logging.getLogger("stockledger.worker")
 
@@ -78,6 +78,8 @@ async def admit(p: Any, messages: list[Any], acks: Acks) -> None:
     admitted.sweep()
     batch = outbox.batch()
     writers: dict[str, FrameWriter] = {}
+    bound: dict[str, int] = {}  # tenant -> its tenant-log partition
+    partitions = p.settings.partitions
     topic = messages[0].topic
     now, started = time.time(), time.perf_counter()
     for partition, offset in {m.partition: m.offset for m in messages}.items():
@@ -97,8 +99,9 @@ async def admit(p: Any, messages: list[Any], acks: Acks) -> None:
                 writer = writers.get(tenant)
                 if writer is None:
                     writer = writers[tenant] = FrameWriter()
+                    bound[tenant] = tenant_partition(tenant, partitions)
                 writer.add(topic, msg.partition, msg.offset, msg.key, msg.value)
-                admitted.keep(topic, msg.partition, msg.offset, msg.value, record)
+                admitted.keep(topic, msg.partition, msg.offset, msg.value, record, bound[tenant])
                 continue
             reason, stage = refusal
         metrics.dead_lettered.labels(topic).inc()
@@ -111,6 +114,7 @@ async def admit(p: Any, messages: list[Any], acks: Acks) -> None:
             outbox.produce(batch, p.log_topic, frame, key)
     metrics.admit_batch.observe(time.perf_counter() - started)
     await acks.after(batch, messages)
+    await admitted.room()  # the fold here is far behind: let it catch up rather than decode again
 
 
 def install(p: Any) -> None:

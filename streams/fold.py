@@ -127,9 +127,15 @@ class Folder:
                 old = self._restoring.get(tp.partition)
                 if old is not None and not old.done():
                     old.cancel()
-                task = asyncio.ensure_future(store.begin(self.p.worker_id, lambda m: log.warning("%s", m)))
+                self.p.admitted.drop(tp.partition)
+                task = asyncio.ensure_future(self._begin(store))
                 task.add_done_callback(self._restore_done)
                 self._restoring[tp.partition] = task
+
+    async def _begin(self, store: PartitionStore) -> None:
+        """Restore a partition's state; then admit here may keep what it decodes for it (`Admitted.local`)."""
+        await store.begin(self.p.worker_id, lambda m: log.warning("%s", m))
+        self.p.admitted.local.add(store.partition)
 
     def _restore_done(self, task: asyncio.Task) -> None:
         """A restore that failed for good (`state.RestoreFailed`, or anything unforeseen) leaves its
@@ -144,6 +150,7 @@ class Folder:
     def revoked(self, tps: Any) -> None:
         for tp in tps:
             if tp.topic == self.p.log_topic and tp.partition in self.stores:
+                self.p.admitted.drop(tp.partition)
                 self.stores[tp.partition].end()
                 old = self._restoring.pop(tp.partition, None)
                 if old is not None and not old.done():  # it must not make a revoked partition ready

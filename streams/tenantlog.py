@@ -15,19 +15,28 @@ key length or -1, value length), the key bytes and the value bytes.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
 from stockledger.topics import INPUTS
 
 VERSION = 1
 FRAME_BYTES = 512 * 1024  # a frame is cut beyond this, well below Kafka's 1 MiB message limit
+FRAME_EVENTS = 500  # ... or at this many events: a fold step (a few frames) stays short, the loop responsive
 _HEAD = struct.Struct(">BiqiI")
 TOPICS = tuple(t.name for t in INPUTS)
 _INDEX = {name: i for i, name in enumerate(TOPICS)}
+
+
+def tenant_partition(tenant: str, partitions: int) -> int:
+    """The tenant-log partition of a tenant: murmur2 of its id, as every producer of the log picks it."""
+    return (murmur2(tenant.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +53,19 @@ class Entry:
 class FrameWriter:
     """Collects a tenant's events in order and cuts them into frames of at most FRAME_BYTES."""
 
-    __slots__ = ("frames", "_parts", "_size")
+    __slots__ = ("frames", "_parts", "_size", "_count")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self._parts: list[bytes] = [bytes([VERSION])]
         self._size = 1
+        self._count = 0
 
     def add(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
         size = _HEAD.size + (len(key) if key else 0) + len(value)
-        if self._size > 1 and self._size + size > FRAME_BYTES:
+        if self._size > 1 and (self._size + size > FRAME_BYTES or self._count >= FRAME_EVENTS):
             self._cut()
+        self._count += 1
         self._parts.append(_HEAD.pack(_INDEX[topic], partition, offset, -1 if key is None else len(key), len(value)))
         if key:
             self._parts.append(key)
@@ -63,7 +74,7 @@ class FrameWriter:
 
     def _cut(self) -> None:
         self.frames.append(b"".join(self._parts))
-        self._parts, self._size = [bytes([VERSION])], 1
+        self._parts, self._size, self._count = [bytes([VERSION])], 1, 0
 
     def close(self) -> list[bytes]:
         if self._size > 1:
@@ -95,21 +106,30 @@ class Admitted:
 
     Keyed by where the record was read, and handed out only for the same bytes (decoding is a function
     of the bytes: the schema id is in them, and a schema id's schema never changes), so what the fold
-    takes is what it would have decoded. At most `most` records are kept: when full, nothing more is
-    kept until the fold takes some, and `sweep` drops those kept more than `stale_after` seconds ago
-    (their frames went to another worker's tenant-log partition, or were folded before a restart).
+    takes is what it would have decoded. Only records bound for a tenant-log partition this worker folds
+    (`local`, kept by the fold: restored and not revoked) are kept, at most `most`; when full, admit waits
+    for the fold to take some (`room`, bounded), so on a backlog admit does not run so far ahead that the
+    fold must decode again. `sweep` drops records kept more than `stale_after` seconds ago (folded before
+    a restart), `drop` those of a partition that moved away.
     """
 
-    __slots__ = ("most", "stale_after", "_records")
+    __slots__ = ("most", "stale_after", "local", "_records")
 
     def __init__(self, most: int = 10_000, stale_after: float = 60.0):
         self.most = most
         self.stale_after = stale_after
-        self._records: dict[tuple[str, int, int], tuple[float, bytes, Any]] = {}
+        self.local: set[int] = set()  # tenant-log partitions this worker's fold owns and has restored
+        self._records: dict[tuple[str, int, int], tuple[float, bytes, Any, int]] = {}
 
-    def keep(self, topic: str, partition: int, offset: int, value: bytes, record: Any) -> None:
-        if len(self._records) < self.most:
-            self._records[(topic, partition, offset)] = (time.monotonic(), value, record)
+    def keep(self, topic: str, partition: int, offset: int, value: bytes, record: Any, log_partition: int) -> None:
+        if log_partition in self.local and len(self._records) < self.most:
+            self._records[(topic, partition, offset)] = (time.monotonic(), value, record, log_partition)
+
+    async def room(self, within: float = 0.5) -> None:
+        """While full and the fold still folds here, wait (at most `within` seconds) for it to take some."""
+        deadline = time.monotonic() + within
+        while len(self._records) >= self.most and self.local and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
     def sweep(self) -> None:
         """When full, drop the records kept more than `stale_after` seconds ago (once per admit step)."""
@@ -118,11 +138,18 @@ class Admitted:
             return
         limit = time.monotonic() - self.stale_after
         stale = []
-        for key, (at, _, _) in records.items():  # in insertion order: the oldest first
-            if at > limit:
+        for key, kept in records.items():  # in insertion order: the oldest first
+            if kept[0] > limit:
                 break
             stale.append(key)
         for key in stale:
+            del records[key]
+
+    def drop(self, log_partition: int) -> None:
+        """`log_partition` is no longer folded here: forget it and the records kept for it."""
+        self.local.discard(log_partition)
+        records = self._records
+        for key in [k for k, kept in records.items() if kept[3] == log_partition]:
             del records[key]
 
     def take(self, entry: Entry) -> Any | None:

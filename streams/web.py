@@ -23,7 +23,6 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web as aioweb
-from aiokafka.partitioner import murmur2
 from yarl import URL
 
 from stockledger.jsonconv import format_decimal
@@ -33,6 +32,7 @@ from streams.core import fold as core
 from streams.core.credit import invoice_of, open_invoices_of
 from streams.core.serde import to_plain
 from streams.core.stock import StockState
+from streams.tenantlog import tenant_partition
 
 CHUNK = 1000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -40,11 +40,6 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def error(status: int, message: str, **extra: Any) -> aioweb.Response:
     return aioweb.json_response({"error": message, **extra}, status=status)
-
-
-def tenant_partition(tenant: str, partitions: int) -> int:
-    """The tenant-log partition of a tenant: murmur2 of its id, as every producer of the log picks it."""
-    return (murmur2(tenant.encode()) & 0x7FFFFFFF) % partitions
 
 
 def owner_url(p: Pipeline, partition: int) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,10 +26,11 @@ def test_frames_carry_every_entry_in_order(items):
 
 def test_the_fold_takes_what_admit_decoded_only_for_the_same_bytes_and_once():
     admitted = Admitted()
+    admitted.local.add(1)
     record = {"event_id": "e1"}
-    admitted.keep("sales", 2, 7, b"\x00abc", record)
+    admitted.keep("sales", 2, 7, b"\x00abc", record, 1)
     assert admitted.take(Entry("sales", 2, 7, None, b"\x00abd")) is None  # other bytes at the same place
-    admitted.keep("sales", 2, 7, b"\x00abc", record)
+    admitted.keep("sales", 2, 7, b"\x00abc", record, 1)
     assert admitted.take(Entry("sales", 2, 8, None, b"\x00abc")) is None  # another place
     assert admitted.take(Entry("sales", 2, 7, None, b"\x00abc")) is record
     assert admitted.take(Entry("sales", 2, 7, None, b"\x00abc")) is None  # taken once
@@ -36,16 +39,62 @@ def test_the_fold_takes_what_admit_decoded_only_for_the_same_bytes_and_once():
 
 def test_a_full_store_keeps_nothing_more_until_taken_or_stale():
     admitted = Admitted(most=2, stale_after=3600)
+    admitted.local.add(0)
     for offset in range(3):
-        admitted.keep("sales", 0, offset, b"v", {"n": offset})
+        admitted.keep("sales", 0, offset, b"v", {"n": offset}, 0)
     assert len(admitted) == 2 and admitted.take(Entry("sales", 0, 2, None, b"v")) is None
     admitted.sweep()  # nothing is stale yet
     assert len(admitted) == 2
     admitted.stale_after = 0.0
     admitted.sweep()
     assert len(admitted) == 0
-    admitted.keep("sales", 0, 5, b"v", {"n": 5})
+    admitted.keep("sales", 0, 5, b"v", {"n": 5}, 0)
     assert admitted.take(Entry("sales", 0, 5, None, b"v")) == {"n": 5}
+
+
+def test_only_records_for_partitions_folded_here_are_kept_and_a_partition_moved_away_is_dropped():
+    admitted = Admitted()
+    admitted.local.update({0, 3})
+    admitted.keep("sales", 0, 1, b"v", {"n": 1}, 3)
+    admitted.keep("sales", 0, 2, b"v", {"n": 2}, 1)  # folded by another worker: never taken here
+    admitted.keep("sales", 0, 3, b"v", {"n": 3}, 0)
+    assert len(admitted) == 2
+    admitted.drop(3)
+    assert admitted.local == {0} and len(admitted) == 1
+    admitted.keep("sales", 0, 4, b"v", {"n": 4}, 3)
+    assert admitted.take(Entry("sales", 0, 1, None, b"v")) is None
+    assert admitted.take(Entry("sales", 0, 4, None, b"v")) is None
+    assert admitted.take(Entry("sales", 0, 3, None, b"v")) == {"n": 3}
+
+
+def test_admit_waits_for_room_while_the_fold_here_takes_and_never_longer_than_asked():
+    async def scenario() -> list[str]:
+        admitted = Admitted(most=2)
+        admitted.local.add(0)
+        admitted.keep("sales", 0, 1, b"v", {"n": 1}, 0)
+        admitted.keep("sales", 0, 2, b"v", {"n": 2}, 0)
+        seen: list[str] = []
+
+        async def fold() -> None:
+            await asyncio.sleep(0.05)
+            seen.append("taken")
+            admitted.take(Entry("sales", 0, 1, None, b"v"))
+
+        task = asyncio.ensure_future(fold())
+        await admitted.room(within=30)
+        seen.append("room")
+        await task
+        admitted.keep("sales", 0, 3, b"v", {"n": 3}, 0)  # full again, and nobody takes: the wait ends at `within`
+        started = asyncio.get_running_loop().time()
+        await admitted.room(within=0.05)
+        seen.append("gave up" if asyncio.get_running_loop().time() - started >= 0.05 else "too early")
+        admitted.drop(0)  # no partition folded here: no wait at all
+        admitted.local.clear()
+        await admitted.room(within=30)
+        seen.append("not folded here")
+        return seen
+
+    assert asyncio.run(scenario()) == ["taken", "room", "gave up", "not folded here"]
 
 
 def test_check_value_returns_the_stored_encoding_and_refuses_what_cannot_be_stored():
@@ -58,3 +107,14 @@ def test_check_value_returns_the_stored_encoding_and_refuses_what_cannot_be_stor
     assert str(refused.value) == f"a state value of {limit + 1} bytes (at most {limit})"
     with pytest.raises(TypeError):
         check_value({"when": object()})  # not JSON-plain
+
+
+def test_a_frame_holds_at_most_frame_events_events():
+    from streams.tenantlog import FRAME_EVENTS
+
+    writer = FrameWriter()
+    for offset in range(2 * FRAME_EVENTS + 1):
+        writer.add("sales", 0, offset, None, b"v")
+    frames = writer.close()
+    assert [len(list(entries(f))) for f in frames] == [FRAME_EVENTS, FRAME_EVENTS, 1]
+    assert [e.offset for f in frames for e in entries(f)] == list(range(2 * FRAME_EVENTS + 1))
