@@ -48,6 +48,16 @@ def _zigzag(n: int) -> bytes:
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise OverflowError("Python int too large to convert to C long")
     n = (n << 1) ^ (n >> 63)
+    if n < 1 << 49:  # up to 7 bytes, unrolled (a timestamp in millis takes 6)
+        if n < 1 << 42:
+            return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
+                          n >> 28 & 0x7F | 0x80, n >> 35)) if n >= 1 << 35 else _varint(n)
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
+                      n >> 28 & 0x7F | 0x80, n >> 35 & 0x7F | 0x80, n >> 42))
+    return _varint(n)
+
+
+def _varint(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)

@@ -289,8 +289,16 @@ class PartitionStore:
         return value, raw, history
 
     def get(self, table: str, key: str) -> Any | None:
-        env = self._envelope(table + SEP + key)
-        return None if env is None else self._resolve(env)[0]
+        return self.read(table + SEP + key)
+
+    def read(self, key: str) -> Any | None:
+        """The value of a stored key (`<table>\x1f<key>`) as this session must see it; None if it has none."""
+        env = self._cache.get(key)
+        if env is None or env is _ABSENT:
+            env = self._envelope(key)
+            if env is None:
+                return None
+        return self._resolve(env)[0] if env[2] else env[0]
 
     def scan(self, table: str, prefix: str) -> Iterator[tuple[str, Any]]:
         """(key, value) of every key of `table` that starts with `prefix`, in key order."""
@@ -320,14 +328,17 @@ class PartitionStore:
         encoded = encoded or {}
         if self._deleted and self._deleted[0][0] <= floor:
             self._tombstones(wb, outbox, batch, floor, changes)
+        sess = (session or "").encode()
+        head = _ENTRY.pack(end, len(sess)) + sess  # every undo entry of the batch starts alike
+        produce, put, write_only, length = outbox.produce, wb.put, _WRITE_ONLY, _LEN.pack
         for key, value in changes.items():
             env = self._envelope(key)
             history: list[Any]
             if env is None:
-                before, history = _NULL, []
+                before, kept = _NULL, []
             else:
-                _, before, history = self._resolve(env)
-            kept = [e for e in history if e[0] > floor]
+                _, before, history = self._resolve(env) if env[2] else env
+                kept = [e for e in history if e[0] > floor] if history else []
             raw_key = key.encode()
             if value is None:
                 if before == _NULL and not kept:  # nothing to undo: gone for good (or never there)
@@ -340,11 +351,11 @@ class PartitionStore:
                 raw = _NULL
             else:
                 raw = encoded.get(key) or _dumps(value)
-            kept.append(_entry(end, session or "", before))
+            kept.append((end, session or "", before, b"".join((head, length(len(before)), before))))
             data = pack(raw, kept)
-            wb.put(raw_key, data)
-            outbox.produce(batch, topic, data, raw_key, partition)
-            if key.startswith(_WRITE_ONLY):
+            put(raw_key, data)
+            produce(batch, topic, data, raw_key, partition)
+            if key.startswith(write_only):
                 cache.pop(key, None)
             else:
                 if len(cache) >= _CACHE_MAX:
@@ -390,9 +401,8 @@ class View:
 
     def get(self, table: str, key: str) -> Any | None:
         k = table + SEP + key
-        if k in self.changes:
-            return self.changes[k]
-        return self.store.get(table, key)
+        value = self.changes.get(k, _ABSENT)
+        return self.store.read(k) if value is _ABSENT else value
 
     def put(self, table: str, key: str, value: Any) -> None:
         self.changes[table + SEP + key] = value
