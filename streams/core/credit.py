@@ -127,7 +127,7 @@ MAX_LEVEL = 8  # express lanes of the invoice chain: 4**8 = 65,536 open invoices
 def level_of(invoice_id: str) -> int:
     """The express level an invoice gets when linked: L with probability (3/4)(1/4)**L (capped at
     MAX_LEVEL), from a stable hash of its id (never Python's salted hash()), so a replay builds the same lanes."""
-    h = int.from_bytes(blake2b(invoice_id.encode(), digest_size=4).digest(), "little")
+    h = int.from_bytes(blake2b(invoice_id.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "little")
     if h == 0:
         return MAX_LEVEL
     return min(MAX_LEVEL, ((h & -h).bit_length() - 1) >> 1)  # pairs of trailing zero bits
