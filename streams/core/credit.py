@@ -28,15 +28,28 @@ Choices where SPEC is silent:
   refund leaves a RefundMark per customer and refund_id, so a refund_id
   credited before to the customer (on another of its sales) credits nothing again.
 
-State layout (a sale, payment or refund touches O(1) keys of its customer):
+State layout (a sale, payment or refund touches O(1) keys of its customer, O(log n) expected
+to place an invoice among n open ones):
 - `credit` `<tenant>:<customer_ref>` -> CreditState, constant-size: limit, hold,
   credit_balance, the count of open invoices, the ends (oldest, newest) of their
-  chain, and per currency what they still owe (Due).
+  chain, the newest open invoice of each express lane (`lanes`, at most MAX_LEVEL)
+  and per currency what they still owe (Due).
 - `invoices` `<tenant>:<invoice_id>` -> InvoiceEntry: every ON_ACCOUNT invoice with
   total, paid, credited and the prev/next links of the customer's open invoices
   ordered by (issued_at, invoice_id). A paid-off invoice leaves the chain, keeps
   its key (status PAID): a payment naming it is refused as UNKNOWN_INVOICE.
 - `invoices` `<tenant>:refund:<customer_ref>:<refund_id>` -> RefundMark.
+
+The chain is the bottom lane of a deterministic skip list (issue 17: an invoice arriving out of
+order must not walk its customer's history). An invoice linked by this code gets a level L from
+a stable hash of its id (`level_of`: blake2b, each level with probability 1/4, at most MAX_LEVEL)
+and is also linked, with its own prev/next, in express lanes 1..L (`up`, in the dict form a flat
+list [prev1, next1, prev2, next2, ...], absent at level 0, so three in four entries are as before).
+Finding an invoice's place walks back from the newest end of the top lane, down lane by lane:
+O(log n) reads expected whatever the arrival order. The order, and so every allocation, status and
+message, is the bottom chain's, as before. An entry written before express lanes (no `up`) is level
+0 and stays correct: the search ends at the bottom lane, which still holds every open invoice. A
+paid-off invoice leaves every lane it was in.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from hashlib import blake2b
 from typing import Any
 
 from .documents import CREDITED, PAID_STATUS, PARTIALLY_PAID, UNPAID, Allocation
@@ -77,6 +91,9 @@ __all__ = [
     "PaymentReceived",
     "invoice_of",
     "open_invoices_of",
+    "level_of",
+    "linked_ids",
+    "MAX_LEVEL",
     "check_order",
     "add_invoice",
     "apply_payment",
@@ -104,6 +121,16 @@ CREDIT, INVOICES = "credit", "invoices"  # the tables credit keeps
 _METHODS = frozenset({"CASH", "CARD", "MOBILE", "BANK"})
 DAY_MS = 86_400_000
 MAX_TERMS_DAYS = 36_500  # a century: a due date beyond it is a typo, not terms
+MAX_LEVEL = 8  # express lanes of the invoice chain: 4**8 = 65,536 open invoices per customer before it thins
+
+
+def level_of(invoice_id: str) -> int:
+    """The express level an invoice gets when linked: L with probability (3/4)(1/4)**L (capped at
+    MAX_LEVEL), from a stable hash of its id (never Python's salted hash()), so a replay builds the same lanes."""
+    h = int.from_bytes(blake2b(invoice_id.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "little")
+    if h == 0:
+        return MAX_LEVEL
+    return min(MAX_LEVEL, ((h & -h).bit_length() - 1) >> 1)  # pairs of trailing zero bits
 
 
 def due_at_for(issued_at: int, terms_days: int) -> int:
@@ -157,8 +184,9 @@ class InvoiceEntry(Plain):
     """An ON_ACCOUNT invoice as kept (`invoices` `<tenant>:<invoice_id>`); open while something is due.
 
     The open invoices of a customer form a chain ordered by (issued_at, invoice_id): `prev` is the
-    next older open invoice, `next` the next newer (None at the ends). A paid-off invoice leaves the
-    chain (both None) and keeps its key: status PAID."""
+    next older open invoice, `next` the next newer (None at the ends). `up[k - 1]` is its (prev, next)
+    in express lane k, for k = 1..its level (the skip list of the module docstring; () at level 0).
+    A paid-off invoice leaves the chain and every lane (all None, `up` ()) and keeps its key: status PAID."""
 
     tenant_id: str
     customer_ref: str
@@ -171,10 +199,33 @@ class InvoiceEntry(Plain):
     prev: str | None = None
     next: str | None = None
     due_at: int | None = None  # epoch millis of the due date (midnight UTC)
+    up: tuple[tuple[str | None, str | None], ...] = ()  # (prev, next) in express lanes 1..level
 
     @property
     def remaining(self) -> Decimal:
         return self.total - self.paid - self.credited
+
+    @property
+    def level(self) -> int:
+        return len(self.up)
+
+    def prev_at(self, k: int) -> str | None:
+        return self.prev if k == 0 else self.up[k - 1][0]
+
+    def next_at(self, k: int) -> str | None:
+        return self.next if k == 0 else self.up[k - 1][1]
+
+    def with_prev(self, k: int, invoice_id: str | None) -> InvoiceEntry:
+        if k == 0:
+            return replace(self, prev=invoice_id)
+        up = self.up
+        return replace(self, up=(*up[:k - 1], (invoice_id, up[k - 1][1]), *up[k:]))
+
+    def with_next(self, k: int, invoice_id: str | None) -> InvoiceEntry:
+        if k == 0:
+            return replace(self, next=invoice_id)
+        up = self.up
+        return replace(self, up=(*up[:k - 1], (up[k - 1][0], invoice_id), *up[k:]))
 
     @property
     def is_open(self) -> bool:
@@ -189,16 +240,20 @@ class InvoiceEntry(Plain):
                            self.due_at)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tenant_id": self.tenant_id, "customer_ref": self.customer_ref, "invoice_id": self.invoice_id,
-                "issued_at": self.issued_at, "currency": self.currency, "total": format(self.total, "f"),
-                "paid": format(self.paid, "f"), "credited": format(self.credited, "f"), "prev": self.prev,
-                "next": self.next, "due_at": self.due_at}
+        plain = {"tenant_id": self.tenant_id, "customer_ref": self.customer_ref, "invoice_id": self.invoice_id,
+                 "issued_at": self.issued_at, "currency": self.currency, "total": format(self.total, "f"),
+                 "paid": format(self.paid, "f"), "credited": format(self.credited, "f"), "prev": self.prev,
+                 "next": self.next, "due_at": self.due_at}
+        if self.up:  # level 0 (three in four, and every entry written before the lanes): no key
+            plain["up"] = [link for pair in self.up for link in pair]
+        return plain
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InvoiceEntry:
+        flat = data.get("up") or ()
         return cls(data["tenant_id"], data["customer_ref"], data["invoice_id"], data["issued_at"], data["currency"],
                    Decimal(data["total"]), Decimal(data["paid"]), Decimal(data["credited"]), data.get("prev"),
-                   data.get("next"), data.get("due_at"))
+                   data.get("next"), data.get("due_at"), tuple(zip(flat[::2], flat[1::2], strict=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +271,8 @@ class Due(Plain):
 @dataclass(frozen=True, slots=True)
 class CreditState(Plain):
     """Credit of one customer (`credit` `<tenant>:<customer_ref>`), constant-size: its open invoices
-    live in their own keys (InvoiceEntry), linked from `oldest` to `newest`.
+    live in their own keys (InvoiceEntry), linked from `oldest` to `newest`; `lanes[k - 1]` is the
+    newest open invoice in express lane k (k = 1..at most MAX_LEVEL; none past the top nonempty lane).
     `CreditState(tenant_id, customer_ref)` is the empty state."""
 
     tenant_id: str
@@ -232,6 +288,7 @@ class CreditState(Plain):
     price_list_id: str | None = None
     first_payment_at: int | None = None  # the customer's first and last applied payment.received (epoch millis)
     last_payment_at: int | None = None
+    lanes: tuple[str, ...] = ()  # the newest open invoice of each express lane 1..len(lanes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +300,7 @@ class CreditState(Plain):
                     for d in self.due],
             "payment_terms_days": self.payment_terms_days, "price_list_id": self.price_list_id,
             "first_payment_at": self.first_payment_at, "last_payment_at": self.last_payment_at,
+            "lanes": list(self.lanes),
         }
 
     @classmethod
@@ -257,7 +315,7 @@ class CreditState(Plain):
             tuple(Due(d["currency"], Decimal(d["amount"]), tuple((e, n) for e, n in d["scales"]))
                   for d in data.get("due", ())),
             data.get("payment_terms_days", 0), data.get("price_list_id"), data.get("first_payment_at"),
-            data.get("last_payment_at"),
+            data.get("last_payment_at"), tuple(data.get("lanes", ())),
         )
 
     def due_in(self, currency: str) -> Decimal:
@@ -390,6 +448,13 @@ def open_invoices_of(store: State, tenant_id: str, customer_ref: str) -> list[Op
     return out
 
 
+def linked_ids(entry: Mapping[str, Any]) -> list[str]:
+    """The invoices an entry (its dict form) is linked to, in the chain and in its express lanes: those its
+    linking wrote, if they are still its neighbours (a duplicate's rewrite, fold._touched)."""
+    links = [entry.get("prev"), entry.get("next"), *(entry.get("up") or ())]
+    return [i for i in links if i is not None]
+
+
 # -- the chain ----------------------------------------------------------------------------------
 _MISSING: Any = object()
 _UNITS: dict[int, Decimal] = {}
@@ -460,42 +525,87 @@ def _adjust(due: tuple[Due, ...], currency: str, before: Decimal | None, after: 
     return due[:at] + (new,) + due[at + 1:]
 
 
+_Places = list[tuple[str | None, str | None]]
+
+
+def _place(book: _Book, credit: CreditState, order: tuple[int, str], level: int) -> _Places:
+    """Where an invoice ordered `order` goes in lanes 0..`level`: per lane, (after, before), the open
+    invoices it goes between (older, newer; None past an end). From the newest end of the top lane
+    down: in each lane, walk back from the oldest invoice found newer in the lane above. An invoice
+    newer than the newest (in order, the usual case) reads only the newest."""
+    heads = (credit.newest, *credit.lanes)
+    places: _Places = [(None, None)] * (max(level, len(heads) - 1) + 1)
+    if heads[0] is None:
+        return places[:level + 1]
+    last = book.linked(heads[0])
+    if (last.issued_at, last.invoice_id) < order:  # after the newest of every lane
+        return [(at, None) for at in heads[:level + 1]] + places[len(heads):level + 1]
+    newer: InvoiceEntry | None = None  # the oldest invoice found so far that is newer than `order`
+    for k in range(len(heads) - 1, -1, -1):
+        at = heads[k] if newer is None else newer.prev_at(k)
+        while at is not None:
+            cur = book.linked(at)
+            if (cur.issued_at, cur.invoice_id) < order:
+                break
+            newer, at = cur, cur.prev_at(k)
+        places[k] = (at, None if newer is None else newer.invoice_id)
+    return places[:level + 1]
+
+
 def _link(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditState:
-    """Insert an open invoice in its place in the chain, walking back from the newest end."""
-    order = (entry.issued_at, entry.invoice_id)
-    after, before = credit.newest, None  # it goes between `after` (older) and `before` (newer)
-    while after is not None:
-        cur = book.linked(after)
-        if (cur.issued_at, cur.invoice_id) < order:
-            break
-        before, after = after, cur.prev
-    book.set(replace(entry, prev=after, next=before))
-    oldest, newest = credit.oldest, credit.newest
-    if after is None:
-        oldest = entry.invoice_id
-    else:
-        book.set(replace(book.linked(after), next=entry.invoice_id))
-    if before is None:
-        newest = entry.invoice_id
-    else:
-        book.set(replace(book.linked(before), prev=entry.invoice_id))
-    return replace(credit, oldest=oldest, newest=newest, open_count=credit.open_count + 1)
+    """Insert an open invoice in its place in the chain and in the express lanes of its level."""
+    level = level_of(entry.invoice_id)
+    places = _place(book, credit, (entry.issued_at, entry.invoice_id), level)
+    (prev, nxt), up = places[0], tuple(places[1:])
+    book.set(replace(entry, prev=prev, next=nxt, up=up))
+    heads = [credit.newest, *credit.lanes]
+    heads += [None] * (level + 1 - len(heads))
+    oldest = credit.oldest
+    for k, (after, before) in enumerate(places):
+        if after is None:
+            if k == 0:
+                oldest = entry.invoice_id
+        else:
+            book.set(book.linked(after).with_next(k, entry.invoice_id))
+        if before is None:
+            heads[k] = entry.invoice_id
+        else:
+            book.set(book.linked(before).with_prev(k, entry.invoice_id))
+    return replace(credit, oldest=oldest, newest=heads[0], lanes=_lanes(heads),
+                   open_count=credit.open_count + 1)
+
+
+def _lanes(heads: list[str | None]) -> tuple[str, ...]:
+    """The express lanes' newest invoices from lane heads 0..n: up to the top nonempty lane (an empty lane
+    has nothing above it: an invoice in a lane is in every lane below)."""
+    top = len(heads)
+    while top > 1 and heads[top - 1] is None:
+        top -= 1
+    lanes = tuple(h for h in heads[1:top] if h is not None)
+    if len(lanes) != top - 1:
+        raise ValueError(f"express lanes of the invoice chain are broken: {heads}")
+    return lanes
 
 
 def _unlink(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditState:
-    """Take a (now paid-off) invoice out of the chain; it keeps its key, unlinked."""
-    prev, nxt = entry.prev, entry.next
-    oldest, newest = credit.oldest, credit.newest
-    if prev is None:
-        oldest = nxt
-    else:
-        book.set(replace(book.linked(prev), next=nxt))
-    if nxt is None:
-        newest = prev
-    else:
-        book.set(replace(book.linked(nxt), prev=prev))
-    book.set(replace(entry, prev=None, next=None))
-    return replace(credit, oldest=oldest, newest=newest, open_count=credit.open_count - 1)
+    """Take a (now paid-off) invoice out of the chain and its express lanes; it keeps its key, unlinked."""
+    heads: list[str | None] = [credit.newest, *credit.lanes]
+    if entry.level >= len(heads):
+        raise ValueError(f"invoice {entry.invoice_id} is in express lane {entry.level}, above the customer's lanes")
+    oldest = credit.oldest
+    for k in range(entry.level + 1):
+        prev, nxt = entry.prev_at(k), entry.next_at(k)
+        if prev is None:
+            if k == 0:
+                oldest = nxt
+        else:
+            book.set(book.linked(prev).with_next(k, nxt))
+        if nxt is None:
+            heads[k] = prev
+        else:
+            book.set(book.linked(nxt).with_prev(k, prev))
+    book.set(replace(entry, prev=None, next=None, up=()))
+    return replace(credit, oldest=oldest, newest=heads[0], lanes=_lanes(heads), open_count=credit.open_count - 1)
 
 
 def _settle(book: _Book, credit: CreditState, before: InvoiceEntry, after: InvoiceEntry) -> CreditState:

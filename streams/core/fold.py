@@ -85,6 +85,7 @@ from .credit import (
     check_order,
     due_at_for,
     invoice_key,
+    linked_ids,
     open_invoices_of,
     refund_mark_key,
     set_terms,
@@ -1360,7 +1361,7 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
             entry = ctx.state.get("invoices", ikey)
             if entry is not None:
                 keys.append(("invoices", ikey))
-                keys += [("invoices", invoice_key(tenant, n)) for n in (entry.get("prev"), entry.get("next")) if n]
+                keys += [("invoices", invoice_key(tenant, n)) for n in linked_ids(entry)]
         if et == "order.shipped":
             keys.append(("documents", f"{tenant}:SHIP-{data['shipment_id']}"))
         if et == "order.cancelled":
@@ -1406,9 +1407,9 @@ def _touched(ctx: _Ctx) -> list[tuple[str, str]]:
         keys.append(("credit", f"{tenant}:{data['customer_ref']}"))
         ikey = invoice_key(tenant, invoice_id_for(data["sale_id"]))
         entry = ctx.state.get("invoices", ikey)
-        if entry is not None:  # the invoice, and the neighbours it was linked between (if still open)
+        if entry is not None:  # the invoice, and the neighbours it was linked between in each lane (if still open)
             keys.append(("invoices", ikey))
-            keys += [("invoices", invoice_key(tenant, n)) for n in (entry.get("prev"), entry.get("next")) if n]
+            keys += [("invoices", invoice_key(tenant, n)) for n in linked_ids(entry)]
     return keys
 
 

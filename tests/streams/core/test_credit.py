@@ -242,7 +242,8 @@ def test_state_is_small_and_round_trips_through_json():
     assert plain["credit_limit"] == "1000"
     assert set(plain) == {"tenant_id", "customer_ref", "credit_limit", "on_hold", "credit_balance", "open_count",
                           "oldest", "newest", "due", "payment_terms_days", "price_list_id", "first_payment_at",
-                          "last_payment_at"}
+                          "last_payment_at", "lanes"}  # lanes: issue 17's express lanes (INV-2 is in lane 1)
+    assert plain["lanes"] == ["INV-2"]
     assert CreditState.from_dict(plain) == state
     for value in book.store.tables["invoices"].values():
         assert json.loads(json.dumps(value)) == value

@@ -479,6 +479,29 @@ def test_a_duplicate_writes_again_what_its_event_wrote():
     assert fold(state, event, FoldConfig(rewrite_duplicates=False)) == [] and state.puts == []
 
 
+def test_a_duplicate_writes_again_the_express_neighbours_of_its_invoice():
+    """An on-account invoice linked in express lanes (issue 17, credit.py) wrote its neighbours in each lane:
+    INV-S14 (level 3) stamped between S7 and S8 is linked after S6 and before S11 in lane 1 (both level 1)."""
+    state = RecordingState()
+    run(state, catalog("G", [{"sku": "A", "price": "10.00", "stock_quantity": 100}], event_id="c1"),
+        terms("C1", "0", event_id="cu1"))
+    for n in range(1, 14):
+        run(state, sale(f"S{n}", [{"sku": "A", "quantity": 1}], event_id=f"e{n}", ts=1_000 + 10 * n,
+                        terms="ON_ACCOUNT", customer="C1"))
+    event = sale("S14", [{"sku": "A", "quantity": 1}], event_id="e14", ts=1_075, terms="ON_ACCOUNT", customer="C1")
+    state.puts.clear()
+    run(state, event)
+    first = set(state.puts)
+    assert {k for t, k in first if t == "invoices"} == {"t1:INV-S14", "t1:INV-S7", "t1:INV-S8", "t1:INV-S6",
+                                                         "t1:INV-S11"}
+    before = copy.deepcopy(state.tables)
+    state.puts.clear()
+    assert fold(state, event, CFG) == []
+    again = set(state.puts)  # and the refs of its customer and item, unchanged (the first sale wrote them)
+    assert first <= again and again - first == {("refs", "t1:customer:C1"), ("refs", "t1:item:A")}
+    assert state.tables == before
+
+
 def test_the_default_tax_applies_without_a_product_rate():
     state = DictState()
     out = fold(state, sale("S1", [{"sku": "X", "quantity": 1, "unit_price": "100"}], event_id="e1"),
