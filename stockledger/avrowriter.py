@@ -40,6 +40,29 @@ def decimal_bytes(data: Any, schema: dict) -> Any:
     return unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
 
 
+_DECIMALS_KEPT = 4096  # per decimal field of a schema: the encodings of the last values written, by their text
+
+
+def _decimal_field(schema: dict) -> Callable[[Any], bytes]:
+    """A decimal field's writer (length and bytes): `decimal_bytes`, remembering the encoding by the
+    value's text (str of a Decimal is one-to-one with its sign, digits and exponent, so the checks hold
+    for every text remembered); money repeats (prices, tax rates, zero)."""
+    kept: dict[str, bytes] = {}
+
+    def write(value: Any) -> bytes:
+        if value.__class__ is not Decimal:
+            return _bytes(decimal_bytes(value, schema))
+        text = str(value)
+        out = kept.get(text)
+        if out is None:
+            out = _bytes(decimal_bytes(value, schema))
+            if len(kept) >= _DECIMALS_KEPT:
+                kept.clear()
+            kept[text] = out
+        return out
+    return write
+
+
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _SMALL = 1 << 12  # zigzag encodings of -_SMALL.._SMALL-1 are kept ready
 
@@ -151,7 +174,7 @@ class _Compiler:
             return
         kind, logical = schema["type"], schema.get("logicalType")
         if kind == "bytes" and logical == "decimal":
-            self.emit(indent, f"add(_bytes(_decimal({v}, {self.const(schema)})))")
+            self.emit(indent, f"add({self.const(_decimal_field(schema))}({v}))")
         elif kind == "long" and logical == "timestamp-millis":
             self.emit(indent, f"add(_long({v}) if type({v}) is int else _timestamp({v}, {self.const(schema)}, "
                               "_prepare_ts))")
@@ -212,7 +235,7 @@ def compile_writer(schema: Any) -> Callable[[Any], bytes] | None:
     c.emit(1, 'return b"".join(out)')
     scope: dict[str, Any] = {
         "_string": _string, "_long": _long, "_bytes": _bytes, "_null": _null, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT,
-        "_decimal": decimal_bytes, "_timestamp": _timestamp, "_prepare_ts": LOGICAL_WRITERS["long-timestamp-millis"],
+        "_timestamp": _timestamp, "_prepare_ts": LOGICAL_WRITERS["long-timestamp-millis"],
         **c.consts,
     }
     exec(compile("\n".join(c.lines), f"<avro writer {schema.get('name', '?') if isinstance(schema, dict) else '?'}>",

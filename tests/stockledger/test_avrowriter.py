@@ -144,3 +144,18 @@ def test_unsupported_schemas_fall_back() -> None:
                                                                                "size": 2}}]}
     for schema in (union, fixed):
         assert compile_writer(fastavro.parse_schema(schema)) is None
+
+
+def test_a_remembered_decimal_does_not_answer_for_an_equal_one_written_otherwise() -> None:
+    """The compiled writer remembers decimal encodings by their text: 1.5 then 1.50000 (equal, but beyond
+    the scale) is refused; 0 and -0, 1.5 and 1.50 write what fastavro writes, first time or not."""
+    schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / "ledger_payment.avsc").read_text()))
+    write = compile_writer(schema)
+    assert write is not None
+    amount = "amount"
+    base = {"tenant_id": "t", "payment_id": "P1", "customer_ref": None, "sale_id": "S1", "method": "CASH",
+            "currency": "KES", "reference": None, "received_at": 1, "allocations": []}
+    for text in ["1.5", "1.50", "1.5", "0", "-0", "0.0000", "-0", "1.50000", "1.5", "1E+3", "1000"]:
+        datum = {**base, amount: Decimal(text)}
+        assert compiled_bytes(write, datum) == fastavro_bytes(schema, datum), text
+    assert compiled_bytes(write, {**base, amount: Decimal("1.50000")}) is None
