@@ -114,7 +114,6 @@ async def admit(p: Any, messages: list[Any], acks: Acks) -> None:
             outbox.produce(batch, p.log_topic, frame, key)
     metrics.admit_batch.observe(time.perf_counter() - started)
     await acks.after(batch, messages)
-    await admitted.room()  # the fold here is far behind: let it catch up rather than decode again
 
 
 def install(p: Any) -> None:

@@ -15,7 +15,6 @@ key length or -1, value length), the key bytes and the value bytes.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import time
 from collections.abc import Iterator
@@ -107,10 +106,11 @@ class Admitted:
     Keyed by where the record was read, and handed out only for the same bytes (decoding is a function
     of the bytes: the schema id is in them, and a schema id's schema never changes), so what the fold
     takes is what it would have decoded. Only records bound for a tenant-log partition this worker folds
-    (`local`, kept by the fold: restored and not revoked) are kept, at most `most`; when full, admit waits
-    for the fold to take some (`room`, bounded), so on a backlog admit does not run so far ahead that the
-    fold must decode again. `sweep` drops records kept more than `stale_after` seconds ago (folded before
-    a restart), `drop` those of a partition that moved away.
+    (`local`, kept by the fold: restored and not revoked) are kept, at most `most`: when full, nothing more
+    is kept until the fold takes some (on a backlog admit runs ahead of the fold, and the fold decodes
+    what was not kept; admit cannot wait for it, since the fold's frames and admit's input come through
+    one fetch loop). `sweep` drops records kept more than `stale_after` seconds ago (folded before a
+    restart), `drop` those of a partition that moved away.
     """
 
     __slots__ = ("most", "stale_after", "local", "_records")
@@ -124,12 +124,6 @@ class Admitted:
     def keep(self, topic: str, partition: int, offset: int, value: bytes, record: Any, log_partition: int) -> None:
         if log_partition in self.local and len(self._records) < self.most:
             self._records[(topic, partition, offset)] = (time.monotonic(), value, record, log_partition)
-
-    async def room(self, within: float = 0.5) -> None:
-        """While full and the fold still folds here, wait (at most `within` seconds) for it to take some."""
-        deadline = time.monotonic() + within
-        while len(self._records) >= self.most and self.local and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
 
     def sweep(self) -> None:
         """When full, drop the records kept more than `stale_after` seconds ago (once per admit step)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -65,36 +63,6 @@ def test_only_records_for_partitions_folded_here_are_kept_and_a_partition_moved_
     assert admitted.take(Entry("sales", 0, 1, None, b"v")) is None
     assert admitted.take(Entry("sales", 0, 4, None, b"v")) is None
     assert admitted.take(Entry("sales", 0, 3, None, b"v")) == {"n": 3}
-
-
-def test_admit_waits_for_room_while_the_fold_here_takes_and_never_longer_than_asked():
-    async def scenario() -> list[str]:
-        admitted = Admitted(most=2)
-        admitted.local.add(0)
-        admitted.keep("sales", 0, 1, b"v", {"n": 1}, 0)
-        admitted.keep("sales", 0, 2, b"v", {"n": 2}, 0)
-        seen: list[str] = []
-
-        async def fold() -> None:
-            await asyncio.sleep(0.05)
-            seen.append("taken")
-            admitted.take(Entry("sales", 0, 1, None, b"v"))
-
-        task = asyncio.ensure_future(fold())
-        await admitted.room(within=30)
-        seen.append("room")
-        await task
-        admitted.keep("sales", 0, 3, b"v", {"n": 3}, 0)  # full again, and nobody takes: the wait ends at `within`
-        started = asyncio.get_running_loop().time()
-        await admitted.room(within=0.05)
-        seen.append("gave up" if asyncio.get_running_loop().time() - started >= 0.05 else "too early")
-        admitted.drop(0)  # no partition folded here: no wait at all
-        admitted.local.clear()
-        await admitted.room(within=30)
-        seen.append("not folded here")
-        return seen
-
-    assert asyncio.run(scenario()) == ["taken", "room", "gave up", "not folded here"]
 
 
 def test_check_value_returns_the_stored_encoding_and_refuses_what_cannot_be_stored():
