@@ -27,7 +27,6 @@ from stockledger.topics import INPUTS
 
 VERSION = 1
 FRAME_BYTES = 512 * 1024  # a frame is cut beyond this, well below Kafka's 1 MiB message limit
-FRAME_EVENTS = 500  # ... or at this many events: a fold step (a few frames) stays short, the loop responsive
 _HEAD = struct.Struct(">BiqiI")
 TOPICS = tuple(t.name for t in INPUTS)
 _INDEX = {name: i for i, name in enumerate(TOPICS)}
@@ -52,19 +51,17 @@ class Entry:
 class FrameWriter:
     """Collects a tenant's events in order and cuts them into frames of at most FRAME_BYTES."""
 
-    __slots__ = ("frames", "_parts", "_size", "_count")
+    __slots__ = ("frames", "_parts", "_size")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self._parts: list[bytes] = [bytes([VERSION])]
         self._size = 1
-        self._count = 0
 
     def add(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
         size = _HEAD.size + (len(key) if key else 0) + len(value)
-        if self._size > 1 and (self._size + size > FRAME_BYTES or self._count >= FRAME_EVENTS):
+        if self._size > 1 and self._size + size > FRAME_BYTES:
             self._cut()
-        self._count += 1
         self._parts.append(_HEAD.pack(_INDEX[topic], partition, offset, -1 if key is None else len(key), len(value)))
         if key:
             self._parts.append(key)
@@ -73,7 +70,7 @@ class FrameWriter:
 
     def _cut(self) -> None:
         self.frames.append(b"".join(self._parts))
-        self._parts, self._size, self._count = [bytes([VERSION])], 1, 0
+        self._parts, self._size = [bytes([VERSION])], 1
 
     def close(self) -> list[bytes]:
         if self._size > 1:

@@ -76,13 +76,3 @@ def test_check_value_returns_the_stored_encoding_and_refuses_what_cannot_be_stor
     with pytest.raises(TypeError):
         check_value({"when": object()})  # not JSON-plain
 
-
-def test_a_frame_holds_at_most_frame_events_events():
-    from streams.tenantlog import FRAME_EVENTS
-
-    writer = FrameWriter()
-    for offset in range(2 * FRAME_EVENTS + 1):
-        writer.add("sales", 0, offset, None, b"v")
-    frames = writer.close()
-    assert [len(list(entries(f))) for f in frames] == [FRAME_EVENTS, FRAME_EVENTS, 1]
-    assert [e.offset for f in frames for e in entries(f)] == list(range(2 * FRAME_EVENTS + 1))
