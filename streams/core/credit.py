@@ -55,14 +55,14 @@ paid-off invoice leaves every lane it was in.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from hashlib import blake2b
 from typing import Any
 
 from .documents import CREDITED, PAID_STATUS, PARTIALLY_PAID, UNPAID, Allocation
 from .money import ZERO, is_known_currency, is_whole_minor, to_decimal
-from .serde import Plain
+from .serde import Plain, evolve
 from .tables import State
 
 __all__ = [
@@ -217,15 +217,15 @@ class InvoiceEntry(Plain):
 
     def with_prev(self, k: int, invoice_id: str | None) -> InvoiceEntry:
         if k == 0:
-            return replace(self, prev=invoice_id)
+            return evolve(self, prev=invoice_id)
         up = self.up
-        return replace(self, up=(*up[:k - 1], (invoice_id, up[k - 1][1]), *up[k:]))
+        return evolve(self, up=(*up[:k - 1], (invoice_id, up[k - 1][1]), *up[k:]))
 
     def with_next(self, k: int, invoice_id: str | None) -> InvoiceEntry:
         if k == 0:
-            return replace(self, next=invoice_id)
+            return evolve(self, next=invoice_id)
         up = self.up
-        return replace(self, up=(*up[:k - 1], (up[k - 1][0], invoice_id), *up[k:]))
+        return evolve(self, up=(*up[:k - 1], (up[k - 1][0], invoice_id), *up[k:]))
 
     @property
     def is_open(self) -> bool:
@@ -557,7 +557,7 @@ def _link(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditState:
     level = level_of(entry.invoice_id)
     places = _place(book, credit, (entry.issued_at, entry.invoice_id), level)
     (prev, nxt), up = places[0], tuple(places[1:])
-    book.set(replace(entry, prev=prev, next=nxt, up=up))
+    book.set(evolve(entry, prev=prev, next=nxt, up=up))
     heads = [credit.newest, *credit.lanes]
     heads += [None] * (level + 1 - len(heads))
     oldest = credit.oldest
@@ -571,7 +571,7 @@ def _link(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditState:
             heads[k] = entry.invoice_id
         else:
             book.set(book.linked(before).with_prev(k, entry.invoice_id))
-    return replace(credit, oldest=oldest, newest=heads[0], lanes=_lanes(heads),
+    return evolve(credit, oldest=oldest, newest=heads[0], lanes=_lanes(heads),
                    open_count=credit.open_count + 1)
 
 
@@ -604,14 +604,14 @@ def _unlink(book: _Book, credit: CreditState, entry: InvoiceEntry) -> CreditStat
             heads[k] = prev
         else:
             book.set(book.linked(nxt).with_prev(k, prev))
-    book.set(replace(entry, prev=None, next=None, up=()))
-    return replace(credit, oldest=oldest, newest=heads[0], lanes=_lanes(heads), open_count=credit.open_count - 1)
+    book.set(evolve(entry, prev=None, next=None, up=()))
+    return evolve(credit, oldest=oldest, newest=heads[0], lanes=_lanes(heads), open_count=credit.open_count - 1)
 
 
 def _settle(book: _Book, credit: CreditState, before: InvoiceEntry, after: InvoiceEntry) -> CreditState:
     """An open invoice paid or credited: its new amounts, out of the chain when nothing is left."""
     still_open = after.is_open
-    credit = replace(credit, due=_adjust(credit.due, before.currency, before.remaining,
+    credit = evolve(credit, due=_adjust(credit.due, before.currency, before.remaining,
                                          after.remaining if still_open else None))
     if still_open:
         book.set(after)
@@ -662,7 +662,7 @@ def add_invoice(
     entry = InvoiceEntry(state.tenant_id, state.customer_ref, invoice_id, issued_at, currency, total,
                          due_at=due_at)
     if entry.is_open:
-        state = _link(book, replace(state, due=_adjust(state.due, currency, None, entry.remaining)), entry)
+        state = _link(book, evolve(state, due=_adjust(state.due, currency, None, entry.remaining)), entry)
     else:
         book.set(entry)  # nothing due (a zero total): kept, PAID, never in the chain
     return CreditUpdate(state, True, book.write())
@@ -715,13 +715,13 @@ def apply_payment(
         if inv.currency != currency:
             continue
         take = min(left, inv.remaining)
-        new = replace(inv, paid=inv.paid + take)
+        new = evolve(inv, paid=inv.paid + take)
         allocations.append(Allocation(inv.invoice_id, take, new.status, new.paid))
         left -= take
         state = _settle(book, state, inv, new)
     if received_at is not None:
         first = state.first_payment_at
-        state = replace(state, first_payment_at=received_at if first is None else min(first, received_at),
+        state = evolve(state, first_payment_at=received_at if first is None else min(first, received_at),
                         last_payment_at=max(state.last_payment_at or received_at, received_at))
     return PaymentResult(state, APPLIED, tuple(allocations), invoice_ids=book.write())
 
@@ -742,8 +742,8 @@ def apply_credit_refund(
     if inv is not None and inv.customer_ref == state.customer_ref and inv.is_open:
         take = min(excess, inv.remaining)
         excess -= take
-        state = _settle(book, state, inv, replace(inv, credited=inv.credited + take))
-    state = replace(state, credit_balance=state.credit_balance + excess)
+        state = _settle(book, state, inv, evolve(inv, credited=inv.credited + take))
+    state = evolve(state, credit_balance=state.credit_balance + excess)
     written = book.write()
     store.put(INVOICES, mark, RefundMark(state.tenant_id, state.customer_ref, refund_id, invoice_id,
                                          written).to_dict())
@@ -758,7 +758,7 @@ def set_terms(state: CreditState, credit_limit: Decimal, on_hold: bool, payment_
     if (credit_limit, on_hold, payment_terms_days, price_list_id) == (
             state.credit_limit, state.on_hold, state.payment_terms_days, state.price_list_id):
         return CreditUpdate(state, False)
-    return CreditUpdate(replace(state, credit_limit=credit_limit, on_hold=on_hold,
+    return CreditUpdate(evolve(state, credit_limit=credit_limit, on_hold=on_hold,
                                 payment_terms_days=payment_terms_days, price_list_id=price_list_id), True)
 
 

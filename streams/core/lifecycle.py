@@ -33,9 +33,10 @@ Choices where SPEC 8 is silent:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from .serde import evolve
 from .stock import StockResult, StockState
 
 __all__ = [
@@ -189,9 +190,9 @@ def _take(order: OrderState, wanted: Mapping[str, int], source: str, target: str
             changes = {target: getattr(li, target) + take}
             if source == "shipped":
                 changes["shipped"] = li.shipped - take
-            li = replace(li, **changes)
+            li = evolve(li, **changes)
         new.append(li)
-    return replace(order, lines=tuple(new))
+    return evolve(order, lines=tuple(new))
 
 
 def reserve(state: StockState, qty: int, ts: int, event_id: str, location_id: str | None,
@@ -200,7 +201,7 @@ def reserve(state: StockState, qty: int, ts: int, event_id: str, location_id: st
     reserved = state.reserved + qty
     if reserved < 0:
         raise ValueError(f"sku {state.sku}: reserved would go below zero ({state.reserved} {qty:+d})")
-    return StockResult(replace(state, reserved=reserved, updated_at=ts, last_event_id=event_id,
+    return StockResult(evolve(state, reserved=reserved, updated_at=ts, last_event_id=event_id,
                                location_id=location_id, reason=reason), True)
 
 
@@ -232,7 +233,7 @@ def cancellation(order: OrderState | None, accepted: bool, lines: Any,
         return Refusal(NOT_ACCEPTED, "the order is not accepted (unknown, refused or failed); nothing to cancel")
     if order.held:  # "order.cancelled ends it": a held order is cancelled whole, whatever lines are named
         wanted = {sku: qty for sku, qty in order.by_sku("open").items() if qty > 0}
-        return replace(_take(order, wanted, "open", "cancelled"), held=False, request=None), wanted
+        return evolve(_take(order, wanted, "open", "cancelled"), held=False, request=None), wanted
     source = "open" if order.reserves else "shipped"
     have = order.by_sku(source)
     if source == "shipped":
