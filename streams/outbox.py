@@ -35,7 +35,7 @@ class Batch:
     Delivery reports are counted on the poller thread; the event loop is woken once per batch (when
     the last report arrives after `sent()` was called), not once per record."""
 
-    __slots__ = ("_loop", "_produced", "_acked", "_closed", "_done", "_error", "offsets")
+    __slots__ = ("_loop", "_produced", "_acked", "_closed", "_done", "_error", "offsets", "delivered")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
@@ -45,6 +45,7 @@ class Batch:
         self._done = loop.create_future()
         self._error: str | None = None
         self.offsets: dict[tuple[str, int], int] = {}  # highest delivered offset per (topic, partition)
+        self.delivered = self._delivered  # the delivery callback, bound once
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:  # on the poller thread
         if err is not None:
@@ -90,10 +91,11 @@ class Outbox:
 
     def produce(self, batch: Batch, topic: str, value: bytes | None, key: bytes | str | None = None,
                 partition: int | None = None) -> None:
-        args: dict[str, Any] = {"on_delivery": batch._delivered}
-        if partition is not None:
-            args["partition"] = partition
-        produce(self.producer, topic, value, key, self._drain, **args)
+        try:  # positional arguments: a third of the cost of keywords, on the path of every record
+            self.producer.produce(topic, value, key, -1 if partition is None else partition, batch.delivered)
+        except BufferError:  # the local queue is full: the one retry for it (stockledger.retries.produce)
+            more: dict[str, Any] = {} if partition is None else {"partition": partition}
+            produce(self.producer, topic, value, key, self._drain, on_delivery=batch.delivered, **more)
         batch._produced += 1
 
     def close(self, timeout: float = 30.0) -> int:

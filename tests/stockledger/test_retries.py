@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 
 import pytest
@@ -169,3 +170,44 @@ def test_produce_waits_while_the_local_queue_is_full(stack, settings):
             break
     consumer.close()
     assert seen == [f"v{n}".encode() for n in range(30)]
+
+
+def test_the_outbox_waits_while_its_local_queue_is_full_and_delivers_every_record_in_order(stack, settings):
+    """The worker's Outbox takes the fast path (positional produce) until librdkafka's queue is full, then the
+    one retry for BufferError; every record of the batch is in Kafka when `sent()` returns, in order, keyed
+    and partitioned as asked."""
+    from confluent_kafka import Consumer
+
+    from stockledger.topics import ensure_topics
+    from streams.outbox import Outbox
+
+    topic = f"test-outbox-{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings.kafka_config(), 2, [topic])
+    outbox = Outbox(settings, {"queue.buffering.max.messages": 1})
+
+    async def send() -> dict:
+        batch = outbox.batch()
+        for n in range(30):
+            outbox.produce(batch, topic, f"v{n}".encode(), f"k{n}".encode(), n % 2)
+        outbox.produce(batch, topic, b"unpartitioned", b"k-any")
+        await batch.sent()
+        return dict(batch.offsets)
+
+    try:
+        offsets = asyncio.run(send())
+    finally:
+        assert outbox.close() == 0
+    assert set(offsets) == {(topic, 0), (topic, 1)} and sorted(offsets.values()) == [14, 15]
+    consumer = Consumer({**settings.kafka_config(), "group.id": topic, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": False})
+    consumer.subscribe([topic])
+    got: dict[int, list[tuple[bytes, bytes]]] = {0: [], 1: []}
+    deadline = time.monotonic() + 60
+    while sum(map(len, got.values())) < 31 and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            got[msg.partition()].append((msg.key(), msg.value()))
+    consumer.close()
+    assert [v for k, v in got[0] if k != b"k-any"] == [f"v{n}".encode() for n in range(0, 30, 2)]
+    assert [v for k, v in got[1] if k != b"k-any"] == [f"v{n}".encode() for n in range(1, 30, 2)]
+    assert sum(k == b"k-any" for part in got.values() for k, _ in part) == 1
