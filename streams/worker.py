@@ -10,7 +10,7 @@ from typing import Any
 from stockledger import logs
 from stockledger.config import Settings
 from stockledger.topics import ensure_topics, internal_topics
-from streams import admit, fold, web
+from streams import admit, fold, memprobe, web
 from streams.app import Pipeline, create_app
 from streams.faustfix.vitals import EXIT_AGENT_DIED
 from streams.web import LOOPBACK
@@ -23,6 +23,7 @@ def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1"
     admit.install(p)
     folder = fold.install(p)
     web.install(p, folder)
+    memprobe.install(p, folder)  # off unless STOCKLEDGER_MEMPROBE names a file
 
     @p.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
