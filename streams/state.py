@@ -43,7 +43,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 from stockledger.config import Settings
 from stockledger.retries import RetriesExhausted, RetryPolicy
@@ -54,12 +54,33 @@ log = logging.getLogger("stockledger.worker")
 
 SEP = "\x1f"
 _OFFSET_KEY = b"\x00changelog-offset"  # next changelog offset this store has (sorts before every table key)
-_CACHE_MAX = 50_000
-# Keys of these tables are mostly written once and seldom read again (an event id, a sale, a payment, an
-# invoice, the expiry queue, a SKU's closed chunk of deltas): they are not kept decoded in memory after a write
-# (RocksDB has them), so the cache holds the hot keys (stock, catalog, credit) and the worker's memory does not
-# grow with the events.
-_WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "invoices", "stock_chunks"))
+# The decoded-value cache of a store (`PartitionStore._cache`) is emptied when it would pass either bound:
+_CACHE_MAX = 50_000  # keys
+_CACHE_BYTES = 32 * 2**20  # bytes of their stored form (value and undo copies); decoded, they take a few times that
+# Keys of these tables are mostly written once and seldom read again (an event id, a sale, a document a sale or
+# payment claimed, a payment and its failures, an invoice, the expiry queue, a SKU's closed chunk of deltas): they
+# are not kept decoded in memory after a write (RocksDB has them), so the cache holds the hot keys (stock,
+# catalog, credit, refs, prices, settings, groups), whose number does not grow with the events. (Issue 17's soak:
+# with "documents" cached, 1,000 events/s filled the cache to its 50,000 keys in a minute and a half, about 3 KiB
+# of heap each, and the emptied heap stayed with the process.)
+_WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "payment_failures", "invoices",
+                                      "stock_chunks", "documents"))
+
+# RocksDB's memory (issue 17), fixed per worker process whatever the number of tenant-log partitions (stores)
+# it serves; every store shares the one block cache and the one write buffer manager (`rocks_options`).
+BLOCK_CACHE_BYTES = 16 * 2**20  # LRU cache of data blocks and of every SST file's index and filter blocks
+# (without it each store has its own 32 MiB cache, and the index and filter blocks of all its files stay
+# outside any cache: "estimate-table-readers-mem" grew with the files, i.e. with history). It fills to its cap
+# whatever the load (blocks of files compaction replaced stay until evicted), so the cap is what it costs: the
+# soak at 1,000 events/s, RSS at minutes 1 and 6, 165 and 188 MiB with 32 MiB, 156 and 165 with 16. The fold reads
+# few blocks (hot keys are decoded in `_cache`, new keys are answered by the bloom filters); a state whose index
+# and filter blocks pass the cap reads them again from the files (the OS page cache) on a miss.
+WRITE_BUFFER_BYTES = 8 * 2**20  # one memtable of one store (RocksDB's default 64 MiB); a full one is flushed
+WRITE_BUFFERS = 2  # memtables per store: the one being written and one being flushed
+MEMTABLES_BYTES = 64 * 2**20  # all stores' memtables together: past it the shared manager flushes the largest
+MAX_OPEN_FILES = 512  # SST files a store keeps open (its table cache); each open file's blocks are in the cache
+BLOOM_BITS = 10  # bits per key of each SST file's bloom filter: a read of a key not stored (a new event id, a
+# new document) seldom touches a data block
 MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
 KAFKA_TIMEOUT = 30.0  # seconds a restore's watermark or committed-offset request may take
 RESTORE_GIVE_UP = 300.0  # seconds a restore may keep failing before the worker gives up (and exits 70)
@@ -67,7 +88,7 @@ RESTORE_GIVE_UP = 300.0  # seconds a restore may keep failing before the worker 
 RESTORE_RETRY = RetryPolicy(retriable=lambda exc: True, first=1.0, cap=10.0, attempts=30)
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _NULL = b"null"
-_ABSENT: Any = ("absent",)  # the cache's answer for a key with no stored value (compared by identity)
+_ABSENT: Any = (None, b"", [])  # the cache's answer for a key with no stored value (compared by identity; 0 bytes)
 
 # A stored value: b"\x02", then the value's JSON (u32 length + bytes), then its undo history, each entry
 # u64 end, u16 length + session, u32 length + the JSON of the value before (the bytes it was stored as).
@@ -126,6 +147,11 @@ def unpack(data: bytes) -> Envelope:
     return _loads(raw), raw, history
 
 
+def _stored_size(env: Envelope) -> int:
+    """The bytes of an envelope's stored form (its value and its undo entries)."""
+    return len(env[1]) + sum(len(e[3]) for e in env[2])
+
+
 def check_value(value: Any) -> bytes:
     """One event's new value of a key, encoded as the store keeps it; raises if it cannot be stored: not
     JSON-plain, or so large that its envelope (the value and those before it) could pass the changelog's
@@ -135,6 +161,30 @@ def check_value(value: Any) -> bytes:
     if len(raw) > MAX_VALUE_BYTES // 4:
         raise ValueError(f"a state value of {len(raw)} bytes (at most {MAX_VALUE_BYTES // 4})")
     return raw
+
+
+_shared: dict[str, Any] = {}  # the block cache and write buffer manager every store of this process shares
+
+
+def rocks_options() -> Options:
+    """The options of every store: memory bounded by the constants above (worst case BLOCK_CACHE_BYTES +
+    MEMTABLES_BYTES, and the memtable being flushed when the manager is full, for all stores together)."""
+    if not _shared:  # created once, and kept: the cache and manager must outlive every store using them
+        _shared["cache"] = Cache(BLOCK_CACHE_BYTES)
+        _shared["buffers"] = WriteBufferManager(MEMTABLES_BYTES, False)
+    table = BlockBasedOptions()
+    table.set_block_cache(_shared["cache"])
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_bloom_filter(BLOOM_BITS, False)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_block_based_table_factory(table)
+    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(WRITE_BUFFERS)
+    options.set_write_buffer_manager(_shared["buffers"])
+    options.set_max_open_files(MAX_OPEN_FILES)
+    return options
 
 
 class RestoreFailed(Exception):
@@ -152,7 +202,7 @@ class PartitionStore:
         self.group = group
         path = datadir / f"{self.topic}-{partition}"  # per app id: two groups never share a store
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = Rdict(str(path), options=Options(raw_mode=True))
+        self.db = Rdict(str(path), options=rocks_options())
         self.session: str | None = None  # None while not assigned here
         self.start = 0  # where this session began reading the tenant log (C)
         self.next = 0  # next tenant-log offset to apply in this session
@@ -160,6 +210,7 @@ class PartitionStore:
         self.committed = 0  # highest committed tenant-log offset known (entries below it are dropped)
         self.ready = asyncio.Event()
         self._cache: dict[str, Envelope] = {}
+        self._cache_bytes = 0  # the stored size of what `_cache` holds (see `_remember`)
         self._deleted: deque[tuple[int, str]] = deque()  # (batch end, key) of deletions not yet tombstoned
 
     # -- sessions -----------------------------------------------------------------------------
@@ -167,7 +218,7 @@ class PartitionStore:
         """A new assignment: restore the changelog's tail and learn C; until then `ready` is clear."""
         self.session = None
         self.ready.clear()
-        self._cache.clear()
+        self._clear_cache()
         # Deletions of the previous session not yet tombstoned stay stored as null (read as absent).
         self._deleted.clear()
         restored, committed = await self._restore_retrying(progress)
@@ -208,7 +259,7 @@ class PartitionStore:
         """Revoked: a batch still in flight sees the session gone and acks nothing."""
         self.session = None
         self.ready.clear()
-        self._cache.clear()
+        self._clear_cache()
 
     def _restore(self, progress: Callable[[str], None]) -> tuple[int, int]:
         s = self.settings
@@ -259,6 +310,33 @@ class PartitionStore:
         finally:
             consumer.close()
 
+    # -- the decoded-value cache ---------------------------------------------------------------
+    def _remember(self, key: str, env: Envelope) -> None:
+        """Keep `key`'s envelope decoded, a hot key only (not of a `_WRITE_ONLY` table, nor a value of more than
+        an eighth of _CACHE_BYTES, which is read from RocksDB each time); the cache is emptied
+        first when it would pass _CACHE_MAX keys or _CACHE_BYTES, so it never holds more."""
+        cache = self._cache
+        size = _stored_size(env)
+        if key.startswith(_WRITE_ONLY) or size > _CACHE_BYTES // 8:  # a write-once key, or one huge value
+            self._forget(key)
+            return
+        old = cache.get(key)
+        if old is not None:
+            self._cache_bytes -= _stored_size(old)
+        if old is None and len(cache) >= _CACHE_MAX or self._cache_bytes + size > _CACHE_BYTES:
+            self._clear_cache()
+        cache[key] = env
+        self._cache_bytes += size
+
+    def _forget(self, key: str) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= _stored_size(old)
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_bytes = 0
+
     # -- reads --------------------------------------------------------------------------------
     def _envelope(self, key: str) -> Envelope | None:
         """The key's stored envelope, None if it has none. Both answers are cached (the absence too: the fold
@@ -268,12 +346,13 @@ class PartitionStore:
         env = cache.get(key)
         if env is None:
             raw = self.db.get(key.encode())
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
             if raw is None:
-                cache[key] = _ABSENT
+                if len(cache) >= _CACHE_MAX:
+                    self._clear_cache()
+                cache[key] = _ABSENT  # counts no bytes; a write-once key's goes when it is written
                 return None
-            env = cache[key] = unpack(raw)
+            env = unpack(raw)
+            self._remember(key, env)
         elif env is _ABSENT:
             return None
         return env
@@ -324,13 +403,12 @@ class PartitionStore:
         wb = WriteBatch(raw_mode=True)
         floor, session = self.committed, self.session
         topic, partition = self.topic, self.partition
-        cache = self._cache
         encoded = encoded or {}
         if self._deleted and self._deleted[0][0] <= floor:
             self._tombstones(wb, outbox, batch, floor, changes)
         sess = (session or "").encode()
         head = _ENTRY.pack(end, len(sess)) + sess  # every undo entry of the batch starts alike
-        produce, put, write_only, length = outbox.produce, wb.put, _WRITE_ONLY, _LEN.pack
+        produce, put, length = outbox.produce, wb.put, _LEN.pack
         for key, value in changes.items():
             env = self._envelope(key)
             history: list[Any]
@@ -345,7 +423,7 @@ class PartitionStore:
                     if env is not None:
                         wb.delete(raw_key)
                         outbox.produce(batch, topic, None, raw_key, partition)
-                        cache.pop(key, None)
+                        self._forget(key)
                     continue
                 self._deleted.append((end, key))
                 raw = _NULL
@@ -355,12 +433,7 @@ class PartitionStore:
             data = pack(raw, kept)
             put(raw_key, data)
             produce(batch, topic, data, raw_key, partition)
-            if key.startswith(write_only):
-                cache.pop(key, None)
-            else:
-                if len(cache) >= _CACHE_MAX:
-                    cache.clear()
-                cache[key] = (value, raw, kept)
+            self._remember(key, (value, raw, kept))
         self.db.write(wb)
 
     def _tombstones(self, wb: WriteBatch, outbox: Outbox, batch: Batch, floor: int, changes: dict[str, Any]) -> None:
@@ -375,7 +448,7 @@ class PartitionStore:
                 raw_key = key.encode()
                 wb.delete(raw_key)
                 outbox.produce(batch, self.topic, None, raw_key, self.partition)
-                self._cache.pop(key, None)
+                self._forget(key)
 
     def delivered(self, batch: Batch) -> None:
         """The batch is in Kafka: remember how far this store's changelog goes."""

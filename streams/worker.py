@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 from stockledger import logs
 from stockledger.config import Settings
 from stockledger.topics import ensure_topics, internal_topics
-from streams import admit, fold, web
+from streams import admit, fold, memprobe, web
 from streams.app import Pipeline, create_app
 from streams.faustfix.vitals import EXIT_AGENT_DIED
 from streams.web import LOOPBACK
@@ -23,6 +25,7 @@ def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1"
     admit.install(p)
     folder = fold.install(p)
     web.install(p, folder)
+    memprobe.install(p, folder)  # off unless STOCKLEDGER_MEMPROBE names a file
 
     @p.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
@@ -36,10 +39,29 @@ def build(settings: Settings, datadir: Path, web_port: int, worker_id: str = "1"
     return p
 
 
+MALLOC_ARENAS = 2  # glibc malloc arenas of a worker process (glibc's default: 8 per core)
+_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+
+
+def limit_malloc_arenas() -> bool:
+    """At most MALLOC_ARENAS glibc arenas, as MALLOC_ARENA_MAX=2 would set (unless MALLOC_ARENA_MAX is set):
+    the worker's threads (librdkafka's, RocksDB's, the executor's) otherwise each get an arena of their own,
+    and their freed memory stays resident in them. Issue 17's soak at 1,000 events/s, minute 6: heap 113 MiB
+    of which 54 free, RSS 217 MiB; with 2 arenas 87 MiB, 29 free, RSS 184 MiB. Called before any thread
+    starts; False where there is no glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+    except (OSError, AttributeError):
+        return False
+
+
 def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir: Path | None = None,
         loglevel: str = "warning", web_host: str | None = None, log_format: str = "text") -> None:
     from streams.faustfix.spinner import Worker
 
+    limit_malloc_arenas()
     web_port = web_port or settings.web_port
     web_host = web_host or settings.web_host
     if web_host not in LOOPBACK and not settings.operator_token:
