@@ -50,6 +50,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
 
+from streams.faustfix.fetch import FetchingThread
+
 log = logging.getLogger("stockledger.worker")
 
 RESEEK_AFTER = 2.0  # seconds; a rewind whose records have not come back by then is sought again
@@ -143,6 +145,9 @@ def feed(app: Any, topic: str) -> Feed:
 
 class OrderedConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer whose dense topics are delivered gap-free."""
+
+    def _new_consumer_thread(self) -> FetchingThread:
+        return FetchingThread(self, loop=self.loop, beacon=self.beacon)  # fetch.py: Faust's 1.5 s fetch wait
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
