@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import sys
@@ -57,6 +58,19 @@ def limit_malloc_arenas() -> bool:
         return False
 
 
+GC_THRESHOLDS = (50_000, 20, 20)  # the cyclic collector's: Python's default is (700, 10, 10)
+
+
+def tune_gc() -> None:
+    """Run the cyclic collector far less often: a worker's state and records are acyclic dicts and tuples, and a
+    full collection walks every object the store's cache and the admitted records keep (50-130 ms each, about
+    ten in an 8 s sales backlog: a tenth of the time). Cycles are still collected, every 50,000 net
+    allocations at the youngest generation. Objects alive once the worker is built are frozen out of every
+    collection (`gc.freeze`). Measured: sales 3,200-3,830 -> 3,431-4,965 sales/s, stock 20,072-20,292 ->
+    21,304-23,452 events/s (2 runs each, interleaved)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir: Path | None = None,
         loglevel: str = "warning", web_host: str | None = None, log_format: str = "text") -> None:
     from streams.faustfix.spinner import Worker
@@ -76,6 +90,8 @@ def run(settings: Settings, worker_id: str, web_port: int | None = None, datadir
                   compacted=tuple(t for t, c in internal.items() if c))
     p = build(settings, datadir, web_port, worker_id, web_host)
     p.register_schemas()
+    tune_gc()
+    gc.freeze()
     logging.getLogger("stockledger").setLevel(loglevel.upper())
     try:
         Worker(p.app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
