@@ -68,17 +68,16 @@ _WRITE_ONLY = tuple(t + SEP for t in ("seen", "expiry", "sales", "payments", "pa
 
 # RocksDB's memory (issue 17), fixed per worker process whatever the number of tenant-log partitions (stores)
 # it serves; every store shares the one block cache and the one write buffer manager (`rocks_options`).
-BLOCK_CACHE_BYTES = 16 * 2**20  # LRU cache of data blocks and of every SST file's index and filter blocks
-# (without it each store has its own 32 MiB cache, and the index and filter blocks of all its files stay
-# outside any cache: "estimate-table-readers-mem" grew with the files, i.e. with history). It fills to its cap
-# whatever the load (blocks of files compaction replaced stay until evicted), so the cap is what it costs: the
-# soak at 1,000 events/s, RSS at minutes 1 and 6, 165 and 188 MiB with 32 MiB, 156 and 165 with 16. The fold reads
-# few blocks (hot keys are decoded in `_cache`, new keys are answered by the bloom filters); a state whose index
-# and filter blocks pass the cap reads them again from the files (the OS page cache) on a miss.
+BLOCK_CACHE_BYTES = 16 * 2**20  # LRU cache of data blocks, shared (else each store has its own 32 MiB cache)
+# It fills to its cap whatever the load (blocks of files compaction replaced stay until evicted), so the cap is
+# what it costs: the soak at 1,000 events/s, RSS at minutes 1 and 6, 165 and 188 MiB with 32 MiB, 156 and 165
+# with 16. The fold reads few blocks (hot keys are decoded in `_cache`, new keys are answered by the bloom
+# filters). The index and filter blocks stay with their files' table readers (see `rocks_options`): they grow
+# with the state (about 1-2% of its SST bytes; "estimate-table-readers-mem"), not with the events folded.
 WRITE_BUFFER_BYTES = 8 * 2**20  # one memtable of one store (RocksDB's default 64 MiB); a full one is flushed
 WRITE_BUFFERS = 2  # memtables per store: the one being written and one being flushed
 MEMTABLES_BYTES = 64 * 2**20  # all stores' memtables together: past it the shared manager flushes the largest
-MAX_OPEN_FILES = 512  # SST files a store keeps open (its table cache); each open file's blocks are in the cache
+MAX_OPEN_FILES = 512  # SST files a store keeps open (its table cache), each with its index and filter blocks
 BLOOM_BITS = 10  # bits per key of each SST file's bloom filter: a read of a key not stored (a new event id, a
 # new document) seldom touches a data block
 MAX_VALUE_BYTES = 16 * 1024 * 1024  # the state topic's max.message.bytes (Kafka's default is 1 MiB)
@@ -174,8 +173,9 @@ def rocks_options() -> Options:
         _shared["buffers"] = WriteBufferManager(MEMTABLES_BYTES, False)
     table = BlockBasedOptions()
     table.set_block_cache(_shared["cache"])
-    table.set_cache_index_and_filter_blocks(True)
-    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    # Index and filter blocks stay with their table readers (RocksDB's default), not in the block cache: in the
+    # 16 MiB cache they were evicted and read again on most reads once the state passed ~100 MB (flat.py: steps
+    # 3x slower after 65,000 sales). They take about 1-2% of the SST bytes, held by at most MAX_OPEN_FILES readers.
     table.set_bloom_filter(BLOOM_BITS, False)
     options = Options(raw_mode=True)
     options.create_if_missing(True)
