@@ -20,7 +20,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +71,8 @@ class BoundsError(ValueError):
 
 def quantity_fits(value: Any, limit: int = MAX_QUANTITY) -> bool:
     """An int (not a bool) within +-limit. A value that is not an int at all is the validators' business."""
+    if value.__class__ is int:
+        return -limit <= value <= limit
     return not (isinstance(value, int) and not isinstance(value, bool)) or -limit <= value <= limit
 
 
@@ -211,13 +213,39 @@ def event_bounds(event_type: Any, data: Any) -> BoundsError | None:
     return _number_bounds(event_type, data)
 
 
+def _all_fit(path: tuple[str, ...], fits: Callable[[Any], bool]) -> Callable[[Mapping], bool]:
+    """Whether every value `_walk` reaches along `path` in a record's data fits: straight code for the two
+    shapes of `_FIELDS` (`(name,)` and `(list, "*", name)`), `_values` for any other. An absent key reads as
+    None, which fits either bound (a value that is not a number is the validators' business)."""
+    if len(path) == 1:
+        name = path[0]
+        return lambda data: fits(data.get(name))
+    if len(path) == 3 and path[1] == "*" and "*" not in (path[0], path[2]):
+        outer, name = path[0], path[2]
+
+        def check(data: Mapping) -> bool:
+            items = data.get(outer)
+            if not isinstance(items, (list, tuple)):
+                return True
+            for item in items:
+                if isinstance(item, Mapping) and not fits(item.get(name)):
+                    return False
+            return True
+        return check
+    return lambda data: all(fits(value) for value in _values(data, path))
+
+
+# event_type -> (path, code, whether all its values fit) for each of its quantities and amounts
+_CHECKS = {event_type: tuple((path, code, _all_fit(path, quantity_fits if code == _Q else amount_fits))
+                             for path, code in fields) for event_type, fields in _FIELDS.items()}
+
+
 def _number_bounds(event_type: Any, data: Any) -> BoundsError | None:
-    fields = _FIELDS.get(event_type) if isinstance(event_type, str) else None
-    if fields is None or not isinstance(data, Mapping):
+    checks = _CHECKS.get(event_type) if isinstance(event_type, str) else None
+    if checks is None or not isinstance(data, Mapping):
         return None
-    for path, code in fields:
-        fits = quantity_fits if code == _Q else amount_fits
-        if all(fits(value) for value in _values(data, path)):
+    for path, code, all_fit in checks:
+        if all_fit(data):
             continue
         for where, value in _walk(data, path, "data"):  # one is beyond: the first, with its path
             if code == _Q and not quantity_fits(value):

@@ -150,3 +150,57 @@ _NODES = st.recursive(
 def test_the_fast_walk_reaches_what_the_walk_reaches_in_its_order(node: object, path: list[str]) -> None:
     """bounds._values (the check's fast path) gives _walk's values in _walk's order."""
     assert bounds._values(node, tuple(path)) == [v for _, v in bounds._walk(node, tuple(path), "data")]
+
+
+def _walked_bounds(event_type: str, data: object) -> tuple[str, str, str] | None:
+    """The check as first written: every value `_walk` reaches, in its order, against its bound."""
+    for path, code in bounds._FIELDS[event_type]:
+        fits = bounds.quantity_fits if code == bounds.QUANTITY_OUT_OF_RANGE else bounds.amount_fits
+        for where, value in bounds._walk(data, path, "data"):
+            if not fits(value):
+                return code, where, (f"{value} is beyond +-{bounds.MAX_QUANTITY:,}"
+                                     if code == bounds.QUANTITY_OUT_OF_RANGE else f"{value} does not fit decimal(18,4)")
+    return None
+
+
+_VALUES = st.one_of(st.none(), st.integers(-2 * bounds.MAX_QUANTITY, 2 * bounds.MAX_QUANTITY),
+                    st.decimals(allow_nan=True, places=5), st.text(max_size=2), st.sampled_from(
+                        [bounds.MAX_QUANTITY, bounds.MAX_QUANTITY + 1, -bounds.MAX_QUANTITY - 1, True, 1.5, "12",
+                         Decimal("99999999999999.9999"), Decimal("100000000000000"), Decimal("0.00001"),
+                         Decimal("-1E+20"), Decimal("sNaN"), Decimal("Infinity")]))
+
+
+def _shaped(path: tuple[str, ...]) -> st.SearchStrategy:
+    """Values for `path` in a record's data: mostly the shape the walk expects, sometimes not."""
+    if not path:
+        return _VALUES
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return st.one_of(st.lists(_shaped(rest), max_size=4), st.tuples(_shaped(rest)), _VALUES)
+    return st.one_of(st.fixed_dictionaries({}, optional={head: _shaped(rest), "x": _VALUES}), _VALUES)
+
+
+@st.composite
+def _event_data(draw: st.DrawFn) -> tuple[str, dict]:
+    event_type = draw(st.sampled_from(sorted(bounds._FIELDS)))
+    data: dict = {}
+    for path, _ in bounds._FIELDS[event_type]:
+        part = draw(_shaped(path))
+        if isinstance(part, dict):
+            for key, value in part.items():  # paths sharing a head (line_items) merge item by item
+                if isinstance(data.get(key), list) and isinstance(value, list):
+                    data[key] = [{**a, **b} if isinstance(a, dict) and isinstance(b, dict) else b
+                                 for a, b in zip(data[key], value, strict=False)] + value[len(data[key]):]
+                else:
+                    data[key] = value
+    return event_type, data
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_event_data())
+def test_the_compiled_check_finds_what_the_walk_finds(case: tuple[str, dict]) -> None:
+    """event_bounds' straight-line checks report the first value beyond its bound, with its path and message,
+    exactly as walking every path of `_FIELDS` does (catalog.update's group bounds apart)."""
+    event_type, data = case
+    found = bounds._number_bounds(event_type, data)
+    assert (None if found is None else (found.code, found.field, found.message)) == _walked_bounds(event_type, data)
