@@ -33,9 +33,12 @@ class Batch:
     """The records one agent step produced; `sent()` waits until every one of them is in Kafka.
 
     Delivery reports are counted on the poller thread; the event loop is woken once per batch (when
-    the last report arrives after `sent()` was called), not once per record."""
+    the last report arrives after `sent()` was called), not once per record. A record sent with
+    `tracked` (the last of a store's changelog records in the batch) also has its offset remembered;
+    the others only count (`delivered`): a delivery report costs the poller thread the GIL, and most
+    records need no offset."""
 
-    __slots__ = ("_loop", "_produced", "_acked", "_closed", "_done", "_error", "offsets", "delivered")
+    __slots__ = ("_loop", "_produced", "_acked", "_closed", "_done", "_error", "offsets", "delivered", "tracked")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
@@ -45,16 +48,24 @@ class Batch:
         self._done = loop.create_future()
         self._error: str | None = None
         self.offsets: dict[tuple[str, int], int] = {}  # highest delivered offset per (topic, partition)
-        self.delivered = self._delivered  # the delivery callback, bound once
+        self.delivered = self._delivered  # the delivery callbacks, bound once
+        self.tracked = self._tracked
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:  # on the poller thread
         if err is not None:
             self._error = self._error or f"{msg.topic()}[{msg.partition()}]: {err}"
-        else:
+        self._acked += 1
+        if self._closed and self._acked == self._produced:
+            self._loop.call_soon_threadsafe(self._finish)
+
+    def _tracked(self, err: KafkaError | None, msg: Any) -> None:  # on the poller thread
+        if err is None:
             key = (msg.topic(), msg.partition())
             offset = msg.offset()
             if offset > self.offsets.get(key, -1):
                 self.offsets[key] = offset
+        else:
+            self._error = self._error or f"{msg.topic()}[{msg.partition()}]: {err}"
         self._acked += 1
         if self._closed and self._acked == self._produced:
             self._loop.call_soon_threadsafe(self._finish)
@@ -90,12 +101,14 @@ class Outbox:
         return Batch(asyncio.get_running_loop())
 
     def produce(self, batch: Batch, topic: str, value: bytes | None, key: bytes | str | None = None,
-                partition: int | None = None) -> None:
+                partition: int | None = None, tracked: bool = False) -> None:
+        """Send one record as part of `batch`; `tracked`: remember its offset in `batch.offsets` once delivered."""
+        report = batch.tracked if tracked else batch.delivered
         try:  # positional arguments: a third of the cost of keywords, on the path of every record
-            self.producer.produce(topic, value, key, -1 if partition is None else partition, batch.delivered)
+            self.producer.produce(topic, value, key, -1 if partition is None else partition, report)
         except BufferError:  # the local queue is full: the one retry for it (stockledger.retries.produce)
             more: dict[str, Any] = {} if partition is None else {"partition": partition}
-            produce(self.producer, topic, value, key, self._drain, on_delivery=batch.delivered, **more)
+            produce(self.producer, topic, value, key, self._drain, on_delivery=report, **more)
         batch._produced += 1
 
     def close(self, timeout: float = 30.0) -> int:

@@ -409,6 +409,7 @@ class PartitionStore:
         sess = (session or "").encode()
         head = _ENTRY.pack(end, len(sess)) + sess  # every undo entry of the batch starts alike
         produce, put, length = outbox.produce, wb.put, _LEN.pack
+        held: tuple[bytes, bytes | None] | None = None  # the last record, sent after the loop with its offset tracked
         for key, value in changes.items():
             env = self._envelope(key)
             history: list[Any]
@@ -422,7 +423,9 @@ class PartitionStore:
                 if before == _NULL and not kept:  # nothing to undo: gone for good (or never there)
                     if env is not None:
                         wb.delete(raw_key)
-                        outbox.produce(batch, topic, None, raw_key, partition)
+                        if held is not None:
+                            produce(batch, topic, held[1], held[0], partition)
+                        held = raw_key, None
                         self._forget(key)
                     continue
                 self._deleted.append((end, key))
@@ -432,8 +435,12 @@ class PartitionStore:
             kept.append((end, session or "", before, b"".join((head, length(len(before)), before))))
             data = pack(raw, kept)
             put(raw_key, data)
-            produce(batch, topic, data, raw_key, partition)
+            if held is not None:
+                produce(batch, topic, held[1], held[0], partition)
+            held = raw_key, data
             self._remember(key, (value, raw, kept))
+        if held is not None:  # the store's changelog ends here once the batch is in Kafka (`delivered`)
+            produce(batch, topic, held[1], held[0], partition, True)
         self.db.write(wb)
 
     def _tombstones(self, wb: WriteBatch, outbox: Outbox, batch: Batch, floor: int, changes: dict[str, Any]) -> None:
@@ -447,7 +454,7 @@ class PartitionStore:
             if env is not None and env[0] is None and all(e[0] <= floor for e in env[2]):
                 raw_key = key.encode()
                 wb.delete(raw_key)
-                outbox.produce(batch, self.topic, None, raw_key, self.partition)
+                outbox.produce(batch, self.topic, None, raw_key, self.partition, True)
                 self._forget(key)
 
     def delivered(self, batch: Batch) -> None:
