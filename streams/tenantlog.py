@@ -97,35 +97,55 @@ def entries(frame: bytes) -> Iterator[Entry]:
         yield Entry(TOPICS[index], partition, offset, key, value)
 
 
+RECORD_OVERHEAD, RECORD_PER_BYTE = 400, 20  # a decoded record's bytes, estimated from its encoding's
+
+
+def record_bytes(value: bytes) -> int:
+    """What `Admitted` counts for a record decoded from `value`."""
+    return RECORD_OVERHEAD + RECORD_PER_BYTE * len(value)
+
+
 class Admitted:
     """The records admit decoded, until the fold of this worker takes them (so an event is decoded once).
 
     Keyed by where the record was read, and handed out only for the same bytes (decoding is a function
     of the bytes: the schema id is in them, and a schema id's schema never changes), so what the fold
     takes is what it would have decoded. Only records bound for a tenant-log partition this worker folds
-    (`local`, kept by the fold: restored and not revoked) are kept, at most `most`: when full, nothing more
+    (`local`, kept by the fold: restored and not revoked) are kept, at most `most` of them and about
+    `budget` bytes of decoded records (each counted as `record_bytes` of its encoding: a decoded record
+    takes 15-21 times its Avro bytes, measured on inventory changes and sales). When full, nothing more
     is kept until the fold takes some (on a backlog admit runs ahead of the fold, and the fold decodes
     what was not kept; admit cannot wait for it, since the fold's frames and admit's input come through
     one fetch loop). `sweep` drops records kept more than `stale_after` seconds ago (folded before a
     restart), `drop` those of a partition that moved away.
     """
 
-    __slots__ = ("most", "stale_after", "local", "_records")
+    __slots__ = ("most", "budget", "stale_after", "local", "_records", "_bytes")
 
-    def __init__(self, most: int = 10_000, stale_after: float = 60.0):
+    def __init__(self, most: int = 50_000, budget: int = 32 * 1024 * 1024, stale_after: float = 60.0):
         self.most = most
+        self.budget = budget
         self.stale_after = stale_after
         self.local: set[int] = set()  # tenant-log partitions this worker's fold owns and has restored
         self._records: dict[tuple[str, int, int], tuple[float, bytes, Any, int]] = {}
+        self._bytes = 0  # record_bytes of every record kept
 
     def keep(self, topic: str, partition: int, offset: int, value: bytes, record: Any, log_partition: int) -> None:
-        if log_partition in self.local and len(self._records) < self.most:
-            self._records[(topic, partition, offset)] = (time.monotonic(), value, record, log_partition)
+        if log_partition in self.local and len(self._records) < self.most and self._bytes < self.budget:
+            key = (topic, partition, offset)
+            old = self._records.get(key)
+            if old is not None:
+                self._bytes -= record_bytes(old[1])
+            self._records[key] = (time.monotonic(), value, record, log_partition)
+            self._bytes += record_bytes(value)
+
+    def full(self) -> bool:
+        return len(self._records) >= self.most or self._bytes >= self.budget
 
     def sweep(self) -> None:
         """When full, drop the records kept more than `stale_after` seconds ago (once per admit step)."""
         records = self._records
-        if len(records) < self.most:
+        if not self.full():
             return
         limit = time.monotonic() - self.stale_after
         stale = []
@@ -134,19 +154,26 @@ class Admitted:
                 break
             stale.append(key)
         for key in stale:
-            del records[key]
+            self._bytes -= record_bytes(records.pop(key)[1])
 
     def drop(self, log_partition: int) -> None:
         """`log_partition` is no longer folded here: forget it and the records kept for it."""
         self.local.discard(log_partition)
         records = self._records
         for key in [k for k, kept in records.items() if kept[3] == log_partition]:
-            del records[key]
+            self._bytes -= record_bytes(records.pop(key)[1])
 
     def take(self, entry: Entry) -> Any | None:
         """The record admit decoded from `entry`'s bytes, or None."""
         kept = self._records.pop((entry.topic, entry.partition, entry.offset), None)
-        return kept[2] if kept is not None and kept[1] == entry.value else None
+        if kept is None:
+            return None
+        self._bytes -= record_bytes(kept[1])
+        return kept[2] if kept[1] == entry.value else None
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._records)

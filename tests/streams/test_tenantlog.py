@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.state import MAX_VALUE_BYTES, _loads, check_value
-from streams.tenantlog import TOPICS, Admitted, Entry, FrameWriter, entries
+from streams.tenantlog import TOPICS, Admitted, Entry, FrameWriter, entries, record_bytes
 
 entry = st.builds(Entry, st.sampled_from(TOPICS), st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1),
                   st.none() | st.binary(max_size=40), st.binary(max_size=200))
@@ -48,6 +48,32 @@ def test_a_full_store_keeps_nothing_more_until_taken_or_stale():
     assert len(admitted) == 0
     admitted.keep("sales", 0, 5, b"v", {"n": 5}, 0)
     assert admitted.take(Entry("sales", 0, 5, None, b"v")) == {"n": 5}
+
+
+def test_a_store_keeps_about_its_budget_of_decoded_bytes_and_counts_them_back_exactly():
+    small, big = b"v" * 10, b"w" * 1000
+    admitted = Admitted(budget=record_bytes(big) + record_bytes(small), stale_after=3600)
+    admitted.local.update({0, 1})
+    admitted.keep("sales", 0, 0, big, {"n": 0}, 0)
+    admitted.keep("sales", 0, 1, small, {"n": 1}, 1)
+    assert admitted.bytes == record_bytes(big) + record_bytes(small) and admitted.full()
+    admitted.keep("sales", 0, 2, small, {"n": 2}, 0)  # over budget: not kept (the fold decodes it)
+    assert len(admitted) == 2
+    assert admitted.take(Entry("sales", 0, 0, None, b"other")) is None  # other bytes: dropped all the same
+    assert admitted.bytes == record_bytes(small) and not admitted.full()
+    admitted.keep("sales", 0, 3, small, {"n": 3}, 0)
+    admitted.keep("sales", 0, 3, small, {"n": 3}, 0)  # kept again at the same place: counted once
+    assert admitted.bytes == 2 * record_bytes(small)
+    admitted.drop(1)
+    assert admitted.bytes == record_bytes(small) and len(admitted) == 1
+    assert admitted.take(Entry("sales", 0, 3, None, small)) == {"n": 3}
+    assert admitted.bytes == 0 and len(admitted) == 0
+    admitted.keep("sales", 0, 4, big, {"n": 4}, 0)
+    admitted.keep("sales", 0, 5, small, {"n": 5}, 0)
+    admitted.keep("sales", 0, 6, small, {"n": 6}, 0)  # full again
+    admitted.stale_after = 0.0
+    admitted.sweep()
+    assert admitted.bytes == 0 and len(admitted) == 0
 
 
 def test_only_records_for_partitions_folded_here_are_kept_and_a_partition_moved_away_is_dropped():
