@@ -40,7 +40,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from itertools import zip_longest
 from typing import Any, cast
 
@@ -160,6 +160,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         self._runs: dict[TP, list[Any]] = {}  # per partition with a feed, the run being gathered from a fetch
         self._journal: dict[TP, deque] = {}  # recent deliveries, stale marks and ignored acks, for `describe`
         self._dense: dict[str, bool] = {}  # per topic, see `dense`
+        self._counted = 0  # dense records fetched at their owed offset (only the fault hook `drop_every` reads it)
         self._watch_queue_clears()
 
     def _watch_queue_clears(self) -> None:
@@ -363,6 +364,83 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                         message.generation_id = STALE
                     self._note(last.tp, first.offset, f"stale: not delivered, to {last.offset}")
 
+    async def _fetch(self, timeout: float) -> tuple[Mapping[TP, list[Any]] | None, set[TP] | None]:
+        """The records of one fetch per partition, and the partitions active then (Faust's `getmany`, whose
+        iteration is split below: while the flow is suspended it seeks to the committed offsets instead)."""
+        records, active = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return None, None
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # as Faust's getmany: the next fetch tries again
+                log.warning("exception performing seek when flow not active %r", exc)
+            return None, None
+        return records, active
+
+    def _take_runs(self, fetched: Mapping[TP, list[Any]], active: set[TP] | None, clear_every: int,
+                   drop_every: int) -> dict[TP, list[Any]]:
+        """Add to the runs being gathered the records of each fed partition that continue its run (or start
+        at its owed offset) without a hole, all at once: what the record-by-record path below decides for
+        each such record, without its cost (Faust's message iterator, high-watermark lookup and our checks,
+        about 3 us a record). Returns the partitions' records that need that path: those of other topics,
+        a fetch that starts beyond the owed offset or has a hole (a seek back), the records after one the
+        fault hook `drop_every` drops, and every record while the hook `clear_every` is on (tests)."""
+        singles: dict[TP, list[Any]] = {}
+        feeds, runs, buffered = cast(OrderedTransport, self.transport).feeds, self._runs, self._buffered_partitions
+        to_message, track = self._to_message, self.app.monitor.track_tp_end_offset
+        flow_control = self.app.flow_control
+        for tp, records in fetched.items():
+            if not records or (active is not None and tp not in active and tp not in buffered):
+                continue
+            if clear_every or tp.topic not in feeds or not self.dense(tp.topic):
+                singles[tp] = records
+                continue
+            if not self.flow_active or not flow_control.is_active():
+                continue  # each record would be skipped unacked and read again later
+            track(tp, self.highwater(tp))
+            run = runs.get(tp)
+            owed = run[-1].offset + 1 if run else self.owed(tp)
+            first = records[0].offset
+            if owed is None:
+                self._first_read[tp] = owed = first  # no commit yet: reading starts here
+            start = owed - first  # records below the owed offset were delivered already (fetched before a seek)
+            if records[-1].offset < owed:
+                continue
+            if not 0 <= start < len(records) or records[start].offset != owed \
+                    or records[-1].offset - owed != len(records) - 1 - start:
+                singles[tp] = records
+                continue
+            self._rewinding.pop(tp, None)
+            end = len(records)
+            if drop_every:  # injected fault: the n-th record counted is lost, as in the per-record path
+                lost = start + (drop_every - (self._counted + 1) % drop_every) % drop_every
+                if lost < end:
+                    if lost + 1 < end:
+                        singles[tp] = records[lost + 1:]  # beyond the hole: the per-record path seeks back
+                    end = lost
+                self._counted += min(end + 1, len(records)) - start
+                if end == start:
+                    continue
+            messages = [to_message(tp, r) for r in records[start:end]]
+            if run:
+                run.extend(messages)
+            else:
+                runs[tp] = messages
+            self._read_offset[tp] = records[end - 1].offset
+        return singles
+
+    async def _messages(self, fetched: dict[TP, list[Any]], active: set[TP] | None) -> Any:
+        """Faust's `getmany` iteration over what `_take_runs` left: round the partitions, one record at a time."""
+        generation = self.app.consumer_generation_id
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(fetched):
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break
+            if active is None or tp in active or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop, with dense partitions delivered strictly in order; those of a topic with a
         feed as one run per partition and fetch."""
@@ -378,16 +456,20 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         feeds = transport.feeds
         runs = self._runs
         flow_control = self.app.flow_control
-        fetched = fresh = 0
+        fresh = 0
         cleared_to: dict[TP, int] = {}  # the fault hook `clear_every`: the highest offset counted, per partition
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                records = self.getmany(timeout=1.0)
+                got, active = await self._fetch(timeout=1.0)
                 await self.sleep(0)
                 if self.should_stop:
                     continue
-                async for tp, message in records:
+                singles = self._take_runs(got, active, clear_every, drop_every) if got else {}
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                async for tp, message in self._messages(singles, active):
                     since_yield += 1
                     if since_yield > 100:
                         await asyncio.sleep(0)
@@ -413,8 +495,8 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                                 await self._rewind(tp, owed, offset)
                             continue
                         self._rewinding.pop(tp, None)
-                        fetched += 1
-                        if drop_every and fetched % drop_every == 0:
+                        self._counted += 1
+                        if drop_every and self._counted % drop_every == 0:
                             continue  # injected fault: lost like a record fetched during a rebalance
                         first_time = clear_every and offset > cleared_to.get(tp, -1)
                         if first_time:
