@@ -6,8 +6,8 @@ per field, the one-byte varints, union indexes and string lengths inline, decima
 returns the same record in about half the time. `compile_reader(schema)` returns `read(data, pos) -> record`
 for a parsed schema: it reads the Avro body that starts at `data[pos]` (the codec passes the whole
 Confluent-framed value and 5), or None when the schema uses something it does not compile (a named-type
-reference such as a recursive record, an `error` type, a decimal precision `decimal.Context` refuses); the
-codec then keeps fastavro for that schema.
+reference such as a recursive record, an `error` type, a decimal precision `decimal.Context` refuses, arrays,
+maps and unions nested deeper than Python's compiler takes); the codec then keeps fastavro for that schema.
 
 The record is fastavro's (`schemaless_reader(io.BytesIO(data[pos:]), schema, None)`), key for key, type for
 type: logical types go through fastavro's own `LOGICAL_READERS` as they were when the reader was compiled
@@ -324,7 +324,7 @@ def compile_reader(schema: Any) -> Callable[[bytes, int], Any] | None:
     c.emit(1, "try:")
     try:
         c.value(schema, "record", 2)
-    except (_Unsupported, KeyError, TypeError, ValueError, ArithmeticError):
+    except (_Unsupported, KeyError, TypeError, ValueError, ArithmeticError, RecursionError):
         return None
     c.emit(1, "except IndexError:")
     c.emit(2, 'raise EOFError(f"Avro body ends early ({end - pos} bytes)") from None')
@@ -336,5 +336,9 @@ def compile_reader(schema: Any) -> Callable[[bytes, int], Any] | None:
         **c.consts,
     }
     name = schema.get("name", "?") if isinstance(schema, dict) else "?"
-    exec(compile("\n".join(c.lines), f"<avro reader {name}>", "exec"), scope)
+    try:
+        code = compile("\n".join(c.lines), f"<avro reader {name}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):  # nested deeper than Python's 20 blocks, say
+        return None
+    exec(code, scope)
     return scope["read"]  # type: ignore[no-any-return]

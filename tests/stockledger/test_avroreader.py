@@ -365,6 +365,20 @@ def test_what_it_does_not_compile_is_none() -> None:
     linked = {"type": "record", "name": "Node", "fields": [{"name": "v", "type": "long"},
                                                           {"name": "next", "type": ["null", "Node"]}]}
     assert compile_reader(fastavro.parse_schema(linked)) is None
+    deep: Any = "long"
+    for _ in range(12):  # 24 nested loops: more than Python's compiler takes
+        deep = {"type": "array", "items": deep}
+    assert compile_reader(fastavro.parse_schema(deep)) is None
+    shallow: Any = "long"
+    for _ in range(8):
+        shallow = {"type": "array", "items": ["null", shallow]}
+    read = compile_reader(fastavro.parse_schema(shallow))
+    assert read is not None
+    datum: Any = 7
+    for _ in range(8):
+        datum = [datum, None]
+    body = encode(fastavro.parse_schema(shallow), datum)
+    assert read(body, 0) == datum == fastavro.schemaless_reader(io.BytesIO(body), fastavro.parse_schema(shallow))
 
 
 # -- the codec --------------------------------------------------------------------------------------------------
