@@ -132,6 +132,8 @@ class Codec:
     def _decode(self, data: bytes | None) -> tuple[int, dict]:
         if data is None or len(data) < 5:
             raise DecodeError("not Confluent wire format: value is empty or shorter than 5 bytes")
+        if data.__class__ is not bytes:  # the compiled readers slice bytes (a bytearray or memoryview is copied once)
+            data = bytes(data)
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise DecodeError(f"not Confluent wire format: magic byte {magic}, expected 0")

@@ -399,6 +399,8 @@ def test_the_codec_reads_with_the_compiled_reader_and_reports_a_truncated_body_w
     assert same(decoded, fastavro.schemaless_reader(io.BytesIO(value[5:]), local_schema("inventory_change")))
     assert decoded["timestamp"] == datetime.fromisoformat("2026-01-01T00:00:00.123+00:00")
     assert codec._read[7].__code__.co_filename == "<avro reader stockledger.events.InventoryChange>"
+    for buffer in (bytearray(value), memoryview(value)):
+        assert same(codec.decode(buffer), decoded)
     with pytest.raises(DecodeError) as err:
         codec.decode(value[:16])  # event_type ("inventory.change", 16 bytes) cut after 7
     assert str(err.value) == "corrupt Avro body for schema id 7: EOFError('Expected 16 bytes, read 7')"
