@@ -10,6 +10,7 @@ test: setup
 	.venv/bin/pytest
 
 bench: setup
+	.venv/bin/python benchmarks/codec.py
 	.venv/bin/stockledger stack up
 	.venv/bin/python benchmarks/produce.py
 	.venv/bin/python benchmarks/stock.py
