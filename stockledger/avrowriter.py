@@ -126,6 +126,17 @@ _PRIMITIVE = {"string": "_string({v})", "long": "_long({v})", "int": "_long({v})
               "null": '_null({v})'}
 
 
+# A value fastavro's union refuses for a branch its plain writer would take (a bool is not an int there, a
+# Decimal not a double, only a bool is a boolean).
+_UNION_REFUSES = {"int": "{v}.__class__ is bool", "long": "{v}.__class__ is bool",
+                  "float": "{v}.__class__ is bool or {v}.__class__ is Decimal",
+                  "double": "{v}.__class__ is bool or {v}.__class__ is Decimal", "boolean": "{v}.__class__ is not bool"}
+
+
+def _not_in_union(value: Any, schema: Any) -> None:
+    raise ValueError(f"{value!r} (type {type(value)}) do not match {schema}")
+
+
 def _null(value: Any) -> bytes:
     if value is not None:
         raise ValueError(f"{value!r} is not null")
@@ -169,8 +180,13 @@ class _Compiler:
             self.emit(indent, f"if {v} is None:")
             self.emit(indent + 1, f"add({_long(null_at)!r})")
             self.emit(indent, "else:")
+            branch = branches[0]
+            refused = _UNION_REFUSES.get(branch if isinstance(branch, str) else branch.get("type"))
+            if refused is not None:  # fastavro picks a union's branch by type, stricter than its plain writers
+                self.emit(indent + 1, f"if {refused.format(v=v)}:")
+                self.emit(indent + 2, f"_not_in_union({v}, {self.const(schema)})")
             self.emit(indent + 1, f"add({_long(1 - null_at)!r})")
-            self.value(branches[0], v, indent + 1)
+            self.value(branch, v, indent + 1)
             return
         kind, logical = schema["type"], schema.get("logicalType")
         if kind == "bytes" and logical == "decimal":
@@ -234,7 +250,8 @@ def compile_writer(schema: Any) -> Callable[[Any], bytes] | None:
         return None
     c.emit(1, 'return b"".join(out)')
     scope: dict[str, Any] = {
-        "_string": _string, "_long": _long, "_bytes": _bytes, "_null": _null, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT,
+        "_string": _string, "_long": _long, "_bytes": _bytes, "_null": _null, "_not_in_union": _not_in_union,
+        "Decimal": Decimal, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT,
         "_timestamp": _timestamp, "_prepare_ts": LOGICAL_WRITERS["long-timestamp-millis"],
         **c.consts,
     }
