@@ -36,6 +36,8 @@ from datetime import timedelta
 from decimal import Context
 from typing import Any
 
+from stockledger.codegen import Source
+
 __all__ = ["compile_reader"]
 
 _NEG = 1 << 63  # the length that a one-byte negative length stands for (no long read from the wire is this big)
@@ -128,48 +130,32 @@ class _Unsupported(Exception):
     pass
 
 
-class _Compiler:
+class _Compiler(Source):
     def __init__(self, logical: dict[str, Any]) -> None:
         from fastavro.logical_readers import _logical_readers as fastavro_own
 
-        self.lines: list[str] = []
-        self.consts: dict[str, Any] = {}
-        self.n = 0
+        super().__init__()
         self.logical = logical
         self.own: Any = fastavro_own  # fastavro's own readers, to know them in LOGICAL_READERS
 
-    def name(self, prefix: str) -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def const(self, value: Any) -> str:
-        name = self.name("_c")
-        self.consts[name] = value
-        return name
-
-    def emit(self, indent: int, text: str) -> None:
-        self.lines.append("    " * indent + text)
-
     # -- the pieces ---------------------------------------------------------------------------------------------
-    def long(self, t: str, indent: int) -> None:
-        """Code reading a long into local `t`: one byte inline, longer ones through _uvarint."""
+    def varint(self, t: str, indent: int, table: str, slow: str) -> None:
+        """Code reading a varint into local `t`: one byte through `table` inline, longer ones through `slow`."""
         self.emit(indent, f"{t} = data[p]")
         self.emit(indent, f"if {t} < 128:")
         self.emit(indent + 1, "p += 1")
-        self.emit(indent + 1, f"{t} = _ZZ[{t}]")
+        self.emit(indent + 1, f"{t} = {table}[{t}]")
         self.emit(indent, "else:")
-        self.emit(indent + 1, f"{t}, p = _uvarint(data, p)")
-        self.emit(indent + 1, f"{t} = ({t} >> 1) ^ -({t} & 1)")
+        self.emit(indent + 1, f"{t}, p = {slow}(data, p)")
+
+    def long(self, t: str, indent: int) -> None:
+        """Code reading a long into local `t`."""
+        self.varint(t, indent, "_ZZ", "_long")
 
     def raw(self, t: str, indent: int, decode: bool) -> None:
         """Code reading bytes (a length, then as many bytes) into `t`, decoded as UTF-8 if `decode`."""
         e = self.name("_e")
-        self.emit(indent, f"{t} = data[p]")
-        self.emit(indent, f"if {t} < 128:")
-        self.emit(indent + 1, "p += 1")
-        self.emit(indent + 1, f"{t} = _LEN[{t}]")
-        self.emit(indent, "else:")
-        self.emit(indent + 1, f"{t}, p = _length(data, p)")
+        self.varint(t, indent, "_LEN", "_length")
         self.emit(indent, f"{e} = p + {t}")
         self.emit(indent, f"if {e} > end:")
         self.emit(indent + 1, f"raise _overrun({t}, end - p)")
@@ -333,12 +319,9 @@ def compile_reader(schema: Any) -> Callable[[bytes, int], Any] | None:
         "_ZZ": _ZZ, "_LEN": _LEN, "_uvarint": _uvarint, "_long": _long, "_length": _length, "_overrun": _overrun,
         "_bad_index": _bad_index, "_too_many": _too_many, "_enum": _enum, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT,
         "_EPOCH": c.own.epoch, "_timedelta": timedelta,
-        **c.consts,
     }
     name = schema.get("name", "?") if isinstance(schema, dict) else "?"
     try:
-        code = compile("\n".join(c.lines), f"<avro reader {name}>", "exec")
+        return c.define("read", f"<avro reader {name}>", scope)  # type: ignore[no-any-return]
     except (SyntaxError, RecursionError, MemoryError):  # nested deeper than Python's 20 blocks, say
         return None
-    exec(code, scope)
-    return scope["read"]  # type: ignore[no-any-return]

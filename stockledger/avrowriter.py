@@ -20,6 +20,8 @@ from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
+from stockledger.codegen import Source
+
 __all__ = ["compile_writer", "decimal_bytes"]
 
 _SCALE = Context(prec=60)  # scaling a decimal of at most 38 digits by its scale is exact in it
@@ -147,24 +149,7 @@ class _Unsupported(Exception):
     pass
 
 
-class _Compiler:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.consts: dict[str, Any] = {}
-        self.n = 0
-
-    def name(self, prefix: str) -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def const(self, value: Any) -> str:
-        name = self.name("_c")
-        self.consts[name] = value
-        return name
-
-    def emit(self, indent: int, text: str) -> None:
-        self.lines.append("    " * indent + text)
-
+class _Compiler(Source):
     def value(self, schema: Any, v: str, indent: int) -> None:
         """Code appending the encoding of expression `v` (a local name) to `out`."""
         if isinstance(schema, str):
@@ -253,8 +238,6 @@ def compile_writer(schema: Any) -> Callable[[Any], bytes] | None:
         "_string": _string, "_long": _long, "_bytes": _bytes, "_null": _null, "_not_in_union": _not_in_union,
         "Decimal": Decimal, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT,
         "_timestamp": _timestamp, "_prepare_ts": LOGICAL_WRITERS["long-timestamp-millis"],
-        **c.consts,
     }
-    exec(compile("\n".join(c.lines), f"<avro writer {schema.get('name', '?') if isinstance(schema, dict) else '?'}>",
-                 "exec"), scope)
-    return scope["write"]  # type: ignore[no-any-return]
+    name = schema.get("name", "?") if isinstance(schema, dict) else "?"
+    return c.define("write", f"<avro writer {name}>", scope)  # type: ignore[no-any-return]
